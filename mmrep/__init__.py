@@ -1,0 +1,13 @@
+"""mmrep: structurally re-parameterized MLP backbones for OpenMMLab."""
+from .utils.serialization import allow_checkpoint_globals
+from .version import __version__
+
+# mmengine's resume needs its own log buffers and numpy objects to pass
+# torch's weights-only unpickler; allow exactly those.
+allow_checkpoint_globals()
+
+from . import deploy, models  # noqa: E402,F401  (registers modules)
+from .deploy import reparameterize_model  # noqa: E402
+from .models import load_pretrained  # noqa: E402
+
+__all__ = ['__version__', 'reparameterize_model', 'load_pretrained']

@@ -1,0 +1,3 @@
+from .repmlpnet import RepMLPNet
+
+__all__ = ['RepMLPNet']

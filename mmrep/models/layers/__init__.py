@@ -1,0 +1,6 @@
+from .conv_bn import ConvBN, fuse_bn
+from .repmlp_block import (GlobalPerceptron, RepMLPBlock, conv_to_fc,
+                           pad_to_partition, to_2tuple)
+
+__all__ = ['ConvBN', 'fuse_bn', 'GlobalPerceptron', 'RepMLPBlock',
+           'conv_to_fc', 'pad_to_partition', 'to_2tuple']

@@ -1,0 +1,83 @@
+"""Convolution followed by BatchNorm, and the algebra that fuses the two."""
+import torch.nn as nn
+
+
+def fuse_bn(weight, bn, bias=None):
+    """Fold an eval-mode BatchNorm into the linear map in front of it.
+
+    The BN may have fewer channels than ``weight`` has output rows: each BN
+    channel then covers ``weight.size(0) // bn.num_features`` consecutive rows
+    (RepMLP's ``fc3_bn`` normalises share sets of an ``h*w``-row FC).
+
+    Args:
+        weight (Tensor): weight whose first dimension is the output.
+        bn (nn.BatchNorm2d): the BatchNorm applied to that output.
+        bias (Tensor, optional): bias of the linear map, if it has one.
+
+    Returns:
+        tuple[Tensor, Tensor]: the fused weight and bias.
+    """
+    scale = bn.weight / (bn.running_var + bn.eps).sqrt()
+    repeat = weight.size(0) // scale.numel()
+    scale = scale.repeat_interleave(repeat)
+    mean = bn.running_mean.repeat_interleave(repeat)
+    beta = bn.bias.repeat_interleave(repeat)
+    if bias is not None:
+        mean = mean - bias
+    fused_weight = weight * scale.reshape(-1, *([1] * (weight.dim() - 1)))
+    return fused_weight, beta - mean * scale
+
+
+class ConvBN(nn.Module):
+    """``Conv2d`` (no bias) -> ``BatchNorm2d`` -> optional activation.
+
+    Parameter names (``conv.*``, ``bn.*``) are those of the original RepMLP
+    and RepVGG releases. :meth:`reparameterize` folds the BN into the
+    convolution, which then carries a bias and ``bn`` becomes an identity.
+
+    Args:
+        in_channels (int): input channels.
+        out_channels (int): output channels.
+        kernel_size (int | tuple[int, int]): convolution kernel size.
+        stride (int): convolution stride. Default: 1.
+        padding (int | tuple[int, int]): zero padding. Default: 0.
+        groups (int): convolution groups. Default: 1.
+        act (nn.Module, optional): activation applied last. Default: None.
+        deploy (bool): build the fused form directly. Default: False.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1,
+                 padding=0, groups=1, act=None, deploy=False):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride,
+                              padding, groups=groups, bias=deploy)
+        self.bn = nn.Identity() if deploy else nn.BatchNorm2d(out_channels)
+        self.act = act if act is not None else nn.Identity()
+
+    @property
+    def deploy(self):
+        return isinstance(self.bn, nn.Identity)
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x)))
+
+    def fused_kernel(self):
+        """Return the (weight, bias) of the equivalent biased convolution."""
+        if self.deploy:
+            return self.conv.weight, self.conv.bias
+        return fuse_bn(self.conv.weight, self.bn)
+
+    def reparameterize(self):
+        """Fold the BatchNorm into the convolution, in place."""
+        if self.deploy:
+            return
+        weight, bias = self.fused_kernel()
+        conv = self.conv
+        fused = nn.Conv2d(conv.in_channels, conv.out_channels,
+                          conv.kernel_size, conv.stride, conv.padding,
+                          conv.dilation, conv.groups, bias=True,
+                          device=weight.device, dtype=weight.dtype)
+        fused.weight.data.copy_(weight.detach())
+        fused.bias.data.copy_(bias.detach())
+        self.conv = fused
+        self.bn = nn.Identity()

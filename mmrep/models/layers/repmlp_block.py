@@ -1,0 +1,193 @@
+"""The RepMLP block of RepMLPNet (Ding et al., CVPR 2022).
+
+A RepMLP block mixes information at three ranges:
+
+* global perceptron: a squeeze-and-excitation style channel gate from the
+  average of the whole map;
+* partition perceptron ``fc3``: a fully-connected layer over each ``h x w``
+  partition, with weights shared by channel groups (``num_sharesets`` sets);
+* local perceptron: depthwise ``k x k`` conv + BN branches inside each
+  partition, which Locality Injection (:meth:`RepMLPBlock.reparameterize`)
+  merges into ``fc3`` after training.
+
+Any input size runs. A map whose height or width is not a multiple of the
+partition is zero-padded on the bottom and right to the next multiple (a map
+smaller than one partition becomes one partition), processed, and cropped
+back. The global perceptron always averages the unpadded map, so a map that
+divides evenly is processed exactly as by the original implementation.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .conv_bn import ConvBN, fuse_bn
+
+
+def to_2tuple(value):
+    """``7 -> (7, 7)``; a pair is returned as a tuple."""
+    if isinstance(value, int):
+        return (value, value)
+    value = tuple(value)
+    if len(value) != 2:
+        raise ValueError(f'expected an int or a pair, got {value!r}')
+    return value
+
+
+class GlobalPerceptron(nn.Module):
+    """Channel gate: ``sigmoid(fc2(relu(fc1(mean(x)))))``.
+
+    Args:
+        channels (int): input and output channels.
+        reduce (int): squeeze ratio; ``fc1`` has ``channels // reduce``
+            outputs.
+    """
+
+    def __init__(self, channels, reduce=4):
+        super().__init__()
+        hidden = channels // reduce
+        self.fc1 = nn.Conv2d(channels, hidden, 1)
+        self.fc2 = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, x):
+        x = x.mean((2, 3), keepdim=True)
+        return torch.sigmoid(self.fc2(F.relu(self.fc1(x))))
+
+
+def conv_to_fc(kernel, bias, h, w):
+    """Express a grouped ``k x k`` convolution on an ``h x w`` map as an FC.
+
+    The convolution (zero padding ``k // 2``, ``groups == channels``) acts on
+    each of its ``S`` channels separately; the result is the ``S`` blocks of
+    an ``(S*h*w) x (h*w)`` FC weight, laid out as RepMLP's grouped ``fc3``.
+
+    Args:
+        kernel (Tensor): ``(S, 1, kh, kw)`` convolution weight.
+        bias (Tensor): ``(S,)`` convolution bias.
+        h (int): partition height.
+        w (int): partition width.
+
+    Returns:
+        tuple[Tensor, Tensor]: weight ``(S*h*w, h*w)`` and bias ``(S*h*w,)``.
+    """
+    num_sets = kernel.size(0)
+    eye = torch.eye(h * w, dtype=kernel.dtype, device=kernel.device)
+    basis = eye.reshape(h * w, 1, h, w).expand(-1, num_sets, -1, -1)
+    # Row i of the result is the response to the i-th basis partition.
+    out = F.conv2d(basis, kernel, padding=(kernel.size(2) // 2,
+                                           kernel.size(3) // 2),
+                   groups=num_sets)
+    weight = out.reshape(h * w, num_sets * h * w).t()
+    return weight, bias.repeat_interleave(h * w)
+
+
+def pad_to_partition(x, h, w):
+    """Zero-pad ``x`` on the bottom and right to multiples of ``(h, w)``."""
+    H, W = x.shape[-2:]
+    pad_h, pad_w = -H % h, -W % w
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h))
+    return x
+
+
+class RepMLPBlock(nn.Module):
+    """RepMLP block with global, partition and local perceptrons.
+
+    Args:
+        channels (int): input and output channels.
+        partition (int | tuple[int, int]): partition size ``(h, w)``.
+        num_sharesets (int): channel groups sharing one ``fc3``; must
+            divide ``channels``.
+        conv_kernels (Sequence[int] | None): kernel sizes of the local
+            perceptron branches (odd). Default: ``(1, 3)``.
+        gp_reduce (int): squeeze ratio of the global perceptron.
+        deploy (bool): build the fused form (``fc3`` with bias, no BN and no
+            conv branches) directly.
+    """
+
+    def __init__(self, channels, partition, num_sharesets=1,
+                 conv_kernels=(1, 3), gp_reduce=4, deploy=False):
+        super().__init__()
+        self.h, self.w = to_2tuple(partition)
+        if channels % num_sharesets:
+            raise ValueError(f'num_sharesets={num_sharesets} must divide '
+                             f'channels={channels}')
+        for k in conv_kernels or ():
+            if k % 2 == 0:
+                raise ValueError(f'conv kernel sizes must be odd, got {k}')
+        self.channels = channels
+        self.num_sharesets = num_sharesets
+        self.conv_kernels = tuple(conv_kernels or ())
+        self.deploy = deploy
+        self.gp = GlobalPerceptron(channels, gp_reduce)
+        hw = self.h * self.w
+        # Stored as the original's grouped 1x1 convolution so that original
+        # checkpoints load unchanged; applied as a batched matrix product.
+        self.fc3 = nn.Conv2d(num_sharesets * hw, num_sharesets * hw, 1,
+                             groups=num_sharesets, bias=deploy)
+        if not deploy:
+            self.fc3_bn = nn.BatchNorm2d(num_sharesets)
+            for k in self.conv_kernels:
+                self.add_module(f'repconv{k}',
+                                ConvBN(num_sharesets, num_sharesets, k,
+                                       padding=k // 2, groups=num_sharesets))
+
+    def forward(self, x):
+        N, C, H, W = x.shape
+        h, w, S = self.h, self.w, self.num_sharesets
+        gate = self.gp(x)
+        x = pad_to_partition(x, h, w)
+        Hp, Wp = x.shape[-2:]
+        # (N, C, Hp, Wp) -> (N, hp, wp, C, h, w): one row per partition
+        parts = x.reshape(N, C, Hp // h, h, Wp // w, w).permute(0, 2, 4, 1, 3, 5)
+        rows = parts.reshape(-1, S, h * w)  # C/S rows of S share sets each
+        weight = self.fc3.weight.reshape(S, h * w, h * w)
+        # (S, M, hw) x (S, hw, hw): channel s of every row uses fc3 group s.
+        out = torch.bmm(rows.transpose(0, 1), weight.transpose(1, 2))
+        out = out.transpose(0, 1)
+        if self.deploy:
+            out = out + self.fc3.bias.reshape(S, h * w)
+        else:
+            out = self.fc3_bn(out.reshape(-1, S, h, w))
+            if self.conv_kernels:
+                local = rows.reshape(-1, S, h, w)
+                for k in self.conv_kernels:
+                    out = out + getattr(self, f'repconv{k}')(local)
+        out = out.reshape(N, Hp // h, Wp // w, C, h, w)
+        out = out.permute(0, 3, 1, 4, 2, 5).reshape(N, C, Hp, Wp)
+        if Hp != H or Wp != W:
+            out = out[:, :, :H, :W]
+        return out * gate
+
+    def fused_fc3(self):
+        """Locality Injection: the single ``fc3`` equivalent to the branches.
+
+        Returns:
+            tuple[Tensor, Tensor]: weight ``(S*h*w, h*w, 1, 1)``, bias
+            ``(S*h*w,)``.
+        """
+        if self.deploy:
+            return self.fc3.weight, self.fc3.bias
+        weight, bias = fuse_bn(self.fc3.weight, self.fc3_bn)
+        weight = weight.reshape(weight.size(0), -1)
+        for k in self.conv_kernels:
+            kernel, k_bias = getattr(self, f'repconv{k}').fused_kernel()
+            fc_w, fc_b = conv_to_fc(kernel, k_bias, self.h, self.w)
+            weight = weight + fc_w
+            bias = bias + fc_b
+        return weight.reshape(*self.fc3.weight.shape), bias
+
+    def reparameterize(self):
+        """Merge BN and conv branches into ``fc3`` in place (deploy form)."""
+        if self.deploy:
+            return
+        weight, bias = self.fused_fc3()
+        fc3 = nn.Conv2d(self.fc3.in_channels, self.fc3.out_channels, 1,
+                        groups=self.num_sharesets, bias=True,
+                        device=weight.device, dtype=weight.dtype)
+        fc3.weight.data.copy_(weight.detach())
+        fc3.bias.data.copy_(bias.detach())
+        self.fc3 = fc3
+        del self.fc3_bn
+        for k in self.conv_kernels:
+            delattr(self, f'repconv{k}')
+        self.deploy = True

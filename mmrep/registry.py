@@ -1,0 +1,15 @@
+"""Registries of the ``mmrep`` scope.
+
+Each registry is a child of mmengine's root registry of the same kind, so a
+config running under ``default_scope='mmseg'``, ``'mmdet'`` or
+``'mmpretrain'`` can name ``type='mmrep.RepMLPNet'`` once ``mmrep`` has been
+imported (``custom_imports=dict(imports=['mmrep'])``).
+"""
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import Registry
+
+MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmrep',
+                  locations=['mmrep.models'])
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmrep',
+                 locations=['mmrep.deploy'])

@@ -1,0 +1,84 @@
+"""Safe checkpoint loading with a minimal allow-list.
+
+torch >= 2.6 loads checkpoints with ``weights_only=True``. mmengine 0.10.7
+stores a few non-tensor objects in the checkpoints it writes for resuming
+(its ``HistoryBuffer`` log buffers, numpy arrays, dtypes and scalars), which
+the weights-only unpickler rejects. Importing :mod:`mmrep` allow-lists exactly
+those types, so ``runner.resume`` works without ever turning
+``weights_only`` off.
+"""
+import os
+import pickle
+
+import numpy as np
+import torch
+
+
+def _numpy_globals():
+    """Numpy callables and types that appear in mmengine checkpoints."""
+    try:  # numpy >= 2
+        from numpy._core.multiarray import _reconstruct, scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct, scalar
+    types = [_reconstruct, scalar, np.ndarray, np.dtype]
+    # Each concrete dtype has its own class (numpy.dtypes.Float64DType, ...)
+    # which pickles by reference on numpy >= 1.25.
+    for name in ('float16', 'float32', 'float64', 'int8', 'int16', 'int32',
+                 'int64', 'uint8', 'uint16', 'uint32', 'uint64', 'bool_'):
+        dtype = np.dtype(getattr(np, name))
+        if type(dtype) is not np.dtype:
+            types.append(type(dtype))
+    return types
+
+
+def _mmengine_globals():
+    from mmengine.logging import HistoryBuffer
+    return [HistoryBuffer]
+
+
+SAFE_GLOBALS = tuple(_numpy_globals()) + tuple(_mmengine_globals())
+
+
+def allow_checkpoint_globals():
+    """Register :data:`SAFE_GLOBALS` with torch's weights-only unpickler.
+
+    Called once when :mod:`mmrep` is imported. Idempotent.
+    """
+    if hasattr(torch.serialization, 'add_safe_globals'):
+        torch.serialization.add_safe_globals(list(SAFE_GLOBALS))
+
+
+class CheckpointLoadError(RuntimeError):
+    """A checkpoint file could not be read safely."""
+
+
+def safe_load(path, map_location='cpu'):
+    """Load a checkpoint with ``weights_only=True`` and clear errors.
+
+    Args:
+        path (str | os.PathLike): the checkpoint file.
+        map_location (str | torch.device): passed to :func:`torch.load`.
+
+    Returns:
+        object: whatever the file holds (usually a dict).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        CheckpointLoadError: the file is truncated, corrupt, or holds a
+            pickled object outside the allow-list (which is never executed).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'checkpoint not found: {path}')
+    allow_checkpoint_globals()
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointLoadError(
+            f'refused to load {path}: it holds a pickled object outside '
+            f"mmrep's allow-list of safe types ({e.__class__.__name__}: "
+            f'{str(e).splitlines()[0] if str(e) else ""})') from e
+    except (RuntimeError, EOFError, ValueError, OSError) as e:
+        raise CheckpointLoadError(
+            f'cannot read checkpoint {path}: the file is truncated or '
+            f'corrupt ({e.__class__.__name__}: {e})') from e
