@@ -22,28 +22,64 @@ PIP="$PY -m pip --disable-pip-version-check"
 
 log() { printf '[install] %s\n' "$*"; }
 
-have() {  # have MODULE [ATTR==VALUE python expression]
-  "$PY" - "$@" <<'PYEOF' >/dev/null 2>&1
-import importlib, sys
-mod = importlib.import_module(sys.argv[1])
-if len(sys.argv) > 2:
-    assert getattr(mod, '__version__', '').split('+')[0] == sys.argv[2]
+# One interpreter start checks everything and prints what is missing, so an
+# installed environment is confirmed in a few seconds.
+missing() {
+  "$PY" - "$ROOT" "$TORCH_VERSION" "$TORCHVISION_VERSION" "$MMCV_VERSION" <<'PYEOF' 2>/dev/null || echo setuptools torch mmcv openmmlab tools mmrep
+import importlib.util, os, sys
+from importlib.metadata import PackageNotFoundError, version
+root, torch_v, tv_v, mmcv_v = sys.argv[1:5]
+
+def ver(name):
+    try:
+        return version(name).split('+')[0]
+    except PackageNotFoundError:
+        return None
+
+out = []
+st = ver('setuptools')
+if st is None or not 77 <= int(st.split('.')[0]) < 81 or \
+        importlib.util.find_spec('pkg_resources') is None:
+    out.append('setuptools')
+if ver('torch') != torch_v or ver('torchvision') != tv_v:
+    out.append('torch')
+if ver('mmcv') != mmcv_v:
+    out.append('mmcv')
+else:
+    try:  # compiled ops must load against the installed torch
+        from mmcv import _ext  # noqa: F401
+    except Exception:
+        out.append('mmcv')
+pins = {'mmengine': '0.10.7', 'mmsegmentation': '1.2.2', 'mmdet': '3.3.0',
+        'mmpretrain': '1.2.0'}
+if any(ver(k) != v for k, v in pins.items()):
+    out.append('openmmlab')
+if ver('pytest') is None or ver('hypothesis') is None:
+    out.append('tools')
+spec = importlib.util.find_spec('mmrep')
+if ver('mmrep') is None or spec is None or os.path.realpath(
+        os.path.dirname(spec.origin)) != os.path.realpath(
+            os.path.join(root, 'mmrep')):
+    out.append('mmrep')
+print(' '.join(out))
 PYEOF
 }
 
+TODO=" $(missing) "
+needs() { [[ "$TODO" == *" $1 "* ]]; }
+
 # 1. setuptools that still ships pkg_resources (mmcv's setup.py needs it) and
 #    is new enough for torch 2.14.
-if ! "$PY" -c "import pkg_resources, setuptools, sys; v=tuple(int(x) for x in setuptools.__version__.split('.')[:1]); sys.exit(not (77,) <= v < (81,))" >/dev/null 2>&1; then
+if needs setuptools; then
   log "installing setuptools>=77,<81"
   $PIP install -q 'setuptools>=77,<81' wheel
 fi
 
 # 2. torch + torchvision.
-if ! have torch "$TORCH_VERSION" || ! have torchvision "$TORCHVISION_VERSION"; then
+if needs torch; then
   log "installing torch==$TORCH_VERSION torchvision==$TORCHVISION_VERSION"
   $PIP install -q "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
 fi
-TORCH_KEY=$("$PY" -c "import torch; print(torch.__version__.replace('+', '_'))")
 
 # 3. mmcv with compiled ops, built from source against this torch.
 mmcv_ok() {
@@ -55,7 +91,8 @@ from mmcv import _ext  # noqa: F401  compiled ops load against this torch
 from mmcv.ops import nms  # noqa: F401
 PYEOF
 }
-if ! mmcv_ok; then
+if needs mmcv; then
+  TORCH_KEY=$("$PY" -c "import torch; print(torch.__version__.replace('+', '_'))")
   WHEEL_DIR="$CACHE/wheels/torch-$TORCH_KEY"
   mkdir -p "$WHEEL_DIR"
   WHEEL=$(ls "$WHEEL_DIR"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n 1 || true)
@@ -72,7 +109,7 @@ if ! mmcv_ok; then
     sed -i "s/-std=c++17/-std=c++20/g" "$SRC/setup.py"
     grep -q -- '-std=c++20' "$SRC/setup.py" || { log "could not patch the C++ standard in mmcv's setup.py"; exit 1; }
     (cd "$SRC" && MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} \
-      $PIP wheel --no-build-isolation --no-deps -w "$WHEEL_DIR" .)
+      $PIP wheel --no-cache-dir --no-build-isolation --no-deps -w "$WHEEL_DIR" .)
     WHEEL=$(ls "$WHEEL_DIR"/mmcv-"$MMCV_VERSION"-*.whl | head -n 1)
   else
     log "reusing $WHEEL (built against torch $TORCH_KEY)"
@@ -84,23 +121,23 @@ if ! mmcv_ok; then
 fi
 
 # 4. The OpenMMLab libraries, pinned.
-if ! have mmengine 0.10.7 || ! have mmseg 1.2.2 || ! have mmdet 3.3.0 || ! have mmpretrain 1.2.0; then
+if needs openmmlab; then
   log "installing mmengine 0.10.7, mmsegmentation 1.2.2, mmdet 3.3.0, mmpretrain 1.2.0"
   $PIP install -q "mmengine==0.10.7" "mmsegmentation==1.2.2" "mmdet==3.3.0" "mmpretrain==1.2.0" \
     ftfy regex
 fi
 
 # 5. Test tools and mmrep itself (editable).
-if ! "$PY" -c "import pytest, hypothesis" >/dev/null 2>&1; then
+if needs tools; then
   $PIP install -q pytest hypothesis
 fi
-if ! "$PY" - "$ROOT" <<'PYEOF' >/dev/null 2>&1
-import os, sys
-import mmrep
-assert os.path.realpath(os.path.dirname(mmrep.__file__)) == os.path.realpath(os.path.join(sys.argv[1], 'mmrep'))
-PYEOF
-then
+if needs mmrep; then
   log "installing mmrep (editable) from $ROOT"
   $PIP install -q --no-deps --no-build-isolation -e "$ROOT"
 fi
-log "ready: $("$PY" -c "import torch, mmcv, mmengine, mmseg, mmdet, mmpretrain, mmrep; print(f'torch {torch.__version__}, mmcv {mmcv.__version__}, mmengine {mmengine.__version__}, mmseg {mmseg.__version__}, mmdet {mmdet.__version__}, mmpretrain {mmpretrain.__version__}, mmrep {mmrep.__version__}')")"
+TODO=" $(missing) "
+if [ "$TODO" != "  " ]; then
+  log "still missing after installing:$TODO"
+  exit 1
+fi
+log "ready: torch $TORCH_VERSION, mmcv $MMCV_VERSION, mmengine 0.10.7, mmseg 1.2.2, mmdet 3.3.0, mmpretrain 1.2.0, mmrep (editable, $ROOT)"
