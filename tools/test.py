@@ -19,6 +19,14 @@ import mmrep  # noqa: F401
 from train import build_runner  # noqa: E402  (same folder)
 
 
+def _to_json(value):
+    """Metric values are Python or numpy numbers, or (rarely) other."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', help='config file')
@@ -56,8 +64,8 @@ def main(argv=None):
     if args.out_metrics and runner.rank == 0:
         os.makedirs(osp.dirname(osp.abspath(args.out_metrics)), exist_ok=True)
         with open(args.out_metrics, 'w') as f:
-            json.dump({k: float(v) if isinstance(v, (int, float)) else str(v)
-                       for k, v in metrics.items()}, f, indent=2)
+            json.dump({k: _to_json(v) for k, v in metrics.items()}, f,
+                      indent=2)
     return metrics
 
 

@@ -12,7 +12,7 @@ max_iters = 300
 model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone=dict(
-        arch=dict(channels=channels, num_blocks=(1, 1, 2, 1),
+        arch=dict(_delete_=True, channels=channels, num_blocks=(1, 1, 2, 1),
                   sharesets=(1, 4, 8, 16),
                   partition_sizes=((16, 32), (8, 16), (4, 8), (2, 4))),
         partition_sizes=None),

@@ -23,6 +23,7 @@ backbone_init = None
 data_preprocessor = dict(size=crop_size)
 model = dict(
     data_preprocessor=data_preprocessor,
+    pretrained=None,
     backbone=dict(
         _delete_=True,
         type='mmrep.RepMLPNet',

@@ -4,8 +4,9 @@ torch >= 2.6 loads checkpoints with ``weights_only=True``. mmengine 0.10.7
 stores a few non-tensor objects in the checkpoints it writes for resuming
 (its ``HistoryBuffer`` log buffers, numpy arrays, dtypes and scalars), which
 the weights-only unpickler rejects. Importing :mod:`mmrep` allow-lists exactly
-those types, so ``runner.resume`` works without ever turning
-``weights_only`` off.
+those types (and a ``getattr`` restricted to ``HistoryBuffer``'s statistics
+methods), so ``runner.resume`` works without ever turning ``weights_only``
+off.
 """
 import os
 import pickle
@@ -31,9 +32,28 @@ def _numpy_globals():
     return types
 
 
+def history_buffer_getattr(obj, name):
+    """The one ``getattr`` mmengine checkpoints need, and nothing more.
+
+    A ``HistoryBuffer`` pickles its statistics methods (``min``, ``max``,
+    ``mean``, ``current``) as ``getattr(HistoryBuffer, name)``. Allowing the
+    builtin ``getattr`` would let a crafted file reach any attribute of any
+    allowed object (``ndarray.tofile`` writes files), so only this lookup is
+    allowed under the name ``builtins.getattr``.
+    """
+    from mmengine.logging import HistoryBuffer
+    allowed = {'min', 'max', 'mean', 'current'}
+    allowed.update(HistoryBuffer._statistics_methods)  # registered ones
+    if obj is HistoryBuffer and name in allowed:
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(
+        f'refused getattr({obj!r}, {name!r}): only HistoryBuffer statistics '
+        f'methods may be looked up while loading a checkpoint')
+
+
 def _mmengine_globals():
     from mmengine.logging import HistoryBuffer
-    return [HistoryBuffer]
+    return [HistoryBuffer, (history_buffer_getattr, 'builtins.getattr')]
 
 
 SAFE_GLOBALS = tuple(_numpy_globals()) + tuple(_mmengine_globals())

@@ -1,0 +1,119 @@
+"""Fuse the mmrep modules of a trained model for deployment.
+
+Usage:
+    python tools/reparam.py CONFIG CHECKPOINT [--out FILE] [--verify]
+        [--shape H W] [--cfg-options key=value ...]
+
+Writes the fused weights to FILE (default ``<checkpoint stem>_deploy.pth``)
+and the deploy config (same config, mmrep backbones with ``deploy=True``)
+beside it as ``<FILE stem>_config.py``; ``tools/test.py DEPLOY_CONFIG FILE``
+evaluates the fused model. ``--verify`` runs the train-time and fused models
+in eval mode on one random input and exits non-zero when their outputs
+differ by more than 1e-4 relative. A checkpoint that is already fused is
+reported and left alone; one that does not fit the config is refused with
+the mismatching keys named, and nothing is written.
+"""
+import argparse
+import os.path as osp
+import sys
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.registry import init_default_scope
+
+import mmrep
+from mmrep.deploy import make_deploy_config, reparameterize_model
+from mmrep.deploy.hook import atomic_save, deploy_path
+from mmrep.models.checkpoint import (_fits, describe_mismatch,
+                                     read_state_dict)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config')
+    parser.add_argument('checkpoint')
+    parser.add_argument('--out', help='fused weights file')
+    parser.add_argument('--verify', action='store_true',
+                        help='compare train-time and fused outputs')
+    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
+                        help='input size for --verify (default: the '
+                        "config's crop_size, else 224x224)")
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return parser.parse_args(argv)
+
+
+def build_model(cfg):
+    """Build ``cfg.model`` in the config's default scope, in eval mode."""
+    init_default_scope(cfg.get('default_scope', 'mmengine'))
+    from mmengine.registry import MODELS
+    model = MODELS.build(cfg.model)
+    return model.eval()
+
+
+def tensors(output):
+    """Flatten a (nested) model output into a list of tensors."""
+    if torch.is_tensor(output):
+        return [output]
+    if isinstance(output, dict):
+        output = list(output.values())
+    if isinstance(output, (list, tuple)):
+        return [t for o in output for t in tensors(o)]
+    return []
+
+
+def compare(model, fused, shape):
+    """Max absolute and relative difference of the two models' outputs."""
+    x = torch.randn(1, 3, *shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = tensors(model(x, mode='tensor'))
+        out = tensors(fused(x, mode='tensor'))
+    abs_diff = max((a - b).abs().max().item() for a, b in zip(ref, out))
+    scale = max(a.abs().max().item() for a in ref)
+    return abs_diff, abs_diff / max(scale, 1e-12)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    for key in ('init_cfg', 'pretrained'):
+        cfg.model.pop(key, None)
+    deploy_cfg = make_deploy_config(cfg)
+
+    state = read_state_dict(args.checkpoint)
+    model = build_model(cfg)
+    expected = model.state_dict()
+    if not _fits(state, expected):
+        if _fits(state, build_model(deploy_cfg).state_dict()):
+            print(f'{args.checkpoint} is already fused; nothing to do.')
+            return 0
+        print(f'error: {args.checkpoint} does not fit {args.config}: '
+              + describe_mismatch(state, expected), file=sys.stderr)
+        return 1
+    model.load_state_dict(state, strict=True)
+    fused = reparameterize_model(model)
+
+    if args.verify:
+        shape = args.shape or tuple(cfg.get('crop_size', (224, 224)))
+        abs_diff, rel_diff = compare(model, fused, shape)
+        print(f'verify at {shape[0]}x{shape[1]}: max abs diff {abs_diff:.3g},'
+              f' max rel diff {rel_diff:.3g}')
+        if rel_diff > 1e-4:
+            print('error: the fused model differs by more than 1e-4 '
+                  'relative', file=sys.stderr)
+            return 2
+
+    out = args.out or deploy_path(args.checkpoint)
+    config_out = osp.splitext(out)[0] + '_config.py'
+    meta = dict(source_checkpoint=osp.basename(args.checkpoint),
+                mmrep_version=mmrep.__version__,
+                deploy_config=deploy_cfg.pretty_text)
+    atomic_save(dict(meta=meta, state_dict=fused.state_dict()), out)
+    deploy_cfg.dump(config_out)
+    print(f'fused weights: {out}\ndeploy config: {config_out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
