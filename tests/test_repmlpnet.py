@@ -246,7 +246,7 @@ def test_mismatching_checkpoints_name_the_keys():
 
 
 def test_frozen_stages_and_norm_eval():
-    model = RepMLPNet(small_arch(), frozen_stages=1, norm_eval=True)
+    model = RepMLPNet(small_arch(), frozen_stages=2, norm_eval=True)
     model.train()
     for name, p in model.named_parameters():
         frozen = name.startswith(('conv_embedding', 'stages.0', 'stages.1',
@@ -254,9 +254,16 @@ def test_frozen_stages_and_norm_eval():
         assert p.requires_grad != frozen, name
     assert all(not m.training for m in model.modules()
                if isinstance(m, nn.BatchNorm2d))
-    model = RepMLPNet(small_arch(), frozen_stages=0).train()
+    model = RepMLPNet(small_arch(), frozen_stages=1).train()
     assert not model.stages[0].training and model.stages[1].training
     assert model.stages[1][0].prebn1.training
+    assert not model.conv_embedding.training
+    # Fusion replaces layers; frozen ones stay frozen.
+    model.reparameterize()
+    assert not model.stages[0][0].repmlp_block.fc3.weight.requires_grad
+    assert model.stages[1][0].repmlp_block.fc3.weight.requires_grad
+    with pytest.raises(ValueError, match='frozen_stages'):
+        RepMLPNet(small_arch(), frozen_stages=5)
 
 
 def test_with_cp_gives_same_gradients():

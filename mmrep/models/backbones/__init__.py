@@ -1,3 +1,4 @@
 from .repmlpnet import RepMLPNet
+from .repvgg import RepVGG
 
-__all__ = ['RepMLPNet']
+__all__ = ['RepMLPNet', 'RepVGG']

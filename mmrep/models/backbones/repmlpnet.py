@@ -23,11 +23,9 @@ import copy
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
-from mmengine.model import BaseModule
-
 from ...registry import MODELS
-from ..checkpoint import load_pretrained
 from ..layers import ConvBN, RepMLPBlock, to_2tuple
+from .base import RepBackbone, check_out_indices
 
 
 class FFNBlock(nn.Module):
@@ -68,7 +66,7 @@ def _pad_to_stride(x, stride):
 
 
 @MODELS.register_module()
-class RepMLPNet(BaseModule):
+class RepMLPNet(RepBackbone):
     """RepMLPNet backbone.
 
     Args:
@@ -87,8 +85,8 @@ class RepMLPNet(BaseModule):
             Default: all four.
         final_norm (bool): apply ``head_norm`` to the last stage's output.
             Default: False.
-        frozen_stages (int): freeze the embedding and stages ``0..n``
-            (-1: nothing frozen). Default: -1.
+        frozen_stages (int): freeze the conv embedding (0) and the first
+            ``n`` stages with their embeddings; -1: nothing. Default: -1.
         norm_eval (bool): keep BatchNorm layers in eval mode while training.
             Default: False.
         with_cp (bool): gradient checkpointing of each unit. Default: False.
@@ -144,12 +142,7 @@ class RepMLPNet(BaseModule):
                 to_2tuple(p) for p in partition_sizes)
         a = self.arch
         num_stages = len(a['channels'])
-        out_indices = tuple(out_indices)
-        for i in out_indices:
-            if not -num_stages <= i < num_stages:
-                raise ValueError(f'out_indices {out_indices} out of range for '
-                                 f'{num_stages} stages')
-        self.out_indices = tuple(i % num_stages for i in out_indices)
+        self.out_indices = check_out_indices(out_indices, num_stages)
         self.final_norm = final_norm
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
@@ -258,49 +251,10 @@ class RepMLPNet(BaseModule):
                             if self.final_norm and i == last else x)
         return tuple(outs)
 
-    def reparameterize(self):
-        """Fuse in place: Locality Injection in every RepMLP block and every
-        conv-BN pair folded. Equivalent in eval mode."""
-        for m in self.modules():
-            if m is not self and hasattr(m, 'reparameterize'):
-                m.reparameterize()
-        self.deploy = True
-        self._build_args['deploy'] = True
-
-    def init_weights(self):
-        """Load ``init_cfg=dict(type='Pretrained')`` through mmrep's loader,
-        which converts original and mmpretrain checkpoints; other init
-        configs go to mmengine."""
-        cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            load_pretrained(self, cfg['checkpoint'],
-                            prefix=cfg.get('prefix', None),
-                            map_location=cfg.get('map_location', 'cpu'))
-            self._is_init = True
-            return
-        super().init_weights()
-
-    def _freeze_stages(self):
-        if self.frozen_stages < 0:
-            return
-        frozen = [self.conv_embedding]
-        for i in range(min(self.frozen_stages, len(self.stages) - 1) + 1):
-            frozen.append(self.stages[i])
-            if i > 0:
-                frozen.append(self.embeds[i - 1])
-        for m in frozen:
-            m.eval()
-            for p in m.parameters():
-                p.requires_grad = False
-
-    def train(self, mode=True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
-        return self
+    def stem_and_stages(self):
+        return [self.conv_embedding], [
+            [stage] if i == 0 else [self.embeds[i - 1], stage]
+            for i, stage in enumerate(self.stages)]
 
     # ----------------------------------------------------------------
     # Checkpoint conversion (used by mmrep.models.checkpoint)

@@ -1,0 +1,86 @@
+"""What every mmrep backbone shares: pretrained loading, frozen stages,
+``norm_eval`` and the ``reparameterize()`` protocol."""
+import torch.nn as nn
+from mmengine.model import BaseModule
+
+from ..checkpoint import load_pretrained
+
+
+def check_out_indices(out_indices, num_stages):
+    """Validate ``out_indices`` and make negative ones positive.
+
+    Raises:
+        ValueError: an index outside ``[-num_stages, num_stages)``.
+    """
+    out_indices = tuple(out_indices)
+    for i in out_indices:
+        if not -num_stages <= i < num_stages:
+            raise ValueError(f'out_indices {out_indices} out of range for '
+                             f'{num_stages} stages')
+    return tuple(i % num_stages for i in out_indices)
+
+
+class RepBackbone(BaseModule):
+    """Base class of mmrep backbones.
+
+    Subclasses set ``self.frozen_stages``, ``self.norm_eval`` and
+    ``self._build_args`` (the constructor's arguments, used to build a
+    train-time twin when a train-time checkpoint is loaded into a fused
+    model), implement :meth:`stem_and_stages` and the classmethod
+    ``convert_state_dict``, and call :meth:`_freeze_stages` at the end of
+    ``__init__``.
+
+    ``frozen_stages`` follows mmseg's and mmdet's ResNet: -1 freezes
+    nothing, 0 the stem, ``n`` the stem and the first ``n`` stages (frozen
+    modules stay in eval mode and get no gradients).
+    """
+
+    def stem_and_stages(self):
+        """Return ``(stem, [stage_1, stage_2, ...])`` as module lists, each
+        stage with the downsampling layer that starts it."""
+        raise NotImplementedError
+
+    def _freeze_stages(self):
+        if self.frozen_stages < 0:
+            return
+        stem, stages = self.stem_and_stages()
+        if self.frozen_stages > len(stages):
+            raise ValueError(f'frozen_stages={self.frozen_stages} but the '
+                             f'backbone has {len(stages)} stages')
+        for module in [*stem, *[m for s in stages[:self.frozen_stages]
+                                for m in s]]:
+            module.eval()
+            for p in module.parameters():
+                p.requires_grad = False
+
+    def train(self, mode=True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
+
+    def reparameterize(self):
+        """Fuse every re-parameterizable submodule in place (eval-mode
+        equivalent); the backbone then builds and loads as ``deploy=True``."""
+        for m in self.modules():
+            if m is not self and callable(getattr(m, 'reparameterize', None)):
+                m.reparameterize()
+        self.deploy = True
+        self._build_args['deploy'] = True
+        self._freeze_stages()  # the fused layers are new parameters
+
+    def init_weights(self):
+        """``init_cfg=dict(type='Pretrained', checkpoint=...)`` goes through
+        :func:`mmrep.models.load_pretrained`, which converts original and
+        mmpretrain checkpoints; other init configs go to mmengine."""
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            load_pretrained(self, cfg['checkpoint'],
+                            prefix=cfg.get('prefix', None),
+                            map_location=cfg.get('map_location', 'cpu'))
+            self._is_init = True
+            return
+        super().init_weights()
