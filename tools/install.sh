@@ -115,8 +115,8 @@ if needs mmcv; then
     log "reusing $WHEEL (built against torch $TORCH_KEY)"
   fi
   $PIP install -q --no-deps --force-reinstall "$WHEEL"
-  # mmcv's own runtime requirements.
-  $PIP install -q addict numpy packaging Pillow pyyaml yapf opencv-python-headless
+  # mmcv's own runtime requirements (its package imports mmengine).
+  $PIP install -q "mmengine==0.10.7" addict numpy packaging Pillow pyyaml yapf opencv-python-headless
   mmcv_ok || { log "mmcv $MMCV_VERSION installed but its compiled ops do not import"; exit 1; }
 fi
 
