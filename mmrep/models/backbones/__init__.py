@@ -1,4 +1,6 @@
+from .cyclemlp import CycleMLP
+from .repmlp_resnet import RepMLPResNet
 from .repmlpnet import RepMLPNet
 from .repvgg import RepVGG
 
-__all__ = ['RepMLPNet', 'RepVGG']
+__all__ = ['RepMLPNet', 'RepVGG', 'RepMLPResNet', 'CycleMLP']

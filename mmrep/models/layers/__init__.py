@@ -1,7 +1,12 @@
 from .conv_bn import ConvBN, fuse_bn
+from .cycle_fc import CycleFC, cycle_shift
 from .repmlp_block import (GlobalPerceptron, RepMLPBlock, conv_to_fc,
                            pad_to_partition, to_2tuple)
+from .repmlp_unit import (RepMLPBottleneckBlock, RepMLPLightBlock,
+                          RepMLPUnit, grouped_conv_to_fc)
 from .repvgg_block import RepVGGBlock
 
 __all__ = ['ConvBN', 'fuse_bn', 'GlobalPerceptron', 'RepMLPBlock',
-           'conv_to_fc', 'pad_to_partition', 'to_2tuple', 'RepVGGBlock']
+           'conv_to_fc', 'pad_to_partition', 'to_2tuple', 'RepVGGBlock',
+           'RepMLPUnit', 'RepMLPBottleneckBlock', 'RepMLPLightBlock',
+           'grouped_conv_to_fc', 'CycleFC', 'cycle_shift']

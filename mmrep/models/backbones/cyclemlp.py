@@ -1,0 +1,462 @@
+"""CycleMLP (Chen et al., "CycleMLP: A MLP-like Architecture for Dense
+Prediction", ICLR 2022) as a dense-prediction backbone.
+
+Structure, parameter names and numbers follow the original release
+(ShoufaChen/CycleMLP ``cycle_mlp.py``, ``CycleNet``): a 7x7 stride-4 conv
+embedding, four stages of ``CycleBlock`` (pre-LayerNorm -> Cycle token mixer,
+pre-LayerNorm -> MLP, both residual, channels-last) joined by 3x3 stride-2
+conv downsamplings, all held in ``network`` (stage ``i`` is
+``network[2 * i]``, its downsampling ``network[2 * i - 1]``). The original's
+dense-prediction mode normalizes each output with its own LayerNorm
+(``norm0``, ``norm2``, ``norm4``, ``norm6``, named after the ``network``
+index), its classification mode the last map with ``norm`` before ``head``.
+
+Differences from the original, all outside the numbers it produces:
+
+* Cycle FC is a per-channel shift and a 1x1 projection
+  (:class:`mmrep.models.layers.CycleFC`), not a deformable convolution.
+* ``out_indices`` picks the stage outputs (NCHW); each gets its per-output
+  norm, except that with ``final_norm=True`` the last stage gets the
+  classifier's ``norm`` instead (then the model's keys are the original
+  classifier's, without ``head``).
+* Images smaller than 3 pixels on a side are zero-padded bottom/right to 3
+  (the original's embedding cannot run on them); every other size runs as in
+  the original.
+"""
+import copy
+import re
+
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmengine.logging import print_log
+
+from ...registry import MODELS
+from ..layers import CycleFC
+from .base import RepBackbone, check_out_indices
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop whole residual branches per sample.
+
+    Args:
+        drop_prob (float): probability of dropping a sample's branch.
+    """
+
+    def __init__(self, drop_prob=0.):
+        super().__init__()
+        self.drop_prob = float(drop_prob)
+
+    def forward(self, x):
+        if self.drop_prob == 0. or not self.training:
+            return x
+        keep = 1. - self.drop_prob
+        mask = x.new_empty((x.shape[0], ) + (1, ) * (x.dim() - 1))
+        return x * mask.bernoulli_(keep).div_(keep)
+
+    def extra_repr(self):
+        return f'drop_prob={self.drop_prob}'
+
+
+class Mlp(nn.Module):
+    """``fc2(GELU(fc1(x)))`` over the last (channel) dimension."""
+
+    def __init__(self, in_features, hidden_features, out_features=None):
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_features, out_features or in_features)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class CycleTokenMixer(nn.Module):
+    """The original's ``CycleMLP`` mixer: a channel FC and two Cycle FCs
+    (pseudo-kernels ``(1, 3)`` and ``(3, 1)``), mixed by softmax weights
+    computed from their averaged sum, then projected.
+
+    Args:
+        dim (int): channels.
+        qkv_bias (bool): bias of the channel FC ``mlp_c``. Default: False.
+    """
+
+    def __init__(self, dim, qkv_bias=False):
+        super().__init__()
+        self.mlp_c = nn.Linear(dim, dim, bias=qkv_bias)
+        self.sfc_h = CycleFC(dim, dim, (1, 3))
+        self.sfc_w = CycleFC(dim, dim, (3, 1))
+        self.reweight = Mlp(dim, dim // 4, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        """``x``: ``(N, H, W, C)``; returns the same shape."""
+        n, _, _, c = x.shape
+        nchw = x.permute(0, 3, 1, 2)
+        h = self.sfc_h(nchw).permute(0, 2, 3, 1)
+        w = self.sfc_w(nchw).permute(0, 2, 3, 1)
+        ch = self.mlp_c(x)
+        a = (h + w + ch).mean(dim=(1, 2))
+        # The original lays the reweight output out as (C, 3).
+        a = self.reweight(a).reshape(n, c, 3).permute(2, 0, 1).softmax(dim=0)
+        a = a[:, :, None, None, :]
+        return self.proj(h * a[0] + w * a[1] + ch * a[2])
+
+
+class CycleBlock(nn.Module):
+    """``x + mixer(LN(x)) / skip_lam``, then ``y + MLP(LN(y)) / skip_lam``
+    (channels-last)."""
+
+    def __init__(self, dim, mlp_ratio=4., qkv_bias=False, drop_path=0.,
+                 skip_lam=1.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = CycleTokenMixer(dim, qkv_bias=qkv_bias)
+        self.drop_path = DropPath(drop_path) if drop_path > 0. \
+            else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.skip_lam = skip_lam
+
+    def forward(self, x):
+        x = x + self.drop_path(self.attn(self.norm1(x))) / self.skip_lam
+        return x + self.drop_path(self.mlp(self.norm2(x))) / self.skip_lam
+
+
+class PatchEmbed(nn.Module):
+    """7x7 stride-4 padding-2 conv embedding (NCHW in, NHWC out)."""
+
+    def __init__(self, in_channels, embed_dim):
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, embed_dim, 7, stride=4, padding=2)
+
+    def forward(self, x):
+        return self.proj(x).permute(0, 2, 3, 1)
+
+
+class Downsample(nn.Module):
+    """3x3 stride-2 padding-1 conv between stages (NHWC in and out)."""
+
+    def __init__(self, in_dim, out_dim):
+        super().__init__()
+        self.proj = nn.Conv2d(in_dim, out_dim, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        return self.proj(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
+_OUT_NORM = re.compile(r'^norm(\d*)\.')
+
+
+@MODELS.register_module()
+class CycleMLP(RepBackbone):
+    """CycleMLP backbone.
+
+    Args:
+        arch (str | dict): a preset name (``'B1'`` .. ``'B5'``, also as
+            ``'CycleMLP_B1'``) or a dict with ``channels``, ``num_blocks``
+            and ``mlp_ratios`` (one entry per stage) and optionally
+            ``qkv_bias`` (False) and ``skip_lam`` (1.0). The original
+            constructor's names are accepted too: ``embed_dims``,
+            ``layers``, ``transitions`` (every stage but the last must
+            downsample, as the original requires), and the arguments the
+            original ignores or spends on its classifier (``num_classes``,
+            ``img_size``, ``patch_size``, ``in_chans``, ``segment_dim``,
+            ``qk_scale``, ``drop_rate``, ``attn_drop_rate``), which are
+            dropped.
+        in_channels (int): image channels. Default: 3.
+        out_indices (Sequence[int]): stages whose outputs are returned, each
+            normalized by its own LayerNorm ``norm{2 * i}``. Default: all.
+        final_norm (bool): normalize the last stage's output with ``norm``
+            (the original classifier's final norm) instead of a per-output
+            norm; the last stage must then be in ``out_indices``. With
+            ``out_indices=(-1, )`` the model holds the original classifier's
+            weights minus its head. Default: False.
+        drop_path_rate (float): stochastic depth, rising linearly over all
+            blocks from 0 to this value, as in the original. Default: 0.
+        frozen_stages (int): freeze the embedding (0) and the first ``n``
+            stages with their downsamplings and output norms; -1: nothing.
+            Default: -1.
+        norm_eval (bool): keep normalization layers in eval mode while
+            training. CycleMLP's LayerNorms have no running statistics, so
+            this changes no number; it is accepted for config parity.
+            Default: False.
+        with_cp (bool): gradient checkpointing of each block. Default: False.
+        deploy (bool): accepted so deploy configs build; CycleMLP has no
+            branches to fuse, and both forms are the same. Default: False.
+        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=...)``
+            loads an mmrep or original (classification or ``fork_feat``)
+            checkpoint. A classification checkpoint fits a dense-prediction
+            model: the per-output norms it lacks keep their initialization
+            and its unused ``norm`` is dropped (both logged), as the
+            original's detection and segmentation setups do.
+    """
+
+    arch_settings = {
+        'B1': dict(channels=(64, 128, 320, 512), num_blocks=(2, 2, 4, 2),
+                   mlp_ratios=(4, 4, 4, 4)),
+        'B2': dict(channels=(64, 128, 320, 512), num_blocks=(2, 3, 10, 3),
+                   mlp_ratios=(4, 4, 4, 4)),
+        'B3': dict(channels=(64, 128, 320, 512), num_blocks=(3, 4, 18, 3),
+                   mlp_ratios=(8, 8, 4, 4)),
+        'B4': dict(channels=(64, 128, 320, 512), num_blocks=(3, 8, 27, 3),
+                   mlp_ratios=(8, 8, 4, 4)),
+        'B5': dict(channels=(96, 192, 384, 768), num_blocks=(3, 4, 24, 3),
+                   mlp_ratios=(4, 4, 4, 4)),
+    }
+    arch_defaults = dict(qkv_bias=False, skip_lam=1.0)
+    _original_names = dict(embed_dims='channels', layers='num_blocks')
+    _ignored_original_keys = ('num_classes', 'img_size', 'patch_size',
+                              'in_chans', 'segment_dim', 'qk_scale',
+                              'drop_rate', 'attn_drop_rate')
+
+    def __init__(self, arch='B1', in_channels=3, out_indices=(0, 1, 2, 3),
+                 final_norm=False, drop_path_rate=0., frozen_stages=-1,
+                 norm_eval=False, with_cp=False, deploy=False, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self._build_args = dict(
+            arch=copy.deepcopy(arch), in_channels=in_channels,
+            out_indices=out_indices, final_norm=final_norm,
+            drop_path_rate=drop_path_rate, frozen_stages=frozen_stages,
+            norm_eval=norm_eval, with_cp=with_cp, deploy=deploy)
+        self.arch = self.parse_arch(arch)
+        a = self.arch
+        num_stages = len(a['channels'])
+        self.out_indices = check_out_indices(out_indices, num_stages)
+        if final_norm and num_stages - 1 not in self.out_indices:
+            raise ValueError(f'final_norm normalizes the last stage, which is '
+                             f'not in out_indices {tuple(out_indices)}')
+        if not 0. <= drop_path_rate < 1.:
+            raise ValueError(f'drop_path_rate must be in [0, 1), got '
+                             f'{drop_path_rate}')
+        self.final_norm = final_norm
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+        self.deploy = deploy
+
+        self.patch_embed = PatchEmbed(in_channels, a['channels'][0])
+        total = sum(a['num_blocks'])
+        network, start = [], 0
+        for i in range(num_stages):
+            dim = a['channels'][i]
+            network.append(nn.Sequential(*[
+                CycleBlock(dim, a['mlp_ratios'][i], a['qkv_bias'],
+                           drop_path_rate * (start + j) / max(total - 1, 1),
+                           a['skip_lam'])
+                for j in range(a['num_blocks'][i])]))
+            start += a['num_blocks'][i]
+            if i < num_stages - 1:
+                network.append(Downsample(dim, a['channels'][i + 1]))
+        self.network = nn.ModuleList(network)
+        for i in self.out_indices:
+            self.add_module(self._out_norm_name(i),
+                            nn.LayerNorm(a['channels'][i]))
+        self.apply(self._init_like_original)
+        self._freeze_stages()
+
+    def _out_norm_name(self, stage):
+        if self.final_norm and stage == len(self.arch['channels']) - 1:
+            return 'norm'
+        return f'norm{2 * stage}'
+
+    @staticmethod
+    def _init_like_original(m):
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, CycleFC):
+            nn.init.trunc_normal_(m.weight, std=.02)
+            nn.init.zeros_(m.bias)
+
+    @classmethod
+    def parse_arch(cls, arch):
+        """Resolve a preset name or dict into a complete settings dict.
+
+        Args:
+            arch (str | dict): see the class docstring.
+
+        Returns:
+            dict: channels, num_blocks, mlp_ratios (tuples, one entry per
+            stage), qkv_bias, skip_lam.
+
+        Raises:
+            ValueError: unknown preset name, unknown or missing keys,
+                per-stage lists of different lengths, non-positive values,
+                or a stage transition without downsampling.
+        """
+        if isinstance(arch, str):
+            key = re.sub(r'^CYCLEMLP[-_]?', '', arch.upper())
+            if key not in cls.arch_settings:
+                raise ValueError(f'unknown CycleMLP arch {arch!r}; presets: '
+                                 f'{sorted(cls.arch_settings)}')
+            arch = cls.arch_settings[key]
+        if not isinstance(arch, dict):
+            raise ValueError(f'arch must be a preset name or a dict, got '
+                             f'{type(arch).__name__}')
+        arch = dict(arch)
+        for old, new in cls._original_names.items():
+            if old in arch:
+                if new in arch:
+                    raise ValueError(f'arch gives both {old!r} and {new!r}')
+                arch[new] = arch.pop(old)
+        for key in cls._ignored_original_keys:
+            arch.pop(key, None)
+        transitions = arch.pop('transitions', None)
+        per_stage = ('channels', 'num_blocks', 'mlp_ratios')
+        allowed = set(per_stage) | set(cls.arch_defaults)
+        unknown = set(arch) - allowed
+        missing = set(per_stage) - set(arch)
+        if unknown or missing:
+            raise ValueError(
+                f'malformed CycleMLP arch dict: unknown keys '
+                f'{sorted(unknown)}, missing keys {sorted(missing)}; '
+                f'expected {sorted(per_stage)} plus optional '
+                f'{sorted(cls.arch_defaults)}')
+        lengths = {k: len(arch[k]) for k in per_stage}
+        if len(set(lengths.values())) != 1 or not lengths['channels']:
+            raise ValueError(f'arch per-stage settings differ in length or '
+                             f'are empty: {lengths}')
+        num_stages = lengths['channels']
+        if transitions is not None:
+            if (len(transitions) < num_stages - 1
+                    or not all(transitions[:num_stages - 1])):
+                raise ValueError(
+                    f'transitions {list(transitions)}: every stage but the '
+                    f'last must end with a (stride-2) downsampling, as the '
+                    f'original requires')
+        out = dict(cls.arch_defaults)
+        out.update(arch)
+        for k in ('channels', 'num_blocks'):
+            out[k] = tuple(int(v) for v in out[k])
+        out['mlp_ratios'] = tuple(float(v) for v in out['mlp_ratios'])
+        if (min(out['channels']) < 1 or min(out['num_blocks']) < 0
+                or min(out['mlp_ratios']) <= 0):
+            raise ValueError(f'arch needs positive channels and mlp_ratios '
+                             f'and non-negative num_blocks, got {out}')
+        if min(c // 4 for c in out['channels']) < 1:
+            raise ValueError(f'channels must be at least 4 (the mixer '
+                             f'reweights through channels // 4), got '
+                             f'{out["channels"]}')
+        out['qkv_bias'] = bool(out['qkv_bias'])
+        out['skip_lam'] = float(out['skip_lam'])
+        return out
+
+    def forward(self, x):
+        """Return the stage outputs selected by ``out_indices``.
+
+        Args:
+            x (Tensor): images ``(N, C, H, W)`` of any size.
+
+        Returns:
+            tuple[Tensor]: normalized NCHW maps of stage ``i`` at stride
+            ``4 * 2 ** i`` (sizes ``floor((H + 1) / 4)``, then halved
+            rounding up).
+        """
+        if x.dim() != 4:
+            raise ValueError(f'CycleMLP expects (N, C, H, W) images, got '
+                             f'shape {tuple(x.shape)}')
+        pad_h, pad_w = max(0, 3 - x.shape[-2]), max(0, 3 - x.shape[-1])
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        x = self.patch_embed(x)
+        outs = []
+        for i in range(len(self.arch['channels'])):
+            if i > 0:
+                x = self.network[2 * i - 1](x)
+            for block in self.network[2 * i]:
+                if self.with_cp and x.requires_grad:
+                    x = cp.checkpoint(block, x, use_reentrant=False)
+                else:
+                    x = block(x)
+            if i in self.out_indices:
+                norm = getattr(self, self._out_norm_name(i))
+                outs.append(norm(x).permute(0, 3, 1, 2).contiguous())
+        return tuple(outs)
+
+    def stem_and_stages(self):
+        stages = []
+        for i in range(len(self.arch['channels'])):
+            group = [self.network[2 * i]]
+            if i > 0:
+                group.insert(0, self.network[2 * i - 1])
+            if i in self.out_indices:
+                group.append(getattr(self, self._out_norm_name(i)))
+            stages.append(group)
+        return [self.patch_embed], stages
+
+    def train(self, mode=True):
+        super().train(mode)
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, (nn.LayerNorm, nn.GroupNorm)):
+                    m.eval()
+        return self
+
+    # ----------------------------------------------------------------
+    # Checkpoint conversion (used by mmrep.models.checkpoint)
+    # ----------------------------------------------------------------
+    @classmethod
+    def convert_state_dict(cls, state_dict):
+        """Map an original CycleMLP state dict onto mmrep's names.
+
+        mmrep keeps the original's names (``patch_embed``, ``network``,
+        ``norm`` / ``norm0`` .. ``norm6``, each Cycle FC's ``offset``), so
+        classification and ``fork_feat`` checkpoints pass through; the
+        classifier's ``head.*`` is split off.
+
+        Args:
+            state_dict (dict[str, Tensor]): backbone or classifier weights,
+                without any ``backbone.`` prefix.
+
+        Returns:
+            tuple[dict, dict]: backbone weights and classifier head weights
+            (mmpretrain ``LinearClsHead`` names: ``fc.weight``, ``fc.bias``).
+        """
+        backbone, head = {}, {}
+        for key, value in state_dict.items():
+            if key.startswith('head.'):
+                name = key[len('head.'):]
+                head[name if name.startswith('fc.') else 'fc.' + name] = value
+            else:
+                backbone[key] = value
+        return backbone, head
+
+    def adapt_state_dict(self, state):
+        """Reconcile the output norms of a checkpoint with this model's.
+
+        Top-level norms the model does not have (a classifier's ``norm`` in a
+        dense-prediction model, or per-output norms of stages it does not
+        return) are dropped; per-output norms ``norm{2i}`` the checkpoint
+        lacks (a classification checkpoint in a dense-prediction model) keep
+        the model's current values. Both are logged. Everything else must
+        fit as it is.
+
+        Args:
+            state (dict[str, Tensor]): converted backbone weights.
+
+        Returns:
+            dict[str, Tensor]: the adapted weights.
+        """
+        expected = self.state_dict()
+        dropped = sorted(k for k in state
+                         if _OUT_NORM.match(k) and k not in expected)
+        kept = sorted(k for k in expected
+                      if k not in state and _OUT_NORM.match(k)
+                      and _OUT_NORM.match(k).group(1))
+        if not dropped and not kept:
+            return state
+        state = {k: v for k, v in state.items() if k not in dropped}
+        state.update({k: expected[k] for k in kept})
+        name = type(self).__name__
+        if dropped:
+            print_log(f'{name}: dropped checkpoint norms the model does not '
+                      f'use: {dropped}', logger='current')
+        if kept:
+            print_log(f'{name}: the checkpoint has no {kept}; these output '
+                      f'norms keep their initialization', logger='current')
+        return state

@@ -1,0 +1,264 @@
+"""Cycle FC (Chen et al., "CycleMLP: A MLP-like Architecture for Dense
+Prediction", ICLR 2022) without deformable convolution.
+
+The original layer is a deformable 1x1 convolution whose offsets never
+change: input channel ``c`` is sampled at a fixed integer displacement along
+one axis, cycling through ``-(k // 2) .. k // 2`` with the channel index
+(``k`` is the non-unit side of the "pseudo-kernel" ``(1, k)`` or ``(k, 1)``).
+Bilinear sampling at integer positions reads single pixels, and positions
+outside the map read zero, so the layer is exactly
+
+1. a per-channel spatial shift with zero fill, then
+2. a 1x1 projection (``weight`` of shape ``(out, in, 1, 1)`` and ``bias``).
+
+The shift is done here with one slice copy per distinct displacement (at
+most ``k``), and its gradient is the opposite shift, so forward and backward
+each read and write the map once.
+
+The original keeps its offsets in a buffer named ``offset``, which its
+checkpoints carry. :class:`CycleFC` keeps the same persistent buffer so that
+state dicts have the original's keys, and refuses (on load) an ``offset``
+that differs from the fixed offsets the layer computes: the forward pass
+always uses the computed shifts, never the buffer's contents.
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def _check_kernel_size(kernel_size):
+    """Return ``(kh, kw)`` for a pseudo-kernel with at least one unit side.
+
+    Raises:
+        ValueError: not an int or a pair of positive ints, or both sides
+            larger than 1.
+    """
+    if isinstance(kernel_size, int):
+        kernel_size = (kernel_size, kernel_size)
+    try:
+        kh, kw = (int(k) for k in kernel_size)
+    except (TypeError, ValueError):
+        raise ValueError(f'kernel_size must be an int or a pair of ints, got '
+                         f'{kernel_size!r}') from None
+    if kh < 1 or kw < 1:
+        raise ValueError(f'kernel_size must be positive, got {(kh, kw)}')
+    if kh != 1 and kw != 1:
+        raise ValueError(f'a Cycle FC pseudo-kernel is (1, k) or (k, 1), got '
+                         f'{(kh, kw)}')
+    return kh, kw
+
+
+def cycle_shifts(kernel_size):
+    """Displacements of the channel residues of a pseudo-kernel.
+
+    Input channel ``c`` is displaced by ``shifts[c % k]`` along ``dim``
+    (``-1``: width for ``(1, k)``, ``-2``: height for ``(k, 1)``); the output
+    at position ``p`` reads the input at ``p + shift``.
+
+    Args:
+        kernel_size (int | tuple[int, int]): the pseudo-kernel.
+
+    Returns:
+        tuple[int, tuple[int, ...]]: ``(dim, shifts)`` with ``len(shifts) ==
+        k``, ``shifts[j] = (j + k // 2) % k - k // 2``.
+    """
+    kh, kw = _check_kernel_size(kernel_size)
+    k, dim = (kw, -1) if kh == 1 else (kh, -2)
+    return dim, tuple((j + k // 2) % k - k // 2 for j in range(k))
+
+
+def _rows_contiguous(t):
+    """Whether the last two dims of ``t`` flatten into one without a copy."""
+    return t.stride(-2) == t.shape[-1] * t.stride(-1)
+
+
+def _shift_channels(x, shifts, dim):
+    """``out[:, c, ..., p, ...] = x[:, c, ..., p + shifts[c % k], ...]``,
+    zero where ``p + shift`` falls outside the map (``dim`` is the axis,
+    2 or 3 of an NCHW tensor)."""
+    k = len(shifts)
+    if not any(shifts):
+        return x.clone()
+    out = torch.empty_like(x)
+    height, width = x.shape[-2:]
+    # A width shift of row-contiguous planes is one copy over the flattened
+    # plane, plus zeroing the |d| columns that crossed a row boundary.
+    flat = dim == x.dim() - 1 and _rows_contiguous(x) \
+        and _rows_contiguous(out)
+    size = height * width if flat else x.shape[dim]
+    for j, d in enumerate(shifts):
+        if j >= x.shape[1]:
+            break
+        src = x[:, j::k] if k > 1 else x
+        dst = out[:, j::k] if k > 1 else out
+        if abs(d) >= x.shape[dim]:  # every position reads outside the map
+            dst.zero_()
+            continue
+        s_src, s_dst = (src.flatten(-2), dst.flatten(-2)) if flat \
+            else (src, dst)
+        axis = -1 if flat else dim
+        n = size - abs(d)  # positions that read inside the map
+        if d >= 0:
+            s_dst.narrow(axis, 0, n).copy_(s_src.narrow(axis, d, n))
+            s_dst.narrow(axis, n, d).zero_()
+            if flat and d:
+                dst.narrow(-1, width - d, d).zero_()
+        else:
+            s_dst.narrow(axis, -d, n).copy_(s_src.narrow(axis, 0, n))
+            s_dst.narrow(axis, 0, -d).zero_()
+            if flat:
+                dst.narrow(-1, 0, -d).zero_()
+    return out
+
+
+class _CycleShift(torch.autograd.Function):
+    """Per-channel shift with zero fill; its adjoint is the opposite shift,
+    applied through this same function so higher derivatives work too."""
+
+    @staticmethod
+    def forward(ctx, x, shifts, dim):
+        ctx.shifts, ctx.dim = shifts, dim
+        return _shift_channels(x, shifts, dim)
+
+    @staticmethod
+    def backward(ctx, grad):
+        neg = tuple(-d for d in ctx.shifts)
+        return _CycleShift.apply(grad, neg, ctx.dim), None, None
+
+
+def cycle_shift(x, kernel_size):
+    """Shift each channel of ``x`` as a Cycle FC with ``kernel_size`` does.
+
+    Args:
+        x (Tensor): ``(N, C, H, W)``, any memory format and size (maps
+            smaller than the pseudo-kernel included).
+        kernel_size (int | tuple[int, int]): the pseudo-kernel ``(1, k)``
+            (shifts along the width) or ``(k, 1)`` (along the height).
+
+    Returns:
+        Tensor: the shifted map, same shape; differentiable.
+    """
+    if x.dim() != 4:
+        raise ValueError(f'cycle_shift expects an (N, C, H, W) tensor, got '
+                         f'shape {tuple(x.shape)}')
+    dim, shifts = cycle_shifts(kernel_size)
+    return _CycleShift.apply(x, shifts, x.dim() + dim)
+
+
+def cycle_offset(in_channels, kernel_size, device=None):
+    """The original's deform-conv offset tensor for a Cycle FC.
+
+    Args:
+        in_channels (int): input channels.
+        kernel_size (int | tuple[int, int]): the pseudo-kernel.
+        device (torch.device, optional): where to build it; default: the
+            current default device.
+
+    Returns:
+        Tensor: ``(1, 2 * in_channels, 1, 1)`` float32, ``(dy, dx)`` per
+        input channel, as the original stores in its ``offset`` buffer.
+    """
+    dim, shifts = cycle_shifts(kernel_size)
+    k = len(shifts)
+    offset = torch.zeros(in_channels, 2, device=device)
+    offset[:, 1 if dim == -1 else 0] = torch.tensor(
+        [float(shifts[c % k]) for c in range(in_channels)], device=device)
+    return offset.reshape(1, 2 * in_channels, 1, 1)
+
+
+class CycleFC(nn.Module):
+    """Cycle FC as a per-channel shift followed by a 1x1 projection.
+
+    Numerically the original ``CycleFC`` (a deformable 1x1 convolution with
+    fixed integer offsets), for any map size, forward and backward.
+
+    Args:
+        in_channels (int): input channels.
+        out_channels (int): output channels.
+        kernel_size (int | tuple[int, int]): the pseudo-kernel, ``(1, k)`` or
+            ``(k, 1)`` (an int only as 1).
+        stride (int): must be 1 (as in the original). Default: 1.
+        padding (int): must be 0 (as in the original). Default: 0.
+        bias (bool): add a learnable bias. Default: True.
+
+    Attributes:
+        weight (Parameter): ``(out_channels, in_channels, 1, 1)``.
+        bias (Parameter | None): ``(out_channels, )``.
+        offset (Tensor): persistent buffer ``(1, 2 * in_channels, 1, 1)``,
+            the original's offsets, kept for checkpoint compatibility; a
+            state dict whose ``offset`` differs is refused on load.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1,
+                 padding=0, bias=True):
+        super().__init__()
+        if int(in_channels) < 1 or int(out_channels) < 1:
+            raise ValueError(f'CycleFC needs positive channel counts, got '
+                             f'{in_channels} -> {out_channels}')
+        if stride not in (1, (1, 1)):
+            raise ValueError(f'CycleFC supports only stride 1, got {stride}')
+        if padding not in (0, (0, 0)):
+            raise ValueError(f'CycleFC supports only padding 0, got '
+                             f'{padding}')
+        self.in_channels = int(in_channels)
+        self.out_channels = int(out_channels)
+        self.kernel_size = _check_kernel_size(kernel_size)
+        self.weight = nn.Parameter(
+            torch.empty(self.out_channels, self.in_channels, 1, 1))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(self.out_channels))
+        else:
+            self.register_parameter('bias', None)
+        self.register_buffer('offset',
+                             cycle_offset(self.in_channels, self.kernel_size))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """The original's initialization (that of ``nn.Conv2d``)."""
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.in_channels)
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x):
+        """Apply the layer.
+
+        Args:
+            x (Tensor): ``(N, in_channels, H, W)``, any ``H, W >= 1``.
+
+        Returns:
+            Tensor: ``(N, out_channels, H, W)``.
+        """
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f'CycleFC expects (N, {self.in_channels}, H, W) '
+                             f'input, got shape {tuple(x.shape)}')
+        return F.conv2d(cycle_shift(x, self.kernel_size), self.weight,
+                        self.bias)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
+                              strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        key = prefix + 'offset'
+        value = state_dict.get(key)
+        if (torch.is_tensor(value) and value.shape == self.offset.shape
+                and not value.is_meta):
+            expected = cycle_offset(self.in_channels, self.kernel_size,
+                                    device='cpu')
+            if not torch.equal(value.detach().float().cpu(), expected):
+                from ..checkpoint import CheckpointMismatchError
+                raise CheckpointMismatchError(
+                    f'{key}: the checkpoint holds offsets that differ from '
+                    f'the fixed Cycle FC offsets of kernel_size '
+                    f'{self.kernel_size} with {self.in_channels} channels; '
+                    f'this layer computes its shifts and cannot use other '
+                    f'offsets')
+        super()._load_from_state_dict(state_dict, prefix, local_metadata,
+                                      strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+    def extra_repr(self):
+        s = (f'{self.in_channels}, {self.out_channels}, '
+             f'kernel_size={self.kernel_size}')
+        return s + (', bias=False' if self.bias is None else '')
