@@ -31,3 +31,4 @@ model = dict(
                         num_classes=19),
     test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 682)))
 train_dataloader = dict(batch_size=2)
+custom_hooks = [dict(type='mmrep.ReparamCheckpointHook')]

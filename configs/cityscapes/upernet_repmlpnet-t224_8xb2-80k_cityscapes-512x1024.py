@@ -48,3 +48,4 @@ param_scheduler = [
          by_epoch=False),
 ]
 train_dataloader = dict(batch_size=2)
+custom_hooks = [dict(type='mmrep.ReparamCheckpointHook')]
