@@ -10,11 +10,12 @@ relative to their magnitude) before timing. The deformable baseline is
 Usage::
 
     python benchmarks/bench_cyclefc.py [--iters 10] [--warmup 2]
-        [--threads N] [--batch 8]
+        [--threads N] [--batch 8] [--no-readme]
 
 Prints a markdown table of milliseconds per forward + backward pass
 (median over ``--iters``, the two sides timed alternately) and the speed-up
-of mmrep's layer.
+of mmrep's layer, and writes it into ``benchmarks/README.md`` between the
+``cyclefc-bench`` markers (``--no-readme``: print only).
 """
 import argparse
 import statistics
@@ -23,6 +24,8 @@ import time
 import torch
 from torch.func import functional_call
 from torchvision.ops import deform_conv2d as tv_deform_conv2d
+
+from readme_section import machine_line, update_section
 
 from mmrep.models.layers import CycleFC
 
@@ -106,6 +109,8 @@ def main():
     parser.add_argument('--batch', type=int, default=8)
     parser.add_argument('--threads', type=int, default=None,
                         help='torch CPU threads (default: torch default)')
+    parser.add_argument('--no-readme', action='store_true',
+                        help='print only; leave benchmarks/README.md alone')
     args = parser.parse_args()
     if args.iters < 1 or args.warmup < 0 or args.batch < 1:
         raise ValueError('--iters and --batch must be positive, --warmup '
@@ -138,14 +143,18 @@ def main():
                 rows.append((f'{args.batch}x{channels}x{h}x{w}', kernel,
                              name, base_ms, ours_ms))
 
-    print(f'CycleFC forward + backward, CPU, {torch.get_num_threads()} '
-          f'threads, torch {torch.__version__}, median of {args.iters}\n')
-    print('| input (NxCxHxW) | pseudo-kernel | deformable baseline | '
-          'baseline ms | mmrep ms | speed-up |')
-    print('|---|---|---|---:|---:|---:|')
+    lines = [f'CycleFC forward + backward, CPU, median of {args.iters}. '
+             f'Machine: {machine_line()}.', '',
+             '| input (NxCxHxW) | pseudo-kernel | deformable baseline | '
+             'baseline ms | mmrep ms | speed-up |',
+             '|---|---|---|---:|---:|---:|']
     for shape, kernel, name, base_ms, ours_ms in rows:
-        print(f'| {shape} | {kernel} | {name} | {base_ms:.1f} | '
-              f'{ours_ms:.1f} | {base_ms / ours_ms:.1f}x |')
+        lines.append(f'| {shape} | {kernel} | {name} | {base_ms:.1f} | '
+                     f'{ours_ms:.1f} | {base_ms / ours_ms:.1f}x |')
+    print('\n'.join(lines))
+    if not args.no_readme and update_section('cyclefc-bench',
+                                              '\n'.join(lines)):
+        print('(written to benchmarks/README.md)')
 
 
 if __name__ == '__main__':

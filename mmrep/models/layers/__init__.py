@@ -1,4 +1,4 @@
-from .conv_bn import ConvBN, fuse_bn
+from .conv_bn import ConvBN, fold_input_bn, fuse_bn
 from .cycle_fc import CycleFC, cycle_shift
 from .repmlp_block import (GlobalPerceptron, RepMLPBlock, conv_to_fc,
                            pad_to_partition, to_2tuple)
@@ -6,7 +6,7 @@ from .repmlp_unit import (RepMLPBottleneckBlock, RepMLPLightBlock,
                           RepMLPUnit, grouped_conv_to_fc)
 from .repvgg_block import RepVGGBlock
 
-__all__ = ['ConvBN', 'fuse_bn', 'GlobalPerceptron', 'RepMLPBlock',
-           'conv_to_fc', 'pad_to_partition', 'to_2tuple', 'RepVGGBlock',
-           'RepMLPUnit', 'RepMLPBottleneckBlock', 'RepMLPLightBlock',
-           'grouped_conv_to_fc', 'CycleFC', 'cycle_shift']
+__all__ = ['ConvBN', 'fuse_bn', 'fold_input_bn', 'GlobalPerceptron',
+           'RepMLPBlock', 'conv_to_fc', 'pad_to_partition', 'to_2tuple',
+           'RepVGGBlock', 'RepMLPUnit', 'RepMLPBottleneckBlock',
+           'RepMLPLightBlock', 'grouped_conv_to_fc', 'CycleFC', 'cycle_shift']

@@ -28,6 +28,31 @@ def fuse_bn(weight, bn, bias=None):
     return fused_weight, beta - mean * scale
 
 
+def fold_input_bn(weight, bias, bn):
+    """Fold an eval-mode BatchNorm applied to the *input* of a convolution.
+
+    ``conv(bn(x)) == conv'(x)`` exactly when the convolution has no zero
+    padding and ``groups == 1`` (e.g. a 1x1 conv): every output then sees
+    only normalized input values, never a padded zero.
+
+    Args:
+        weight (Tensor): ``(out, in, kh, kw)`` convolution weight.
+        bias (Tensor | None): convolution bias.
+        bn: an ``nn.BatchNorm2d`` over the ``in`` channels, or any object
+            with its ``weight``, ``bias``, ``running_mean``, ``running_var``
+            and ``eps``.
+
+    Returns:
+        tuple[Tensor, Tensor]: the fused weight and bias.
+    """
+    scale = bn.weight / (bn.running_var + bn.eps).sqrt()
+    shift = bn.bias - bn.running_mean * scale
+    view = (1, -1) + (1, ) * (weight.dim() - 2)
+    extra = (weight * shift.reshape(view)).flatten(1).sum(1)
+    return weight * scale.reshape(view), \
+        extra if bias is None else bias + extra
+
+
 class ConvBN(nn.Module):
     """``Conv2d`` (no bias) -> ``BatchNorm2d`` -> optional activation.
 

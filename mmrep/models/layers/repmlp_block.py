@@ -49,8 +49,11 @@ class GlobalPerceptron(nn.Module):
         self.fc2 = nn.Conv2d(hidden, channels, 1)
 
     def forward(self, x):
-        x = x.mean((2, 3), keepdim=True)
-        return torch.sigmoid(self.fc2(F.relu(self.fc1(x))))
+        # Linear layers on (N, C): the 1x1 convs on a 1x1 map, cheaper.
+        v = x.mean((2, 3))
+        v = F.relu(F.linear(v, self.fc1.weight.flatten(1), self.fc1.bias))
+        v = F.linear(v, self.fc2.weight.flatten(1), self.fc2.bias)
+        return torch.sigmoid(v).reshape(*v.shape, 1, 1)
 
 
 def conv_to_fc(kernel, bias, h, w):
@@ -131,32 +134,53 @@ class RepMLPBlock(nn.Module):
                                 ConvBN(num_sharesets, num_sharesets, k,
                                        padding=k // 2, groups=num_sharesets))
 
-    def forward(self, x):
+    def forward(self, x, identity=None):
+        """Apply the block; ``identity`` (the unit's residual) is added in
+        the same pass as the gate.
+
+        Args:
+            x (Tensor): ``(N, C, H, W)`` input.
+            identity (Tensor, optional): ``(N, C, H, W)`` tensor to add.
+
+        Returns:
+            Tensor: ``identity + block(x)``, or ``block(x)``.
+        """
         N, C, H, W = x.shape
         h, w, S = self.h, self.w, self.num_sharesets
         gate = self.gp(x)
         x = pad_to_partition(x, h, w)
         Hp, Wp = x.shape[-2:]
-        # (N, C, Hp, Wp) -> (N, hp, wp, C, h, w): one row per partition
-        parts = x.reshape(N, C, Hp // h, h, Wp // w, w).permute(0, 2, 4, 1, 3, 5)
-        rows = parts.reshape(-1, S, h * w)  # C/S rows of S share sets each
-        weight = self.fc3.weight.reshape(S, h * w, h * w)
-        # (S, M, hw) x (S, hw, hw): channel s of every row uses fc3 group s.
-        out = torch.bmm(rows.transpose(0, 1), weight.transpose(1, 2))
-        out = out.transpose(0, 1)
+        hp, wp = Hp // h, Wp // w
+        # (N, C, Hp, Wp) -> (N, hp, wp, C, h, w): one row per partition; a
+        # view when the map is one partition.
+        parts = x.reshape(N, C, hp, h, wp, w).permute(0, 2, 4, 1, 3, 5)
+        rows = parts.reshape(-1, S, h * w).transpose(0, 1)  # (S, M, hw)
+        weight = self.fc3.weight.reshape(S, h * w, h * w).transpose(1, 2)
+        # One batched product: channel s of every row uses fc3 group s.
         if self.deploy:
-            out = out + self.fc3.bias.reshape(S, h * w)
+            out = torch.baddbmm(self.fc3.bias.reshape(S, 1, h * w), rows,
+                                weight)
+            # (S, N, hp, wp, C/S, h, w) -> (N, C/S, S, hp, h, wp, w)
+            out = out.reshape(S, N, hp, wp, C // S, h, w)
+            out = out.permute(1, 4, 0, 2, 5, 3, 6)
         else:
+            out = torch.bmm(rows, weight).transpose(0, 1)
             out = self.fc3_bn(out.reshape(-1, S, h, w))
             if self.conv_kernels:
-                local = rows.reshape(-1, S, h, w)
+                local = rows.transpose(0, 1).reshape(-1, S, h, w)
                 for k in self.conv_kernels:
                     out = out + getattr(self, f'repconv{k}')(local)
-        out = out.reshape(N, Hp // h, Wp // w, C, h, w)
-        out = out.permute(0, 3, 1, 4, 2, 5).reshape(N, C, Hp, Wp)
+            out = out.reshape(N, hp, wp, C // S, S, h, w)
+            out = out.permute(0, 3, 4, 1, 5, 2, 6)
         if Hp != H or Wp != W:
-            out = out[:, :, :H, :W]
-        return out * gate
+            out = out.reshape(N, C, Hp, Wp)[:, :, :H, :W]
+        else:  # stay in the blocked layout; the result is NCHW-contiguous
+            gate = gate.reshape(N, C // S, S, 1, 1, 1, 1)
+            if identity is not None:
+                identity = identity.reshape(out.shape)
+        out = out * gate if identity is None else \
+            torch.addcmul(identity, out, gate)
+        return out.reshape(N, C, H, W)
 
     def fused_fc3(self):
         """Locality Injection: the single ``fc3`` equivalent to the branches.
