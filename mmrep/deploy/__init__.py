@@ -1,6 +1,13 @@
 from .config import make_deploy_config
 from .hook import ReparamCheckpointHook, deploy_path
-from .walker import is_fused_state, reparameterize_model
+from .walker import (NonFiniteWeightsError, is_fused_state,
+                     reparameterize_model)
+from .resample import (adapt_resolution, infer_grid_size, resample_fc1_fc2,
+                       resample_fc3_weight, resample_grid,
+                       resample_pixel_vector, resize_matrix)
 
-__all__ = ['reparameterize_model', 'is_fused_state', 'make_deploy_config',
-           'ReparamCheckpointHook', 'deploy_path']
+__all__ = ['reparameterize_model', 'NonFiniteWeightsError', 'is_fused_state',
+           'make_deploy_config', 'ReparamCheckpointHook', 'deploy_path']
+__all__ += ['adapt_resolution', 'infer_grid_size', 'resample_fc1_fc2',
+            'resample_fc3_weight', 'resample_grid', 'resample_pixel_vector',
+            'resize_matrix']

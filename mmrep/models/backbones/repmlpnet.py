@@ -16,15 +16,19 @@ Differences from the original, all outside the numbers it produces:
   ``out_indices``; ``final_norm=True`` applies ``head_norm`` to the last one,
   which is what a classifier needs.
 * The partition FC runs as a batched matrix product, and
-  :meth:`RepMLPNet.reparameterize` also folds every conv-BN pair.
+  :meth:`RepMLPNet.reparameterize` also folds every conv-BN pair and each
+  unit's ``prebn2`` into ``ffn_fc1`` (so the fused form has no ``prebn2``;
+  fused checkpoints that keep it are folded on load).
 """
 import copy
+import math
+from types import SimpleNamespace
 
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from ...registry import MODELS
-from ..layers import ConvBN, RepMLPBlock, to_2tuple
+from ..layers import ConvBN, RepMLPBlock, fold_input_bn, to_2tuple
 from .base import RepBackbone, check_out_indices
 
 
@@ -42,7 +46,14 @@ class FFNBlock(nn.Module):
 
 
 class RepMLPNetUnit(nn.Module):
-    """``x + RepMLP(BN(x))`` followed by ``y + FFN(BN(y))``."""
+    """``x + RepMLP(BN(x))`` followed by ``y + FFN(BN(y))``.
+
+    In the fused form ``prebn2`` is folded into ``ffn_fc1`` (a 1x1 conv
+    without padding, so the fold is exact) and becomes an identity.
+    ``prebn1`` stays: the partition FC shares its weights across the channels
+    of a share set (a per-channel scale cannot enter them) and sees the zero
+    padding of partial partitions, where a folded BN shift would be wrong.
+    """
 
     def __init__(self, channels, partition, num_sharesets, conv_kernels,
                  gp_reduce, ffn_expand=4, deploy=False):
@@ -51,11 +62,25 @@ class RepMLPNetUnit(nn.Module):
                                         conv_kernels, gp_reduce, deploy)
         self.ffn_block = FFNBlock(channels, channels * ffn_expand, deploy)
         self.prebn1 = nn.BatchNorm2d(channels)
-        self.prebn2 = nn.BatchNorm2d(channels)
+        self.prebn2 = nn.Identity() if deploy else nn.BatchNorm2d(channels)
 
     def forward(self, x):
-        x = x + self.repmlp_block(self.prebn1(x))
+        x = self.repmlp_block(self.prebn1(x), identity=x)
         return x + self.ffn_block(self.prebn2(x))
+
+    def reparameterize(self):
+        """Fuse the RepMLP block and the FFN, then fold ``prebn2`` into
+        ``ffn_fc1``, in place."""
+        self.repmlp_block.reparameterize()
+        fc1 = self.ffn_block.ffn_fc1
+        fc1.reparameterize()
+        self.ffn_block.ffn_fc2.reparameterize()
+        if isinstance(self.prebn2, nn.BatchNorm2d):
+            weight, bias = fold_input_bn(fc1.conv.weight, fc1.conv.bias,
+                                         self.prebn2)
+            fc1.conv.weight.data.copy_(weight.detach())
+            fc1.conv.bias.data.copy_(bias.detach())
+            self.prebn2 = nn.Identity()
 
 
 def _pad_to_stride(x, stride):
@@ -95,6 +120,10 @@ class RepMLPNet(RepBackbone):
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=...)``
             loads an mmrep, original (train or fused) or mmpretrain
             checkpoint, converting keys and form as needed.
+        pad (bool): zero-pad inputs whose size does not fit (see the module
+            docstring). False: refuse them instead, with a ValueError naming
+            the stage, its map size and the image size multiple that fits
+            (:meth:`input_multiple`). Default: True.
     """
 
     arch_settings = {
@@ -125,13 +154,15 @@ class RepMLPNet(RepBackbone):
 
     def __init__(self, arch='T224', in_channels=3, partition_sizes=None,
                  out_indices=(0, 1, 2, 3), final_norm=False, frozen_stages=-1,
-                 norm_eval=False, with_cp=False, deploy=False, init_cfg=None):
+                 norm_eval=False, with_cp=False, deploy=False, init_cfg=None,
+                 pad=True):
         super().__init__(init_cfg=init_cfg)
         self._build_args = dict(
             arch=copy.deepcopy(arch), in_channels=in_channels,
             partition_sizes=partition_sizes, out_indices=out_indices,
             final_norm=final_norm, frozen_stages=frozen_stages,
-            norm_eval=norm_eval, with_cp=with_cp, deploy=deploy)
+            norm_eval=norm_eval, with_cp=with_cp, deploy=deploy, pad=pad)
+        self.pad = bool(pad)
         self.arch = self.parse_arch(arch)
         if partition_sizes is not None:
             if len(partition_sizes) != len(self.arch['channels']):
@@ -167,6 +198,8 @@ class RepMLPNet(RepBackbone):
                                           act=nn.ReLU(), deploy=deploy))
         # Kept whether or not it is applied, so checkpoints keep one layout.
         self.head_norm = nn.BatchNorm2d(a['channels'][-1])
+        if not final_norm:  # unused: DDP must not wait for its gradients
+            self.head_norm.requires_grad_(False)
         self._freeze_stages()
 
     @classmethod
@@ -235,6 +268,8 @@ class RepMLPNet(RepBackbone):
         Returns:
             tuple[Tensor]: NCHW maps at strides 4, 8, 16, 32 (rounded up).
         """
+        if not self.pad:
+            self._check_fits(x)
         x = self.conv_embedding(_pad_to_stride(x, self.patch_size))
         outs = []
         last = len(self.stages) - 1
@@ -250,6 +285,49 @@ class RepMLPNet(RepBackbone):
                 outs.append(self.head_norm(x)
                             if self.final_norm and i == last else x)
         return tuple(outs)
+
+    def input_multiple(self):
+        """The image size multiple that needs no padding anywhere.
+
+        Returns:
+            tuple[int, int]: ``(mh, mw)``; an image whose height and width
+            are multiples of these is split evenly into patches and every
+            stage map into whole partitions.
+        """
+        ph, pw = self.patch_size
+        mh, mw = ph, pw
+        for i, (h, w) in enumerate(self.arch['partition_sizes']):
+            mh = math.lcm(mh, ph * 2**i * h)
+            mw = math.lcm(mw, pw * 2**i * w)
+        return mh, mw
+
+    def _check_fits(self, x):
+        """With ``pad=False``: refuse an image that needs padding."""
+        H, W = x.shape[-2:]
+        mh, mw = self.input_multiple()
+        if H % mh == 0 and W % mw == 0:
+            return
+        ph, pw = self.patch_size
+        what = f'the image {H}x{W} does not fit'
+        if H % ph or W % pw:
+            what = f'the image {H}x{W} is not a multiple of the patch size ' \
+                   f'{ph}x{pw}'
+        else:
+            h, w = H // ph, W // pw
+            for i, (sh, sw) in enumerate(self.arch['partition_sizes']):
+                if i:
+                    if h % 2 or w % 2:
+                        what = f'stage {i - 1} map {h}x{w} is not a ' \
+                               f'multiple of the 2x2 embedding stride'
+                        break
+                    h, w = h // 2, w // 2
+                if h % sh or w % sw:
+                    what = f'stage {i} map {h}x{w} is not a multiple of ' \
+                           f'its partition {sh}x{sw}'
+                    break
+        raise ValueError(
+            f'RepMLPNet(pad=False): {what}; the image size must be a '
+            f'multiple of {mh}x{mw} (or build with pad=True to zero-pad)')
 
     def stem_and_stages(self):
         return [self.conv_embedding], [
@@ -298,3 +376,47 @@ class RepMLPNet(RepBackbone):
                     key = key.replace(old, new)
             backbone[key] = value
         return backbone, head
+
+    def adapt_state_dict(self, state):
+        """Resample partition- and grid-bound weights of a checkpoint built
+        for another resolution (see :mod:`mmrep.deploy.resample`); called by
+        the loader when ``state`` does not fit as it is.
+
+        Args:
+            state (dict[str, Tensor]): converted backbone weights.
+
+        Returns:
+            dict[str, Tensor]: the weights with those tensors resampled.
+        """
+        from ...deploy.resample import adapt_resolution
+        return self.fold_prebn2_state(adapt_resolution(self, state))
+
+    def fold_prebn2_state(self, state):
+        """Fold ``prebn2`` of a fused checkpoint that keeps it (the original
+        release's or mmpretrain's fused form) into ``ffn_fc1``, as
+        :meth:`RepMLPNetUnit.reparameterize` does; the loader folds the
+        remaining conv-BN pairs. Train-time checkpoints, and any state for a
+        train-time model, are returned unchanged.
+
+        Args:
+            state (dict[str, Tensor]): converted backbone weights.
+
+        Returns:
+            dict[str, Tensor]: the weights with every ``prebn2`` folded.
+        """
+        if not self.deploy or any('fc3_bn.' in k or '.repconv' in k
+                                  for k in state):
+            return state
+        state = dict(state)
+        for key in [k for k in state if k.endswith('.prebn2.running_var')]:
+            unit = key[:-len('prebn2.running_var')]
+            fc1 = unit + 'ffn_block.ffn_fc1.conv.'
+            if fc1 + 'weight' not in state:
+                continue
+            bn = SimpleNamespace(eps=1e-5, **{
+                n: state.pop(unit + 'prebn2.' + n)
+                for n in ('weight', 'bias', 'running_mean', 'running_var')})
+            state.pop(unit + 'prebn2.num_batches_tracked', None)
+            state[fc1 + 'weight'], state[fc1 + 'bias'] = fold_input_bn(
+                state[fc1 + 'weight'], state.get(fc1 + 'bias'), bn)
+        return state
