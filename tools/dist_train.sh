@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Distributed training with torchrun: tools/dist_train.sh CONFIG NUM_PROCS [train.py args...]
+# Without CUDA, tools/train.py runs the processes on the CPU with gloo (SyncBN
+# configs are converted to BN). PYTHON picks the interpreter, PORT the port.
 set -euo pipefail
 CONFIG=$1
 NPROC=$2
@@ -9,7 +11,8 @@ NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
 DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-PYTHONPATH="$DIR/..:${PYTHONPATH:-}" exec python -m torch.distributed.run \
+PYTHON=${PYTHON:-python}
+PYTHONPATH="$DIR/..:${PYTHONPATH:-}" exec "$PYTHON" -m torch.distributed.run \
   --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
   --nproc_per_node="$NPROC" --master_port="$PORT" \
   "$DIR/train.py" "$CONFIG" --launcher pytorch "$@"

@@ -54,7 +54,8 @@ pins = {'mmengine': '0.10.7', 'mmsegmentation': '1.2.2', 'mmdet': '3.3.0',
         'mmpretrain': '1.2.0'}
 if any(ver(k) != v for k, v in pins.items()):
     out.append('openmmlab')
-if ver('pytest') is None or ver('hypothesis') is None:
+if any(ver(k) is None for k in ('pytest', 'hypothesis', 'onnx',
+                                  'onnxruntime')):
     out.append('tools')
 spec = importlib.util.find_spec('mmrep')
 if ver('mmrep') is None or spec is None or os.path.realpath(
@@ -127,9 +128,11 @@ if needs openmmlab; then
     ftfy regex
 fi
 
-# 5. Test tools and mmrep itself (editable).
+# 5. Test and export tools (pytest, hypothesis; onnx and onnxruntime for
+#    tools/export_onnx.py) and mmrep itself (editable).
 if needs tools; then
-  $PIP install -q pytest hypothesis
+  log "installing pytest, hypothesis, onnx, onnxruntime"
+  $PIP install -q pytest hypothesis onnx onnxruntime
 fi
 if needs mmrep; then
   log "installing mmrep (editable) from $ROOT"

@@ -22,10 +22,13 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 
 import mmrep
-from mmrep.deploy import make_deploy_config, reparameterize_model
+from mmrep.deploy import (NonFiniteWeightsError, make_deploy_config,
+                          reparameterize_model)
 from mmrep.deploy.hook import atomic_save, deploy_path
-from mmrep.models.checkpoint import (_fits, describe_mismatch,
-                                     read_state_dict)
+from mmrep.models.checkpoint import (CheckpointMismatchError, _fits,
+                                     describe_mismatch, read_state_dict)
+from mmrep.utils import (CheckpointLoadError, MissingCustomImportsError,
+                         check_custom_imports, enforce_weights_only)
 
 
 def parse_args(argv=None):
@@ -73,10 +76,39 @@ def compare(model, fused, shape):
 
 
 def main(argv=None):
+    """Run the tool.
+
+    Args:
+        argv (list[str], optional): command-line arguments.
+
+    Returns:
+        int: exit status (0: written or already fused; 1: bad input, nothing
+        written; 2: ``--verify`` failed, nothing written).
+    """
     args = parse_args(argv)
+    enforce_weights_only()
+    try:
+        return run(args)
+    except (CheckpointLoadError, CheckpointMismatchError, FileNotFoundError,
+            MissingCustomImportsError, NonFiniteWeightsError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        print('nothing was written', file=sys.stderr)
+        return 1
+
+
+def run(args):
+    """Fuse, verify and write; see the module docstring.
+
+    Args:
+        args (argparse.Namespace): parsed arguments.
+
+    Returns:
+        int: exit status, as :func:`main`'s.
+    """
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    check_custom_imports(cfg, args.config)
     for key in ('init_cfg', 'pretrained'):
         cfg.model.pop(key, None)
     deploy_cfg = make_deploy_config(cfg)

@@ -16,7 +16,9 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 
 import mmrep  # noqa: F401
-from train import build_runner  # noqa: E402  (same folder)
+from mmrep.utils import enforce_weights_only
+from train import (build_runner, preflight,  # noqa: E402  (same folder)
+                   setup_cpu_distributed)
 
 
 def _to_json(value):
@@ -46,6 +48,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    enforce_weights_only()
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'checkpoint not found: {args.checkpoint}')
     cfg = Config.fromfile(args.config)
@@ -59,6 +62,8 @@ def main(argv=None):
                                 osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
     cfg.resume = False
+    preflight(cfg, args.config)
+    setup_cpu_distributed(cfg)
     runner = build_runner(cfg)
     metrics = runner.test()
     if args.out_metrics and runner.rank == 0:

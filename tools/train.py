@@ -8,10 +8,15 @@ import argparse
 import os
 import os.path as osp
 
+import torch
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
+from mmengine.logging import print_log
+from mmengine.runner import Runner, find_latest_checkpoint
 
 import mmrep  # noqa: F401  (registers mmrep; allow-lists resume objects)
+from mmrep.utils import (CheckpointLoadError, MissingCustomImportsError,
+                         check_custom_imports, enforce_weights_only,
+                         safe_load)
 
 
 def parse_args(argv=None):
@@ -69,6 +74,109 @@ def build_config(args):
     return cfg
 
 
+def checkpoints_to_load(cfg):
+    """The local checkpoint files the runner will load.
+
+    Args:
+        cfg (Config): the config to run.
+
+    Returns:
+        list[str]: ``cfg.load_from`` (a path, or with ``resume`` and no path
+        the latest checkpoint of the work dir), when it is a local file.
+    """
+    path = cfg.get('load_from')
+    if not path and cfg.get('resume') and cfg.get('work_dir'):
+        path = find_latest_checkpoint(cfg.work_dir) \
+            if osp.isdir(cfg.work_dir) else None
+    if not path or '://' in str(path):
+        return []
+    return [str(path)]
+
+
+def preflight(cfg, config_path):
+    """Refuse a run that would fail or load unsafe data, before building it.
+
+    Checks that a config using ``mmrep.*`` types imports mmrep through
+    ``custom_imports``, and reads every checkpoint the run will load with
+    the weights-only unpickler (mmrep's allow-list), so a crafted or corrupt
+    file is refused with a clear message and nothing of it is executed.
+
+    Args:
+        cfg (Config): the config to run.
+        config_path (str): its file, named in messages.
+
+    Raises:
+        SystemExit: with a message starting ``error:``.
+    """
+    try:
+        check_custom_imports(cfg, config_path)
+        for path in checkpoints_to_load(cfg):
+            safe_load(path)
+    except (MissingCustomImportsError, CheckpointLoadError,
+            FileNotFoundError) as e:
+        raise SystemExit(f'error: {e}') from None
+
+
+def _replace_sync_bn(node):
+    """``type='SyncBN'`` -> ``'BN'`` below ``node``; returns the count."""
+    count = 0
+    if isinstance(node, dict):
+        if node.get('type') in ('SyncBN', 'MMSyncBN', 'TorchSyncBN'):
+            node['type'] = 'BN'
+            count += 1
+        for value in node.values():
+            count += _replace_sync_bn(value)
+    elif isinstance(node, list):
+        for value in node:
+            count += _replace_sync_bn(value)
+    return count
+
+
+def setup_cpu_distributed(cfg):
+    """Make a distributed config run on CPUs (gloo), where CUDA is absent.
+
+    mmengine's ``init_dist`` always selects a CUDA device, torch's
+    ``SyncBatchNorm`` runs on GPUs only, and mmengine wraps the model in
+    DDP with ``device_ids``, which CPU modules refuse. Without CUDA this
+    initializes the ``gloo`` process group itself (mmengine then skips its
+    own initialization), turns every ``SyncBN`` norm config into ``BN``
+    (per-process statistics; logged) and wraps the model in DDP without
+    device ids. Does nothing when ``cfg.launcher`` is ``'none'`` or CUDA is
+    available.
+
+    Args:
+        cfg (Config): the config to run; changed in place.
+
+    Returns:
+        bool: whether the CPU setup was applied.
+    """
+    if cfg.get('launcher', 'none') == 'none' or torch.cuda.is_available():
+        return False
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+    cfg.env_cfg.dist_cfg['backend'] = 'gloo'
+    model = cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') \
+        else dict(cfg.model)
+    converted = _replace_sync_bn(model)
+    cfg.model = model
+    if cfg.get('sync_bn'):
+        cfg.sync_bn = None
+        converted += 1
+    if converted and dist.get_rank() == 0:
+        print_log(f'distributed training on CPU (gloo): converted '
+                  f'{converted} SyncBN setting(s) to BN, since SyncBatchNorm '
+                  f'runs on GPUs only; BN statistics are per process',
+                  logger='current')
+    if cfg.get('model_wrapper_cfg') is None:
+        cfg.model_wrapper_cfg = dict(
+            type='MMDistributedDataParallel', device_ids=None,
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
+    return True
+
+
 def build_runner(cfg):
     """Build the runner the config asks for (``runner_type``) or mmengine's."""
     if 'runner_type' in cfg:
@@ -79,7 +187,11 @@ def build_runner(cfg):
 
 def main(argv=None):
     args = parse_args(argv)
-    runner = build_runner(build_config(args))
+    enforce_weights_only()
+    cfg = build_config(args)
+    preflight(cfg, args.config)
+    setup_cpu_distributed(cfg)
+    runner = build_runner(cfg)
     runner.train()
 
 

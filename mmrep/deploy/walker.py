@@ -11,8 +11,76 @@ import copy
 import torch
 
 
+class NonFiniteWeightsError(ValueError):
+    """A module to be fused holds NaN or Inf values."""
+
+
+def fusable_modules(model):
+    """The modules :func:`reparameterize_model` fuses, outermost first.
+
+    A module with a callable ``reparameterize`` fuses its own children, so
+    they are not listed.
+
+    Args:
+        model (nn.Module): any model.
+
+    Returns:
+        list[tuple[str, nn.Module]]: ``(qualified name, module)`` pairs.
+    """
+    found = []
+    pending = [('', model)]
+    while pending:
+        name, module = pending.pop()
+        if callable(getattr(module, 'reparameterize', None)):
+            found.append((name, module))
+            continue
+        children = [(f'{name}.{n}' if name else n, m)
+                    for n, m in module.named_children()]
+        pending.extend(reversed(children))
+    return found
+
+
+def check_finite(named_modules, when='before fusion'):
+    """Raise if a floating-point tensor of the given modules is not finite.
+
+    Args:
+        named_modules (list[tuple[str, nn.Module]]): modules to check, with
+            their qualified names.
+        when (str): said in the message.
+
+    Raises:
+        NonFiniteWeightsError: names the first offending tensor (and how many
+            there are), with its count of NaN and Inf values.
+    """
+    bad = []
+    for prefix, module in named_modules:
+        for key, tensor in module.state_dict(keep_vars=True).items():
+            if not torch.is_tensor(tensor) or \
+                    not torch.is_floating_point(tensor):
+                continue
+            t = tensor.detach()
+            nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+            if nan or inf:
+                name = f'{prefix}.{key}' if prefix else key
+                bad.append(f'{name} {tuple(t.shape)} has {nan} NaN and '
+                           f'{inf} Inf values')
+    if bad:
+        more = f' (and {len(bad) - 1} more tensors)' if len(bad) > 1 else ''
+        consequence = ('refusing to fuse (the fused weights would be '
+                       'NaN/Inf too)') if when == 'before fusion' else \
+            'the fused model is unusable (is a BN running_var negative?)'
+        raise NonFiniteWeightsError(
+            f'non-finite weights {when}: {bad[0]}{more}; {consequence}')
+
+
 def reparameterize_model(model, inplace=False):
     """Fuse every re-parameterizable module of ``model``.
+
+    Every tensor of the modules to fuse is checked first: NaN or Inf raises
+    :class:`NonFiniteWeightsError` before anything is changed. The fused
+    weights are checked as well (a negative BN ``running_var`` turns into
+    NaN); then the error is raised after fusing, and with ``inplace=True``
+    the model is left fused.
 
     Args:
         model (nn.Module): any model.
@@ -21,21 +89,25 @@ def reparameterize_model(model, inplace=False):
 
     Returns:
         nn.Module: the fused model, in eval mode.
+
+    Raises:
+        NonFiniteWeightsError: a weight or buffer to fuse, or a fused
+            weight, is NaN or Inf; the message names the tensor.
     """
+    check_finite(fusable_modules(model))
     if not inplace:
         model = copy.deepcopy(model)
     model.eval()
+    targets = fusable_modules(model)
     with torch.no_grad():
-        pending = [model]
-        while pending:
-            module = pending.pop()
-            if callable(getattr(module, 'reparameterize', None)):
-                # It fuses its own children; do not visit them again.
-                module.reparameterize()
-                if hasattr(module, 'deploy'):
+        for _, module in targets:
+            module.reparameterize()
+            if hasattr(module, 'deploy'):
+                try:
                     module.deploy = True
-                continue
-            pending.extend(reversed(list(module.children())))
+                except AttributeError:  # a read-only property (ConvBN)
+                    pass
+    check_finite(targets, when='after fusion')
     return model
 
 

@@ -68,8 +68,39 @@ def allow_checkpoint_globals():
         torch.serialization.add_safe_globals(list(SAFE_GLOBALS))
 
 
+def enforce_weights_only():
+    """Make every ``torch.load`` of this process use ``weights_only=True``.
+
+    Sets ``TORCH_FORCE_WEIGHTS_ONLY_LOAD=1``, which torch honours even where a
+    library calls :func:`torch.load` without ``weights_only`` (mmengine's
+    ``load_from`` / ``resume``), and drops ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``
+    (torch refuses to run with both set). The tools call this at start-up.
+
+    Returns:
+        bool: whether ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` was set and has
+        been removed.
+    """
+    dropped = os.environ.pop('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', None)
+    os.environ['TORCH_FORCE_WEIGHTS_ONLY_LOAD'] = '1'
+    return dropped is not None
+
+
 class CheckpointLoadError(RuntimeError):
     """A checkpoint file could not be read safely."""
+
+
+def _unpickler_detail(error):
+    """The specific reason in torch's long weights-only error message."""
+    text = str(error)
+    marker = 'WeightsUnpickler error:'
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # A refused global is named on a line of its own (its wording varies).
+    lines = [line for line in lines if 'global' in line.lower()] or lines
+    # torch goes on to suggest allow-listing the global; mmrep does not.
+    return lines[0].split(' Please use')[0] if lines \
+        else error.__class__.__name__
 
 
 def safe_load(path, map_location='cpu'):
@@ -94,10 +125,15 @@ def safe_load(path, map_location='cpu'):
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        detail = _unpickler_detail(e)
+        if 'global' in detail.lower() or 'getattr' in detail:
+            raise CheckpointLoadError(
+                f'refused to load {path}: it holds a pickled object outside '
+                f"mmrep's allow-list of safe types, which was not executed "
+                f'({detail})') from e
         raise CheckpointLoadError(
-            f'refused to load {path}: it holds a pickled object outside '
-            f"mmrep's allow-list of safe types ({e.__class__.__name__}: "
-            f'{str(e).splitlines()[0] if str(e) else ""})') from e
+            f'cannot read checkpoint {path}: the file is truncated or '
+            f'corrupt, or not a checkpoint ({detail})') from e
     except (RuntimeError, EOFError, ValueError, OSError) as e:
         raise CheckpointLoadError(
             f'cannot read checkpoint {path}: the file is truncated or '

@@ -113,6 +113,47 @@ def _shift_channels(x, shifts, dim):
     return out
 
 
+def _shift_channels_functional(x, shifts, dim):
+    """The same as :func:`_shift_channels`, from out-of-place ops only.
+
+    Used while tracing (ONNX export), where the slice copies of
+    :func:`_shift_channels` would not be recorded faithfully: each residue
+    class of channels is shifted by a narrow and a zero pad, and the classes
+    are put back in channel order by one gather.
+
+    Args:
+        x (Tensor): ``(N, C, H, W)``.
+        shifts (tuple[int]): displacement of each channel residue.
+        dim (int): 2 (height) or 3 (width).
+
+    Returns:
+        Tensor: the shifted map.
+    """
+    k, size = len(shifts), x.shape[dim]
+    parts, order = [], []
+    for j, d in enumerate(shifts[:x.shape[1]]):
+        part = x[:, j::k]
+        if abs(d) >= size:
+            part = torch.zeros_like(part)
+        elif d:
+            n = size - abs(d)
+            pad = [0, 0, 0, 0]
+            side = 0 if dim == 3 else 2  # F.pad lists the last dim first
+            if d > 0:
+                part = part.narrow(dim, d, n)
+                pad[side + 1] = d
+            else:
+                part = part.narrow(dim, 0, n)
+                pad[side] = -d
+            part = F.pad(part, pad)
+        parts.append(part)
+        order.extend(range(j, x.shape[1], k))
+    out = torch.cat(parts, dim=1)
+    inverse = torch.empty(len(order), dtype=torch.long)
+    inverse[torch.tensor(order)] = torch.arange(len(order))
+    return out.index_select(1, inverse.to(x.device))
+
+
 class _CycleShift(torch.autograd.Function):
     """Per-channel shift with zero fill; its adjoint is the opposite shift,
     applied through this same function so higher derivatives work too."""
@@ -144,6 +185,8 @@ def cycle_shift(x, kernel_size):
         raise ValueError(f'cycle_shift expects an (N, C, H, W) tensor, got '
                          f'shape {tuple(x.shape)}')
     dim, shifts = cycle_shifts(kernel_size)
+    if torch.jit.is_tracing():  # ONNX export: out-of-place ops only
+        return _shift_channels_functional(x, shifts, x.dim() + dim)
     return _CycleShift.apply(x, shifts, x.dim() + dim)
 
 

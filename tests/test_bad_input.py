@@ -1,0 +1,230 @@
+"""Bad input gives one clear error naming the problem, and nothing is
+written: unknown or malformed archs, partitions that do not fit without
+padding, checkpoints of another family or variant, truncated or corrupt
+files, NaN/Inf weights before fusion, configs without custom_imports."""
+import os
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from tool_runner import DEMO, load_tool
+
+import mmrep  # noqa: F401
+from mmrep.deploy import NonFiniteWeightsError, reparameterize_model
+from mmrep.models import CheckpointMismatchError, load_pretrained
+from mmrep.models.backbones import CycleMLP, RepMLPNet, RepMLPResNet, RepVGG
+from mmrep.utils import CheckpointLoadError
+
+TINY_REPMLPNET = dict(channels=(8, 16, 32, 64), num_blocks=(1, 1, 1, 1),
+                      sharesets=(1, 2, 4, 8),
+                      partition_sizes=((4, 8), (4, 4), (2, 4), (2, 2)))
+TINY_REPVGG = dict(num_blocks=(1, 1, 1, 1), width_multiplier=(0.25, ) * 4)
+FAMILIES = {
+    'RepMLPNet': (RepMLPNet, 'T999',
+                  dict(channels=(8, 16), num_blocks=(1, 1),
+                       partition_sizes=(4, 2), sharesets=(1, 2), foo=1)),
+    'RepVGG': (RepVGG, 'C7', dict(num_blocks=(1, 1), width_multiplier=(1, ))),
+    'CycleMLP': (CycleMLP, 'B9', dict(channels=(8, 16), num_blocks=(1, 1))),
+    'RepMLPResNet': (RepMLPResNet, 'huge-512',
+                     dict(num_blocks=(1, 1, 1, 1), block_type='dense')),
+}
+
+
+def randomize(model, seed=0):
+    """Random BN statistics and affine parameters (so fusion matters)."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
+    return model
+
+
+def files_in(folder):
+    return sorted(os.listdir(folder))
+
+
+@pytest.mark.parametrize('family', sorted(FAMILIES))
+def test_unknown_arch_name_lists_the_presets(family):
+    cls, name, _ = FAMILIES[family]
+    with pytest.raises(ValueError) as err:
+        cls(arch=name)
+    msg = str(err.value)
+    assert f'unknown {family} arch {name!r}' in msg
+    assert 'presets' in msg and repr(sorted(cls.arch_settings)) in msg
+
+
+@pytest.mark.parametrize('family', sorted(FAMILIES))
+def test_malformed_arch_dict_names_the_problem(family):
+    cls, _, arch = FAMILIES[family]
+    with pytest.raises(ValueError) as err:
+        cls(arch=arch)
+    msg = str(err.value)
+    expected = {
+        'RepMLPNet': "unknown keys ['foo']",
+        'RepVGG': 'one num_blocks and width_multiplier entry per stage',
+        'CycleMLP': "missing keys ['mlp_ratios']",
+        'RepMLPResNet': "block_type must be one of",
+    }[family]
+    assert expected in msg, msg
+
+
+def test_partition_that_does_not_fit_without_padding():
+    strict = RepMLPNet(TINY_REPMLPNET, pad=False).eval()
+    assert strict.input_multiple() == (64, 64)
+    with torch.no_grad():
+        assert len(strict(torch.randn(1, 3, 64, 128))) == 4  # fits
+        with pytest.raises(ValueError) as err:
+            strict(torch.randn(1, 3, 64, 60))
+    msg = str(err.value)
+    assert 'pad=False' in msg and 'stage 0 map 16x15' in msg
+    assert 'partition 4x8' in msg and 'multiple of 64x64' in msg
+    with pytest.raises(ValueError, match='patch size 4x4'):
+        strict(torch.randn(1, 3, 30, 64))
+    # The default pads the same input, and the flag survives fusion.
+    padded = RepMLPNet(TINY_REPMLPNET).eval()
+    with torch.no_grad():
+        assert padded(torch.randn(1, 3, 64, 60))[0].shape == (1, 8, 16, 15)
+    fused = reparameterize_model(strict)
+    assert fused.pad is False and fused._build_args['pad'] is False
+
+
+def test_checkpoint_of_another_family_names_the_keys(tmp_path):
+    path = str(tmp_path / 'repvgg.pth')
+    torch.save({'state_dict': RepVGG(TINY_REPVGG).state_dict()}, path)
+    model = RepMLPNet(TINY_REPMLPNET)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointMismatchError) as err:
+        load_pretrained(model, path)
+    msg = str(err.value)
+    assert 'missing keys' in msg and "'conv_embedding.conv.weight'" in msg
+    assert 'unexpected keys' in msg and "'stage0.rbr_dense.conv.weight'" \
+        in msg
+    assert all(torch.equal(before[k], v)
+               for k, v in model.state_dict().items())
+
+
+def test_checkpoint_of_another_variant_names_keys_and_shapes(tmp_path):
+    path = str(tmp_path / 'wide.pth')
+    wide = dict(TINY_REPMLPNET, channels=(16, 32, 64, 128))
+    torch.save(RepMLPNet(wide).state_dict(), path)
+    with pytest.raises(CheckpointMismatchError) as err:
+        load_pretrained(RepMLPNet(TINY_REPMLPNET), path)
+    msg = str(err.value)
+    assert 'shape mismatches' in msg
+    assert 'conv_embedding.conv.weight: checkpoint (16, 3, 4, 4) vs model ' \
+        '(8, 3, 4, 4)' in msg
+
+
+@pytest.fixture(scope='module')
+def demo_checkpoint(tmp_path_factory):
+    """A train-time checkpoint of the demo segmentor (random weights)."""
+    init_default_scope('mmseg')
+    from mmseg.registry import MODELS
+    model = randomize(MODELS.build(Config.fromfile(DEMO).model))
+    path = str(tmp_path_factory.mktemp('demo') / 'demo.pth')
+    torch.save({'state_dict': model.state_dict()}, path)
+    return path
+
+
+@pytest.mark.parametrize('damage', ['truncated', 'corrupt'])
+def test_truncated_or_corrupt_checkpoint(demo_checkpoint, tmp_path, damage,
+                                         capsys):
+    data = open(demo_checkpoint, 'rb').read()
+    bad = str(tmp_path / f'{damage}.pth')
+    with open(bad, 'wb') as f:
+        f.write(data[:len(data) // 2] if damage == 'truncated'
+                else os.urandom(4096))
+    with pytest.raises(CheckpointLoadError, match='truncated or corrupt'):
+        load_pretrained(RepMLPNet(TINY_REPMLPNET), bad)
+    # tools/reparam.py: one error line naming the file, nothing written.
+    out = str(tmp_path / 'out' / 'fused.pth')
+    os.makedirs(osp.dirname(out))
+    assert load_tool('reparam').main([DEMO, bad, '--out', out]) == 1
+    err = capsys.readouterr().err
+    assert f'error: cannot read checkpoint {bad}' in err
+    assert files_in(osp.dirname(out)) == []
+
+
+def test_nan_weights_refuse_fusion():
+    model = randomize(RepVGG(TINY_REPVGG)).eval()
+    model.stage2[0].rbr_1x1.bn.running_var[3] = float('inf')
+    model.stage3[0].rbr_dense.conv.weight.data[0, 0, 0, 0] = float('nan')
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for inplace in (False, True):
+        with pytest.raises(NonFiniteWeightsError) as err:
+            reparameterize_model(model, inplace=inplace)
+        msg = str(err.value)
+        assert 'stage2.0.rbr_1x1.bn.running_var (32,) has 0 NaN and 1 Inf' \
+            in msg and 'and 1 more tensors' in msg
+        # Nothing was fused, not even in place.
+        assert model.stage2[0].deploy is False
+        assert all(torch.equal(before[k], v) or torch.isnan(v).any()
+                   for k, v in model.state_dict().items())
+
+
+def test_negative_variance_is_caught_after_fusion():
+    model = randomize(RepVGG(TINY_REPVGG)).eval()
+    model.stage1[0].rbr_dense.bn.running_var[0] = -2.
+    with pytest.raises(NonFiniteWeightsError,
+                       match='after fusion: stage1.0.rbr_reparam.weight .* BN '
+                             'running_var negative'):
+        reparameterize_model(model)
+
+
+def test_reparam_tool_writes_nothing_for_nan_weights(demo_checkpoint,
+                                                     tmp_path, capsys):
+    state = torch.load(demo_checkpoint, weights_only=True)
+    key = 'backbone.stages.1.0.repmlp_block.fc3_bn.running_mean'
+    state['state_dict'][key][0] = float('nan')
+    bad = str(tmp_path / 'nan.pth')
+    torch.save(state, bad)
+    out_dir = tmp_path / 'out'
+    out_dir.mkdir()
+    code = load_tool('reparam').main([DEMO, bad, '--out',
+                                      str(out_dir / 'fused.pth')])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f'non-finite weights before fusion: {key} (4,) has 1 NaN' in err
+    assert files_in(str(out_dir)) == []
+
+
+def _config_without_custom_imports(tmp_path):
+    cfg = Config.fromfile(DEMO)
+    data = cfg.to_dict()
+    data.pop('custom_imports')
+    path = str(tmp_path / 'no_imports.py')
+    Config(data).dump(path)
+    assert 'custom_imports' not in open(path).read()
+    return path
+
+
+@pytest.mark.parametrize('tool', ['train', 'test', 'reparam'])
+def test_config_without_custom_imports(tool, demo_checkpoint, tmp_path,
+                                       capsys):
+    config = _config_without_custom_imports(tmp_path)
+    work = tmp_path / 'work'
+    hint = "custom_imports = dict(imports=['mmrep'], " \
+        'allow_failed_imports=False)'
+    argv = {
+        'train': [config, '--work-dir', str(work)],
+        'test': [config, demo_checkpoint, '--work-dir', str(work)],
+        'reparam': [config, demo_checkpoint, '--out',
+                    str(tmp_path / 'fused.pth')],
+    }[tool]
+    main = load_tool(tool).main
+    if tool == 'reparam':
+        assert main(argv) == 1
+        msg = capsys.readouterr().err
+    else:
+        with pytest.raises(SystemExit) as err:
+            main(argv)
+        msg = str(err.value.code)
+    assert "uses 'mmrep.RepMLPNet' at model.backbone" in msg
+    assert hint in msg
+    assert not work.exists() and not (tmp_path / 'fused.pth').exists()

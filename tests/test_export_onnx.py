@@ -1,0 +1,121 @@
+"""tools/export_onnx.py: the fused model of one config per backbone family
+(a segmentor, two classifiers, a detector) runs in onnxruntime on the CPU
+and reproduces the train-time torch model to 1e-4."""
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from tool_runner import DEMO, load_tool
+
+import mmrep  # noqa: F401
+
+pytest.importorskip('onnxruntime')
+
+IMPORTS = dict(imports=['mmrep'], allow_failed_imports=False)
+CLS_HEAD = dict(type='LinearClsHead', num_classes=7,
+                loss=dict(type='CrossEntropyLoss', loss_weight=1.0))
+
+
+def classifier(backbone, channels):
+    return dict(default_scope='mmpretrain', custom_imports=IMPORTS,
+                model=dict(type='ImageClassifier', backbone=backbone,
+                           neck=dict(type='GlobalAveragePooling'),
+                           head=dict(CLS_HEAD, in_channels=channels)))
+
+
+def detector():
+    return dict(
+        default_scope='mmdet', custom_imports=IMPORTS,
+        model=dict(
+            type='RetinaNet',
+            data_preprocessor=dict(type='DetDataPreprocessor',
+                                   mean=[0., 0., 0.], std=[1., 1., 1.]),
+            backbone=dict(type='mmrep.CycleMLP',
+                          arch=dict(channels=(8, 16, 32, 64),
+                                    num_blocks=(1, 1, 1, 1),
+                                    mlp_ratios=(2, 2, 2, 2)),
+                          out_indices=(1, 2, 3)),
+            neck=dict(type='FPN', in_channels=[16, 32, 64], out_channels=16,
+                      num_outs=3),
+            bbox_head=dict(
+                type='RetinaHead', num_classes=3, in_channels=16,
+                stacked_convs=1, feat_channels=16,
+                anchor_generator=dict(type='AnchorGenerator',
+                                      octave_base_scale=4,
+                                      scales_per_octave=1, ratios=[1.0],
+                                      strides=[8, 16, 32]),
+                bbox_coder=dict(type='DeltaXYWHBBoxCoder'),
+                loss_cls=dict(type='FocalLoss', use_sigmoid=True),
+                loss_bbox=dict(type='L1Loss'))))
+
+
+CASES = {
+    # family: (config, input H, W)
+    'RepMLPNet-segmentor': (DEMO, (192, 384)),
+    'RepVGG-classifier': (classifier(
+        dict(type='mmrep.RepVGG', arch=dict(num_blocks=(1, 2, 1, 1),
+                                            width_multiplier=(0.25, ) * 4,
+                                            group_layer_map={2: 2}),
+             out_indices=(3, )), 128), (48, 64)),
+    'RepMLPResNet-classifier': (classifier(
+        dict(type='mmrep.RepMLPResNet',
+             arch=dict(block_type='light', num_blocks=(1, 2, 2, 1),
+                       img_size=(64, 64), partition=(4, 4)),
+             out_indices=(3, )), 2048), (64, 64)),
+    'CycleMLP-detector': (detector(), (64, 96)),
+}
+
+
+def randomize(model):
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
+    return model.eval()
+
+
+@pytest.mark.parametrize('case', sorted(CASES))
+def test_exported_fused_model_matches_torch(case, tmp_path, capsys):
+    config, shape = CASES[case]
+    if isinstance(config, dict):
+        path = str(tmp_path / 'config.py')
+        Config(config).dump(path)
+        config = path
+    cfg = Config.fromfile(config)
+    tool = load_tool('export_onnx')
+    model = randomize(tool.build_model(cfg))
+    ckpt = str(tmp_path / 'model.pth')
+    torch.save({'state_dict': model.state_dict()}, ckpt)
+    out = str(tmp_path / 'model.onnx')
+    assert tool.main([config, ckpt, '--out', out, '--shape', *map(
+        str, shape), '--verify']) == 0
+    assert 'verify with onnxruntime' in capsys.readouterr().out
+    assert osp.isfile(out)
+
+    # Against the train-time (unfused) torch model, on another input.
+    x = torch.randn(1, 3, *shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = list(tool.TensorForward(model.eval())(x))
+    got = tool.run_onnx(out, x)
+    diff, scale = tool.max_difference(ref, got)
+    assert diff <= 1e-4 * scale, f'{case}: max abs diff {diff:.3g}'
+    if case == 'RepVGG-classifier':
+        assert got[0].shape == (1, 7)  # class logits
+    if case == 'CycleMLP-detector':
+        assert len(got) == 6  # class scores and box deltas of 3 levels
+
+
+def test_bad_checkpoint_writes_nothing(tmp_path, capsys):
+    wrong = str(tmp_path / 'wrong.pth')
+    torch.save({'state_dict': {'backbone.foo': torch.zeros(1)}}, wrong)
+    out = str(tmp_path / 'never.onnx')
+    init_default_scope('mmseg')
+    assert load_tool('export_onnx').main([DEMO, wrong, '--out', out]) == 1
+    assert 'backbone.foo' in capsys.readouterr().err
+    assert not osp.exists(out)

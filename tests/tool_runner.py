@@ -1,0 +1,52 @@
+"""Run the command-line tools in tools/ in this process (fast) or as a
+subprocess (as a user would)."""
+import importlib.util
+import os.path as osp
+import subprocess
+import sys
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TOOLS = osp.join(REPO, 'tools')
+DEMO = osp.join(REPO, 'configs', 'cityscapes',
+                'demo_upernet_repmlpnet-tiny_1xb8-cpu_cityscapes-synthetic.py')
+
+
+def load_tool(name):
+    """Import ``tools/<name>.py`` under a private module name.
+
+    Args:
+        name (str): ``train``, ``test``, ``reparam`` or ``export_onnx``.
+
+    Returns:
+        module: the tool's module (its ``main(argv)`` runs it).
+    """
+    if TOOLS not in sys.path:  # the tools import each other by name
+        sys.path.insert(0, TOOLS)
+    module_name = f'mmrep_tool_{name}'
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(
+        module_name, osp.join(TOOLS, f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_tool(*args, ok=True, env=None):
+    """Run ``python tools/...`` in the repository.
+
+    Args:
+        *args (str): the script and its arguments.
+        ok (bool): assert a zero exit status.
+        env (dict, optional): the environment.
+
+    Returns:
+        subprocess.CompletedProcess: with ``stdout`` (stderr merged).
+    """
+    proc = subprocess.run([sys.executable, *args], cwd=REPO, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          env=env)
+    if ok:
+        assert proc.returncode == 0, proc.stdout[-4000:]
+    return proc
