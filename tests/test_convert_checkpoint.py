@@ -1,0 +1,293 @@
+"""tools/convert_checkpoint.py on weights laid out as the original releases
+(names and shapes from the fixtures' ``*_full_keys.json`` listings, random
+values) and as mmpretrain's own models: every key is consumed, nothing is
+missing, and the result loads strictly into the model a ``configs/imagenet``
+config builds."""
+import importlib.util
+import json
+import os
+import os.path as osp
+import sys
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+import mmrep  # noqa: F401
+from mmrep.deploy import make_deploy_config
+from mmrep.models.layers.cycle_fc import cycle_offset
+
+from conftest import FIXTURES
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIG_DIR = osp.join(REPO, 'configs', 'imagenet')
+
+
+def load_tool(name):
+    """Import ``tools/<name>.py`` as a module (its ``main(argv)`` is what
+    the command line runs)."""
+    path = osp.join(REPO, 'tools', f'{name}.py')
+    spec = importlib.util.spec_from_file_location(f'mmrep_tools_{name}',
+                                                  path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def tool():
+    return load_tool('convert_checkpoint')
+
+
+def listing(family_file, preset):
+    with open(osp.join(FIXTURES, f'{family_file}_full_keys.json')) as f:
+        return json.load(f)[preset]
+
+
+def synthetic_state(shapes, seed=0):
+    """Random tensors of the listed shapes (positive, so BN statistics are
+    valid); CycleMLP's ``offset`` buffers get the fixed values the original
+    computes, as every real checkpoint holds."""
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, shape in shapes.items():
+        if key.endswith('.offset'):
+            kernel = (1, 3) if '.sfc_h.' in key else (3, 1)
+            state[key] = cycle_offset(shape[1] // 2, kernel)
+        elif key.endswith('num_batches_tracked'):
+            state[key] = torch.tensor(7)
+        else:
+            state[key] = torch.rand(shape, generator=g) + 0.5
+    return state
+
+
+def model_from_config(config, deploy=False):
+    """Build a config's classifier on the meta device."""
+    from mmpretrain.registry import MODELS
+    cfg = Config.fromfile(osp.join(CONFIG_DIR, config))
+    if deploy:
+        cfg = make_deploy_config(cfg)
+    init_default_scope('mmpretrain')
+    with torch.device('meta'):
+        return MODELS.build(cfg.model)
+
+
+def load_strictly(model, state_dict):
+    """Strict load into a meta-device model: every key present, no extra
+    key, every shape equal (``assign`` takes the tensors over)."""
+    model.load_state_dict(state_dict, strict=True, assign=True)
+    for name, p in model.state_dict().items():
+        assert not p.is_meta, name
+
+
+CASES = [
+    # family, listing file, preset, form, expected arch, config
+    ('repvgg', 'repvgg', 'RepVGG-A0', 'train', 'A0',
+     'repvgg-a0_8xb32_in1k.py'),
+    ('repvgg', 'repvgg', 'RepVGG-A0', 'deploy', 'A0',
+     'repvgg-a0_8xb32_in1k.py'),
+    ('repvgg', 'repvgg', 'RepVGG-B1g4', 'train', 'B1g4',
+     'repvgg-b1g4_8xb32_in1k.py'),
+    ('repmlpnet', 'repmlpnet', 'RepMLPNet-T224', 'train', 'T224',
+     'repmlpnet-t224_8xb32_in1k.py'),
+    ('repmlpnet', 'repmlpnet', 'RepMLPNet-T256', 'deploy', 'T256',
+     'repmlpnet-t256_8xb32_in1k-256px.py'),
+    ('cyclemlp', 'cyclemlp', 'CycleMLP_B1', 'train', 'B1',
+     'cyclemlp-b1_8xb128_in1k.py'),
+    ('repmlp-res50', 'repmlp_res50', 'RepMLP-Res50-Bottleneck-224-g8',
+     'train', 'bottleneck-224', 'repmlp-res50-bottleneck-224_8xb32_in1k.py'),
+    ('repmlp-res50', 'repmlp_res50', 'RepMLP-Res50-Bottleneck-224-g8',
+     'deploy', 'bottleneck-224', 'repmlp-res50-bottleneck-224_8xb32_in1k.py'),
+]
+
+
+@pytest.mark.parametrize('family,listing_file,preset,form,arch,config', CASES,
+                         ids=[f'{c[2]}-{c[3]}' for c in CASES])
+def test_original_release_converts(tool, tmp_path, family, listing_file,
+                                   preset, form, arch, config):
+    shapes = listing(listing_file, preset)[form]
+    src_state = synthetic_state(shapes)
+    src, dst = str(tmp_path / 'src.pth'), str(tmp_path / 'dst.pth')
+    torch.save(src_state, src)
+    assert tool.main([src, dst, '--family', family]) == 0  # arch inferred
+    out = torch.load(dst, map_location='cpu', weights_only=True)
+    meta, state = out['meta'], out['state_dict']
+    assert meta['arch'] == arch and meta['family'] == family
+    assert meta['source'] == 'original'
+    assert meta['deploy'] == (form == 'deploy')
+    assert meta['num_classes'] == 1000
+
+    # The classifier: original `linear.*` / `head.*` became `head.fc.*`.
+    src_head = {k: v for k, v in src_state.items()
+                if k.startswith(('linear.', 'head.'))}
+    assert sorted(k.split('.')[-1] for k in src_head) == ['bias', 'weight']
+    for k, v in src_head.items():
+        assert torch.equal(state['head.fc.' + k.split('.')[-1]], v)
+    src_backbone = {k: v for k, v in src_state.items() if k not in src_head}
+    if form == 'train':
+        # Train-time weights keep their names and values, one for one.
+        assert set(state) == {'backbone.' + k for k in src_backbone} | {
+            'head.fc.weight', 'head.fc.bias'}
+        for k, v in src_backbone.items():
+            assert torch.equal(state['backbone.' + k], v), k
+    load_strictly(model_from_config(config, deploy=(form == 'deploy')),
+                  state)
+
+
+def test_explicit_arch_and_backbone_only(tool, tmp_path):
+    src_state = synthetic_state(listing('cyclemlp', 'CycleMLP_B1')['train'])
+    src, dst = str(tmp_path / 'src.pth'), str(tmp_path / 'dst.pth')
+    torch.save(src_state, src)
+    assert tool.main([src, dst, '--family', 'cyclemlp', '--arch', 'B1',
+                      '--source', 'original', '--backbone-only']) == 0
+    out = torch.load(dst, map_location='cpu', weights_only=True)
+    state = out['state_dict']
+    assert out['meta']['num_classes'] is None
+    assert set(state) == {k for k in src_state if not k.startswith('head.')}
+    # Loads into a dense-prediction backbone (all four outputs): the
+    # classifier norm is dropped, the per-output norms keep their init.
+    backbone = mmrep.models.backbones.CycleMLP(
+        'B1', init_cfg=dict(type='Pretrained', checkpoint=dst))
+    backbone.init_weights()
+    assert torch.equal(backbone.network[0][0].mlp.fc1.weight,
+                       src_state['network.0.0.mlp.fc1.weight'])
+
+
+def test_cyclemlp_dense_prediction_weights(tool, tmp_path, capsys):
+    """The original's ``fork_feat`` weights (a norm per output, no
+    classifier) convert as a backbone only."""
+    shapes = {k: v for k, v in listing('cyclemlp', 'CycleMLP_B1')[
+        'train'].items() if not k.startswith(('head.', 'norm.'))}
+    for i, dim in enumerate((64, 128, 320, 512)):
+        shapes[f'norm{2 * i}.weight'] = shapes[f'norm{2 * i}.bias'] = [dim]
+    src, dst = str(tmp_path / 'src.pth'), str(tmp_path / 'dst.pth')
+    torch.save(synthetic_state(shapes), src)
+    assert tool.main([src, dst, '--family', 'cyclemlp']) == 1
+    assert '--backbone-only' in capsys.readouterr().err
+    assert tool.main([src, dst, '--family', 'cyclemlp',
+                      '--backbone-only']) == 0
+    out = torch.load(dst, map_location='cpu', weights_only=True)
+    assert out['meta']['arch'] == 'B1'
+    assert set(out['state_dict']) == set(shapes)
+    with torch.device('meta'):
+        backbone = mmrep.models.backbones.CycleMLP('B1')
+    load_strictly(backbone, out['state_dict'])
+
+
+def test_mmpretrain_repvgg_matches_numerically(tool, tmp_path):
+    from mmpretrain.registry import MODELS
+    init_default_scope('mmpretrain')
+    torch.manual_seed(0)
+    reference = MODELS.build(dict(
+        type='ImageClassifier',
+        backbone=dict(type='RepVGG', arch='A0', out_indices=(3, )),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=10, in_channels=1280)))
+    for m in reference.modules():  # non-trivial BN statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 1.5)
+    reference.eval()
+    src, dst = str(tmp_path / 'src.pth'), str(tmp_path / 'dst.pth')
+    torch.save(dict(state_dict=reference.state_dict(), meta=dict()), src)
+    assert tool.main([src, dst, '--family', 'repvgg',
+                      '--source', 'mmpretrain']) == 0
+    out = torch.load(dst, map_location='cpu', weights_only=True)
+    assert out['meta']['arch'] == 'A0' and out['meta']['num_classes'] == 10
+    model = MODELS.build(out['meta']['model'])
+    model.load_state_dict(out['state_dict'], strict=True)
+    model.eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = reference(x, mode='tensor')
+        actual = model(x, mode='tensor')
+    assert (actual - expected).abs().max() < 1e-4
+
+
+def test_mmpretrain_repmlpnet_converts(tool, tmp_path):
+    from mmpretrain.models.backbones import RepMLPNet
+    # mmpretrain's RepMLPNet-B224 (its config's arguments), on the meta
+    # device; random weights of its names and shapes.
+    with torch.device('meta'):
+        backbone = RepMLPNet('b', img_size=224, reparam_conv_kernels=(1, 3))
+    state = {'backbone.' + k: (torch.tensor(0) if v.dim() == 0 else
+                               torch.rand(v.shape) + 0.5)
+             for k, v in backbone.state_dict().items()}
+    state['head.fc.weight'] = torch.randn(1000, 768)
+    state['head.fc.bias'] = torch.randn(1000)
+    src, dst = str(tmp_path / 'src.pth'), str(tmp_path / 'dst.pth')
+    torch.save(dict(state_dict=state), src)
+    assert tool.main([src, dst, '--family', 'repmlpnet']) == 0
+    out = torch.load(dst, map_location='cpu', weights_only=True)
+    assert out['meta']['arch'] == 'B224'
+    assert out['meta']['source'] == 'mmpretrain'
+    load_strictly(model_from_config('repmlpnet-b224_8xb32_in1k.py'),
+                  out['state_dict'])
+
+
+def test_mismatches_are_refused_with_key_names(tool, tmp_path, capsys):
+    src_state = synthetic_state(listing('repvgg', 'RepVGG-A0')['train'])
+    src, dst = str(tmp_path / 'src.pth'), str(tmp_path / 'dst.pth')
+
+    broken = dict(src_state)
+    del broken['stage1.0.rbr_dense.conv.weight']
+    broken['stage1.0.extra.weight'] = torch.zeros(3)
+    broken['stage2.0.rbr_1x1.conv.weight'] = torch.zeros(96, 48, 3, 3)
+    torch.save(broken, src)
+    assert tool.main([src, dst, '--family', 'repvgg', '--arch', 'A0']) == 1
+    err = capsys.readouterr().err
+    for key in ('stage1.0.rbr_dense.conv.weight', 'stage1.0.extra.weight',
+                'stage2.0.rbr_1x1.conv.weight'):
+        assert key in err
+    assert tool.main([src, dst, '--family', 'repvgg']) == 1  # inferred
+    err = capsys.readouterr().err
+    assert "closest is 'A0'" in err and 'stage1.0.extra.weight' in err
+
+    # Keys beside the backbone and the classifier are not dropped silently.
+    torch.save({**src_state, 'ema.step': torch.tensor(3)}, src)
+    assert tool.main([src, dst, '--family', 'repvgg']) == 1
+
+    torch.save(src_state, src)
+    assert tool.main([src, dst, '--family', 'repvgg', '--arch', 'B0']) == 1
+    assert 'B0' in capsys.readouterr().err
+    assert tool.main([src, dst, '--family', 'repvgg', '--arch', 'Z9']) == 1
+    assert tool.main([src, dst, '--family', 'repvgg',
+                      '--source', 'mmpretrain']) == 1
+    assert 'original' in capsys.readouterr().err
+    assert tool.main([src, dst, '--family', 'repmlpnet']) == 1
+
+    # No classifier: only --backbone-only can convert it.
+    torch.save({k: v for k, v in src_state.items()
+                if not k.startswith('linear.')}, src)
+    assert tool.main([src, dst, '--family', 'repvgg']) == 1
+    assert '--backbone-only' in capsys.readouterr().err
+    assert not os.path.exists(dst)  # nothing written on failure
+    assert tool.main([src, dst, '--family', 'repvgg', '--backbone-only']) == 0
+    assert os.path.exists(dst)
+
+
+def test_unsafe_pickles_are_refused(tool, tmp_path, capsys):
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ('echo pwned',))
+
+    src, dst = str(tmp_path / 'src.pth'), str(tmp_path / 'dst.pth')
+    torch.save({'state_dict': {'x': torch.zeros(1)}, 'p': Payload()}, src)
+    assert tool.main([src, dst, '--family', 'repvgg']) == 1
+    assert 'CheckpointLoadError' in capsys.readouterr().err
+    assert not os.path.exists(dst)
+
+
+def test_cli_runs(tmp_path):
+    """The command line itself (one subprocess; the rest call main)."""
+    import subprocess
+    src_state = synthetic_state(listing('repvgg', 'RepVGG-A0')['deploy'])
+    src, dst = str(tmp_path / 'src.pth'), str(tmp_path / 'dst.pth')
+    torch.save(src_state, src)
+    proc = subprocess.run(
+        [sys.executable, 'tools/convert_checkpoint.py', src, dst,
+         '--family', 'repvgg'], cwd=REPO, text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert 'A0' in proc.stdout and 'fused' in proc.stdout

@@ -1,0 +1,353 @@
+"""Convert released ImageNet weights into mmrep checkpoints.
+
+Usage:
+    python tools/convert_checkpoint.py SRC DST
+        --family {repmlpnet,repvgg,repmlp-res50,cyclemlp}
+        [--arch ARCH] [--source {original,mmpretrain}] [--backbone-only]
+
+Sources: the original releases (DingXiaoH RepMLPNet, RepVGG and RepMLP-Res50,
+train-time or fused; ShoufaChen CycleMLP) and mmpretrain's RepMLPNet and
+RepVGG checkpoints. The preset is inferred from the weights' names and
+shapes unless ``--arch`` names it; ``--source`` (default: detected) is
+checked against the names.
+
+DST is written atomically and holds ``state_dict`` and ``meta``:
+
+* by default, an mmpretrain ``ImageClassifier`` as the
+  ``configs/imagenet`` configs build it (``backbone.*``, ``head.fc.*``),
+  usable as ``load_from`` or with ``tools/test.py``; a fused source gives a
+  fused classifier (the deploy config: ``deploy=True`` on the backbone);
+* with ``--backbone-only``, the backbone's own weights (no prefix), for
+  ``init_cfg=dict(type='Pretrained', checkpoint=DST)`` in any mmrep
+  backbone.
+
+The weights are loaded strictly into the model they describe before anything
+is written: a checkpoint that does not fit is refused with the missing,
+unexpected and mis-shaped keys named, and so is one with keys that nothing
+consumes. Files are read with ``weights_only=True`` (no pickled code runs).
+"""
+import argparse
+import ast
+import functools
+import os.path as osp
+import sys
+
+import torch
+
+from mmrep.deploy.hook import atomic_save
+from mmrep.models.backbones import CycleMLP, RepMLPNet, RepMLPResNet, RepVGG
+from mmrep.models.checkpoint import (CheckpointMismatchError, _fits,
+                                     describe_mismatch, fold_bn_pairs,
+                                     load_pretrained, read_state_dict,
+                                     split_model_state)
+from mmrep.utils.serialization import CheckpointLoadError
+from mmrep.version import __version__
+
+FAMILIES = {
+    'repmlpnet': RepMLPNet,
+    'repvgg': RepVGG,
+    'repmlp-res50': RepMLPResNet,
+    'cyclemlp': CycleMLP,
+}
+# mmpretrain ships RepMLPNet and RepVGG only.
+MMPRETRAIN_FAMILIES = ('repmlpnet', 'repvgg')
+
+
+class ConversionError(RuntimeError):
+    """The source cannot be converted as asked."""
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('src', help='checkpoint to convert')
+    parser.add_argument('dst', help='where the mmrep checkpoint goes')
+    parser.add_argument('--family', required=True, choices=sorted(FAMILIES))
+    parser.add_argument('--arch', help='preset name (default: inferred from '
+                        'the weights)')
+    parser.add_argument('--source', choices=['original', 'mmpretrain'],
+                        help='where the weights come from (default: '
+                        'detected from their names)')
+    parser.add_argument('--backbone-only', action='store_true',
+                        help='write the backbone weights only')
+    return parser.parse_args(argv)
+
+
+def detect_source(state):
+    """Tell mmpretrain checkpoints from the original releases by names.
+
+    Args:
+        state (dict[str, Tensor]): the checkpoint's weights.
+
+    Returns:
+        str: ``'mmpretrain'`` or ``'original'``.
+    """
+    names = [k[len('backbone.'):] if k.startswith('backbone.') else k
+             for k in state]
+    mmpretrain_prefixes = ('patch_embed.projection.', 'downsample_layers.',
+                           'final_norm.', 'stem.', 'stage_')
+    if any(k.startswith(mmpretrain_prefixes) for k in names):
+        return 'mmpretrain'
+    return 'original'
+
+
+def split_source(state, family):
+    """Convert a source state dict into mmrep backbone and head weights.
+
+    Args:
+        state (dict[str, Tensor]): the source weights (original names, or an
+            mmpretrain classifier with ``backbone.`` / ``head.`` keys).
+        family (str): a key of :data:`FAMILIES`.
+
+    Returns:
+        tuple[dict, dict]: backbone weights (mmrep names) and head weights
+        (``fc.weight`` / ``fc.bias``).
+
+    Raises:
+        ConversionError: keys outside the backbone and the classifier head.
+    """
+    backbone, rest = split_model_state(state)
+    stray = sorted(k for k in rest if not k.startswith('head.'))
+    if stray:
+        raise ConversionError(
+            f'{len(stray)} keys belong to neither the backbone nor the '
+            f'classifier head: {stray[:8]}')
+    combined = dict(backbone)
+    combined.update(rest)
+    return FAMILIES[family].convert_state_dict(combined)
+
+
+def backbone_kwargs(family, arch, backbone_state, deploy):
+    """Constructor arguments of the backbone the weights describe.
+
+    A classifier's backbone returns the last stage, normalized where the
+    original normalizes it before the classifier (RepMLPNet's ``head_norm``,
+    CycleMLP's ``norm``). CycleMLP weights with per-output norms
+    (``norm0`` .. ``norm6``, the original's dense-prediction form) describe a
+    backbone returning all four stages.
+    """
+    kwargs = dict(arch=arch, deploy=deploy, out_indices=(3, ))
+    if family == 'repmlpnet':
+        kwargs['final_norm'] = True
+    elif family == 'cyclemlp':
+        if 'norm.weight' in backbone_state:
+            kwargs['final_norm'] = True
+        else:
+            kwargs['out_indices'] = (0, 1, 2, 3)
+    return kwargs
+
+
+def _form_fits(state, model):
+    """Whether ``state`` fits ``model`` by names and shapes, as it is or in
+    the fused form of the original releases: their fused checkpoints keep
+    conv-BN pairs (and RepMLPNet's ``prebn2``) that mmrep's fused form folds.
+    Weights built for another resolution do not fit (no resampling here).
+
+    Args:
+        state (dict[str, Tensor]): converted backbone weights.
+        model (nn.Module): the backbone (on any device, meta included).
+
+    Returns:
+        bool: whether the weights fit.
+    """
+    expected = model.state_dict()
+    if _fits(state, expected):
+        return True
+    if not getattr(model, 'deploy', False):
+        return False
+    fold_prebn2 = getattr(model, 'fold_prebn2_state', None)
+    if fold_prebn2 is not None:
+        state = fold_prebn2(state)
+    return _fits(fold_bn_pairs(state, expected), expected)
+
+
+def _meta_backbone(family, arch, backbone_state, deploy):
+    """Build the backbone on the meta device (no memory, no init)."""
+    kwargs = backbone_kwargs(family, arch, backbone_state, deploy)
+    return _cached_meta_backbone(family, repr(sorted(kwargs.items())))
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_meta_backbone(family, kwargs_repr):
+    kwargs = dict(ast.literal_eval(kwargs_repr))
+    with torch.device('meta'):
+        return FAMILIES[family](**kwargs)
+
+
+def infer_arch(family, backbone_state):
+    """Find the preset (and form) whose model the weights fit.
+
+    Every preset is built on the meta device (no memory, no initialization)
+    in train-time and fused form and compared by names and shapes.
+
+    Args:
+        family (str): a key of :data:`FAMILIES`.
+        backbone_state (dict[str, Tensor]): converted backbone weights.
+
+    Returns:
+        tuple[str, bool]: the preset name and whether the weights are fused.
+
+    Raises:
+        ConversionError: no preset, or more than one, fits; names the
+            closest preset and its mismatching keys.
+    """
+    cls = FAMILIES[family]
+    fits, closest = [], None
+    for arch in cls.arch_settings:
+        forms = []
+        for deploy in (False, True):
+            model = _meta_backbone(family, arch, backbone_state, deploy)
+            if forms and _fits(forms[0].state_dict(), model.state_dict()):
+                continue  # nothing to fuse (CycleMLP): one form
+            forms.append(model)
+        for model in forms:
+            if _form_fits(backbone_state, model):
+                fits.append((arch, model.deploy))
+                continue
+            expected = model.state_dict()
+            misses = len(set(expected) ^ set(backbone_state)) + sum(
+                backbone_state[k].shape != expected[k].shape
+                for k in set(expected) & set(backbone_state))
+            if closest is None or misses < closest[0]:
+                closest = (misses, arch, model.deploy, expected)
+    if len(fits) == 1:
+        return fits[0]
+    if fits:
+        raise ConversionError(
+            f'the weights fit several {family} presets {fits}; name one '
+            f'with --arch')
+    _, arch, deploy, expected = closest
+    raise ConversionError(
+        f'the weights fit no {family} preset; the closest is {arch!r} '
+        f'(deploy={deploy}): ' + describe_mismatch(backbone_state, expected))
+
+
+def classifier_cfg(family, kwargs, num_classes, in_channels):
+    """The ``ImageClassifier`` dict the ``configs/imagenet`` configs use.
+
+    Args:
+        family (str): a key of :data:`FAMILIES`.
+        kwargs (dict): backbone constructor arguments.
+        num_classes (int): classifier outputs.
+        in_channels (int): channels of the last stage.
+
+    Returns:
+        dict: model config (mmpretrain scope).
+    """
+    return dict(
+        type='ImageClassifier',
+        backbone=dict(type='mmrep.' + FAMILIES[family].__name__, **kwargs),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=num_classes,
+                  in_channels=in_channels))
+
+
+def convert(src, family, arch=None, source=None, backbone_only=False):
+    """Convert a checkpoint file into mmrep weights.
+
+    Args:
+        src (str): the source checkpoint.
+        family (str): a key of :data:`FAMILIES`.
+        arch (str, optional): preset name; inferred when None.
+        source (str, optional): ``'original'`` or ``'mmpretrain'``; detected
+            when None, checked against the names otherwise.
+        backbone_only (bool): return the backbone's weights only.
+
+    Returns:
+        dict: ``state_dict`` (the loaded model's weights) and ``meta``
+        (family, arch, source, deploy, num_classes, source file name, mmrep
+        version).
+
+    Raises:
+        ConversionError: wrong source, unknown or ambiguous preset, missing
+            classifier weights, or keys nothing consumes.
+        CheckpointMismatchError: the weights do not fit the model (names
+            the keys).
+    """
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+
+    state = read_state_dict(src)
+    detected = detect_source(state)
+    if source is not None and source != detected:
+        raise ConversionError(f'--source {source}, but the key names are '
+                              f'those of an {detected} checkpoint')
+    if detected == 'mmpretrain' and family not in MMPRETRAIN_FAMILIES:
+        raise ConversionError(f'mmpretrain has no {family} checkpoints')
+    backbone_state, head = split_source(state, family)
+    cls = FAMILIES[family]
+    if arch is None:
+        arch, deploy = infer_arch(family, backbone_state)
+    else:
+        cls.parse_arch(arch)  # unknown presets fail here, with the list
+        deploy = None
+        for form in (False, True):
+            if _form_fits(backbone_state,
+                          _meta_backbone(family, arch, backbone_state, form)):
+                deploy = form
+                break
+        if deploy is None:
+            expected = _meta_backbone(family, arch, backbone_state,
+                                      False).state_dict()
+            raise CheckpointMismatchError(
+                f'the weights do not fit {family} {arch!r}: '
+                + describe_mismatch(backbone_state, expected))
+    kwargs = backbone_kwargs(family, arch, backbone_state, deploy)
+    meta = dict(family=family, arch=arch, source=detected, deploy=deploy,
+                source_file=osp.basename(src), mmrep_version=__version__)
+
+    if backbone_only:
+        with torch.device('meta'):
+            backbone = cls(**kwargs)
+        backbone.to_empty(device='cpu')
+        unused = load_pretrained(backbone, backbone_state)
+        if unused:  # nothing outside the backbone was passed in
+            raise ConversionError(f'unconsumed keys: {unused[:8]}')
+        meta.update(backbone=dict(type='mmrep.' + cls.__name__, **kwargs),
+                    num_classes=None)
+        return dict(state_dict=backbone.state_dict(), meta=meta)
+
+    if set(head) != {'fc.weight', 'fc.bias'}:
+        raise ConversionError(
+            f'the checkpoint holds no complete classifier (found head keys '
+            f'{sorted(head)}); convert it with --backbone-only')
+    num_classes, in_channels = head['fc.weight'].shape
+    init_default_scope('mmpretrain')
+    # Built without initialization: the strict load below overwrites every
+    # tensor of the state dict that is written.
+    with torch.device('meta'):
+        model = MODELS.build(classifier_cfg(family, kwargs, num_classes,
+                                            in_channels))
+    model.to_empty(device='cpu')
+    source_state = dict(backbone_state)
+    source_state.update({'head.' + k: v for k, v in head.items()})
+    unused = load_pretrained(model, source_state)
+    if unused:
+        raise ConversionError(f'{len(unused)} keys fit no part of the '
+                              f'classifier: {unused[:8]}')
+    meta.update(num_classes=int(num_classes),
+                model=classifier_cfg(family, kwargs, int(num_classes),
+                                     int(in_channels)))
+    return dict(state_dict=model.state_dict(), meta=meta)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        checkpoint = convert(args.src, args.family, args.arch, args.source,
+                             args.backbone_only)
+    except (ConversionError, CheckpointMismatchError, CheckpointLoadError,
+            ValueError, OSError) as e:
+        print(f'convert_checkpoint: {e.__class__.__name__}: {e}',
+              file=sys.stderr)
+        return 1
+    atomic_save(checkpoint, args.dst)
+    meta = checkpoint['meta']
+    what = 'backbone' if args.backbone_only else 'classifier'
+    print(f'{meta["family"]} {meta["arch"]} ({meta["source"]}, '
+          f'{"fused" if meta["deploy"] else "train-time"}) {what}: '
+          f'{len(checkpoint["state_dict"])} tensors written to {args.dst}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
