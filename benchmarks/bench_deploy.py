@@ -42,7 +42,6 @@ import time
 import warnings
 
 import torch
-import torch.nn as nn
 
 from readme_section import machine_line, update_section
 
@@ -51,6 +50,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 import mmrep
 from mmrep.models.backbones import (CycleMLP, RepMLPNet, RepMLPResNet,
                                     RepVGG)
+from mmrep.utils.testing import randomize_bn
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 T224_MMPRETRAIN = dict(channels=[64, 128, 256, 512], depths=[2, 2, 6, 2],
@@ -154,19 +154,6 @@ def train_vs_fused(build, x, repeats, warmup):
     if diff > 1e-3:
         raise AssertionError(f'fused output differs by {diff:.3g}')
     return train_ms, fused_ms, diff
-
-
-def randomize_bn(model, seed=0):
-    """Random BN statistics and affine parameters (non-trivial fusion)."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
-    return model
 
 
 def count_macs(model, x):

@@ -16,6 +16,7 @@ from mmrep.deploy import NonFiniteWeightsError, reparameterize_model
 from mmrep.models import CheckpointMismatchError, load_pretrained
 from mmrep.models.backbones import CycleMLP, RepMLPNet, RepMLPResNet, RepVGG
 from mmrep.utils import CheckpointLoadError
+from mmrep.utils.testing import randomize_bn
 
 TINY_REPMLPNET = dict(channels=(8, 16, 32, 64), num_blocks=(1, 1, 1, 1),
                       sharesets=(1, 2, 4, 8),
@@ -30,19 +31,6 @@ FAMILIES = {
     'RepMLPResNet': (RepMLPResNet, 'huge-512',
                      dict(num_blocks=(1, 1, 1, 1), block_type='dense')),
 }
-
-
-def randomize(model, seed=0):
-    """Random BN statistics and affine parameters (so fusion matters)."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
-    return model
 
 
 def files_in(folder):
@@ -126,7 +114,7 @@ def demo_checkpoint(tmp_path_factory):
     """A train-time checkpoint of the demo segmentor (random weights)."""
     init_default_scope('mmseg')
     from mmseg.registry import MODELS
-    model = randomize(MODELS.build(Config.fromfile(DEMO).model))
+    model = randomize_bn(MODELS.build(Config.fromfile(DEMO).model))
     path = str(tmp_path_factory.mktemp('demo') / 'demo.pth')
     torch.save({'state_dict': model.state_dict()}, path)
     return path
@@ -152,7 +140,7 @@ def test_truncated_or_corrupt_checkpoint(demo_checkpoint, tmp_path, damage,
 
 
 def test_nan_weights_refuse_fusion():
-    model = randomize(RepVGG(TINY_REPVGG)).eval()
+    model = randomize_bn(RepVGG(TINY_REPVGG)).eval()
     model.stage2[0].rbr_1x1.bn.running_var[3] = float('inf')
     model.stage3[0].rbr_dense.conv.weight.data[0, 0, 0, 0] = float('nan')
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -169,7 +157,7 @@ def test_nan_weights_refuse_fusion():
 
 
 def test_negative_variance_is_caught_after_fusion():
-    model = randomize(RepVGG(TINY_REPVGG)).eval()
+    model = randomize_bn(RepVGG(TINY_REPVGG)).eval()
     model.stage1[0].rbr_dense.bn.running_var[0] = -2.
     with pytest.raises(NonFiniteWeightsError,
                        match='after fusion: stage1.0.rbr_reparam.weight .* BN '

@@ -9,30 +9,17 @@ import sys
 
 import pytest
 import torch
-import torch.nn as nn
 from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 
 import mmrep
 from mmrep.deploy import make_deploy_config, reparameterize_model
-from mmrep.deploy.hook import deploy_path
+from mmrep.utils.testing import randomize_bn
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 ALL_CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', '*', '*.py')))
 DEMO = osp.join(REPO, 'configs', 'cityscapes',
                 'demo_upernet_repmlpnet-tiny_1xb8-cpu_cityscapes-synthetic.py')
-
-
-def randomize_bn(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
-    return model
 
 
 def build(cfg):

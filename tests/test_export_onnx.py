@@ -10,6 +10,7 @@ from mmengine.registry import init_default_scope
 from tool_runner import DEMO, load_tool
 
 import mmrep  # noqa: F401
+from mmrep.utils.testing import randomize_bn
 
 pytest.importorskip('onnxruntime')
 
@@ -68,18 +69,6 @@ CASES = {
 }
 
 
-def randomize(model):
-    g = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
-    return model.eval()
-
-
 @pytest.mark.parametrize('case', sorted(CASES))
 def test_exported_fused_model_matches_torch(case, tmp_path, capsys):
     config, shape = CASES[case]
@@ -89,7 +78,7 @@ def test_exported_fused_model_matches_torch(case, tmp_path, capsys):
         config = path
     cfg = Config.fromfile(config)
     tool = load_tool('export_onnx')
-    model = randomize(tool.build_model(cfg))
+    model = randomize_bn(tool.build_model(cfg).eval())
     ckpt = str(tmp_path / 'model.pth')
     torch.save({'state_dict': model.state_dict()}, ckpt)
     out = str(tmp_path / 'model.onnx')

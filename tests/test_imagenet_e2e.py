@@ -4,11 +4,9 @@ for two iterations through tools/train.py and is evaluated through
 tools/test.py with mmpretrain's Accuracy metric, on a generated
 ImageNet-layout set with reduced architectures and 64x64 images."""
 import glob
-import importlib.util
 import json
 import math
 import os.path as osp
-import sys
 
 import pytest
 import torch
@@ -18,6 +16,7 @@ from mmengine.registry import init_default_scope
 import mmrep  # noqa: F401
 
 from conftest import FIXTURES
+from tool_runner import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG_DIR = osp.join(REPO, 'configs', 'imagenet')
@@ -160,23 +159,6 @@ def small_config(name, arch, in_channels, data_root, folder,
     path = osp.join(folder, name)
     cfg.dump(path)
     return path
-
-
-def load_tool(name):
-    """Import ``tools/<name>.py`` as a module.
-
-    The tools run in this process (as ``main(argv)``, exactly what their
-    command line calls): a fresh interpreter per run would spend most of the
-    time importing mmengine and mmpretrain again.
-    """
-    tools = osp.join(REPO, 'tools')
-    if tools not in sys.path:
-        sys.path.insert(0, tools)  # tools/test.py imports `train`
-    spec = importlib.util.spec_from_file_location(
-        f'mmrep_tools_{name}', osp.join(tools, f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')

@@ -15,19 +15,7 @@ from mmrep.models import CheckpointMismatchError
 from mmrep.models.backbones import RepMLPResNet
 from mmrep.models.layers import (RepMLPBottleneckBlock, RepMLPLightBlock,
                                  RepMLPUnit)
-
-
-def randomize_bn(model, seed=0):
-    """Give every BatchNorm random statistics and affine parameters."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
-    return model
+from mmrep.utils.testing import randomize_bn
 
 
 def output_of(fx):

@@ -13,22 +13,10 @@ from mmrep.models import CheckpointMismatchError
 from mmrep.models.backbones import RepVGG
 from mmrep.models.layers import RepVGGBlock
 from mmrep.registry import MODELS
+from mmrep.utils.testing import randomize_bn
 
 SMALL = dict(num_blocks=(1, 2, 2, 1), width_multiplier=(0.25, 0.25, 0.25, 0.5),
              group_layer_map={3: 2, 5: 4})
-
-
-def randomize_bn(model, seed=0):
-    """Give every BatchNorm random statistics and affine parameters."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
-    return model
 
 
 class Classifier(nn.Module):

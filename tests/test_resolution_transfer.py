@@ -9,7 +9,6 @@ import os.path as osp
 
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.logging import MMLogger
 
@@ -18,21 +17,9 @@ from mmrep.deploy.resample import (hidden_mapping, resample_fc1_fc2,
                                    resample_grid, resize_matrix)
 from mmrep.models.backbones import RepMLPNet, RepMLPResNet
 from mmrep.models.layers import RepMLPUnit
+from mmrep.utils.testing import randomize_bn
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def randomize_bn(model, seed=0):
-    """Give every BatchNorm random statistics and affine parameters."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
-    return model
 
 
 def smooth(channels, h, w):

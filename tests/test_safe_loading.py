@@ -145,3 +145,17 @@ def test_every_torch_load_is_weights_only():
                     calls.append((osp.relpath(path, REPO), m.group(1)))
     assert calls == [('mmrep/utils/serialization.py',
                       'path, map_location=map_location, weights_only=True')]
+
+
+def test_release_training_checkpoint_with_args_loads(tmp_path):
+    """DeiT-style scripts (the CycleMLP release's) pickle their argparse
+    namespace beside the weights; that is data, and loads."""
+    import argparse
+    model = RepVGG(TINY_REPVGG)
+    path = str(tmp_path / 'release.pth')
+    torch.save({'model': model.state_dict(), 'epoch': 299,
+                'args': argparse.Namespace(model='tiny', lr=1e-3)}, path)
+    fresh = RepVGG(TINY_REPVGG)
+    load_pretrained(fresh, path)
+    for key, value in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value), key

@@ -8,7 +8,6 @@ Usage:
 """
 import argparse
 import json
-import os
 import os.path as osp
 import subprocess
 import sys

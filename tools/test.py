@@ -13,12 +13,12 @@ import json
 import os
 import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
 import mmrep  # noqa: F401
 from mmrep.utils import enforce_weights_only
-from train import (build_runner, preflight,  # noqa: E402  (same folder)
-                   setup_cpu_distributed)
+from train import (build_config, build_runner,  # noqa: E402  (same folder)
+                   preflight, setup_cpu_distributed)
 
 
 def _to_json(value):
@@ -51,15 +51,7 @@ def main(argv=None):
     enforce_weights_only()
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'checkpoint not found: {args.checkpoint}')
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.launcher = args.launcher
-    if args.work_dir:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = build_config(args)
     cfg.load_from = args.checkpoint
     cfg.resume = False
     preflight(cfg, args.config)

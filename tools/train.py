@@ -43,6 +43,9 @@ def parse_args(argv=None):
 def build_config(args):
     """Load the config and apply the command-line overrides.
 
+    Shared with tools/test.py, whose arguments lack the training options
+    (``--amp``, ``--resume``).
+
     Args:
         args (argparse.Namespace): parsed arguments.
 
@@ -58,19 +61,20 @@ def build_config(args):
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
-    if args.amp:
+    if getattr(args, 'amp', False):
         wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
         if wrapper == 'AmpOptimWrapper':
             print('AMP is already enabled in the config')
         else:
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-    if args.resume == 'auto':
+    resume = getattr(args, 'resume', None)
+    if resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
-    elif args.resume:
+    elif resume:
         cfg.resume = True
-        cfg.load_from = args.resume
+        cfg.load_from = resume
     return cfg
 
 

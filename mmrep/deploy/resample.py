@@ -48,7 +48,6 @@ Every resampled tensor is logged with its key and its old and new shapes.
 import math
 
 import torch
-import torch.nn.functional as F
 from mmengine.logging import print_log
 
 

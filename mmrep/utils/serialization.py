@@ -6,8 +6,10 @@ stores a few non-tensor objects in the checkpoints it writes for resuming
 the weights-only unpickler rejects. Importing :mod:`mmrep` allow-lists exactly
 those types (and a ``getattr`` restricted to ``HistoryBuffer``'s statistics
 methods), so ``runner.resume`` works without ever turning ``weights_only``
-off.
+off. ``argparse.Namespace``, which the original releases' training scripts
+save beside their weights, is allowed too: it only holds attributes.
 """
+import argparse
 import os
 import pickle
 
@@ -56,7 +58,15 @@ def _mmengine_globals():
     return [HistoryBuffer, (history_buffer_getattr, 'builtins.getattr')]
 
 
-SAFE_GLOBALS = tuple(_numpy_globals()) + tuple(_mmengine_globals())
+def _release_globals():
+    # The original releases' training scripts (DeiT-style, as CycleMLP's)
+    # save their command-line arguments beside the weights: an
+    # ``argparse.Namespace`` is a plain attribute container.
+    return [argparse.Namespace]
+
+
+SAFE_GLOBALS = (tuple(_numpy_globals()) + tuple(_mmengine_globals()) +
+                tuple(_release_globals()))
 
 
 def allow_checkpoint_globals():

@@ -20,6 +20,34 @@ def check_out_indices(out_indices, num_stages):
     return tuple(i % num_stages for i in out_indices)
 
 
+def split_classifier(state_dict, rename=None):
+    """Split a classifier's state dict into backbone and head weights.
+
+    The original releases name their classifier ``linear.*`` (RepVGG,
+    RepMLP-Res50) or ``head.*`` (RepMLPNet, CycleMLP), mmpretrain
+    ``head.fc.*``; all become mmpretrain ``LinearClsHead`` names.
+
+    Args:
+        state_dict (dict[str, Tensor]): classifier or backbone weights,
+            without any ``backbone.`` prefix.
+        rename (callable, optional): maps a backbone key to mmrep's name.
+
+    Returns:
+        tuple[dict, dict]: backbone weights and head weights (``fc.weight``,
+        ``fc.bias``).
+    """
+    backbone, head = {}, {}
+    for key, value in state_dict.items():
+        if key.startswith('linear.'):
+            head['fc.' + key[len('linear.'):]] = value
+        elif key.startswith('head.'):
+            name = key[len('head.'):]
+            head[name if name.startswith('fc.') else 'fc.' + name] = value
+        else:
+            backbone[rename(key) if rename else key] = value
+    return backbone, head
+
+
 class RepBackbone(BaseModule):
     """Base class of mmrep backbones.
 

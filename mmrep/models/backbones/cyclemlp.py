@@ -33,7 +33,7 @@ from mmengine.logging import print_log
 
 from ...registry import MODELS
 from ..layers import CycleFC
-from .base import RepBackbone, check_out_indices
+from .base import RepBackbone, check_out_indices, split_classifier
 
 
 class DropPath(nn.Module):
@@ -417,14 +417,7 @@ class CycleMLP(RepBackbone):
             tuple[dict, dict]: backbone weights and classifier head weights
             (mmpretrain ``LinearClsHead`` names: ``fc.weight``, ``fc.bias``).
         """
-        backbone, head = {}, {}
-        for key, value in state_dict.items():
-            if key.startswith('head.'):
-                name = key[len('head.'):]
-                head[name if name.startswith('fc.') else 'fc.' + name] = value
-            else:
-                backbone[key] = value
-        return backbone, head
+        return split_classifier(state_dict)
 
     def adapt_state_dict(self, state):
         """Reconcile the output norms of a checkpoint with this model's.

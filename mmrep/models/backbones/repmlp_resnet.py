@@ -36,7 +36,7 @@ import torch.utils.checkpoint as cp
 from ...registry import MODELS
 from ..layers import RepMLPBottleneckBlock, RepMLPLightBlock, to_2tuple
 from ..layers.repmlp_unit import conv_bn_act
-from .base import RepBackbone, check_out_indices
+from .base import RepBackbone, check_out_indices, split_classifier
 
 
 class BaseBlock(nn.Module):
@@ -326,16 +326,7 @@ class RepMLPResNet(RepBackbone):
             tuple[dict, dict]: backbone weights and classifier head weights
             (mmpretrain ``LinearClsHead`` names: ``fc.weight``, ``fc.bias``).
         """
-        backbone, head = {}, {}
-        for key, value in state_dict.items():
-            if key.startswith('linear.'):
-                head['fc.' + key[len('linear.'):]] = value
-            elif key.startswith('head.'):
-                name = key[len('head.'):]
-                head[name if name.startswith('fc.') else 'fc.' + name] = value
-            else:
-                backbone[key] = value
-        return backbone, head
+        return split_classifier(state_dict)
 
     def adapt_state_dict(self, state):
         """Resample partition- and grid-bound weights of a checkpoint built

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from ...registry import MODELS
 from ..layers import ConvBN, RepMLPBlock, fold_input_bn, to_2tuple
-from .base import RepBackbone, check_out_indices
+from .base import RepBackbone, check_out_indices, split_classifier
 
 
 class FFNBlock(nn.Module):
@@ -363,19 +363,15 @@ class RepMLPNet(RepBackbone):
             tuple[dict, dict]: backbone weights and classifier head weights
             (mmpretrain ``LinearClsHead`` names: ``fc.weight``, ``fc.bias``).
         """
-        backbone, head = {}, {}
-        is_mmpretrain = any(k.startswith(('patch_embed.', 'downsample_layers.'))
-                            for k in state_dict)
-        for key, value in state_dict.items():
-            if key.startswith('head.'):
-                name = key[len('head.'):]
-                head[name if name.startswith('fc.') else 'fc.' + name] = value
-                continue
-            if is_mmpretrain:
-                for old, new in cls._mmpretrain_renames:
-                    key = key.replace(old, new)
-            backbone[key] = value
-        return backbone, head
+        if not any(k.startswith(('patch_embed.', 'downsample_layers.'))
+                   for k in state_dict):
+            return split_classifier(state_dict)
+
+        def rename(key):
+            for old, new in cls._mmpretrain_renames:
+                key = key.replace(old, new)
+            return key
+        return split_classifier(state_dict, rename)
 
     def adapt_state_dict(self, state):
         """Resample partition- and grid-bound weights of a checkpoint built

@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.utils.checkpoint as cp
 from ...registry import MODELS
 from ..layers import RepVGGBlock
-from .base import RepBackbone, check_out_indices
+from .base import RepBackbone, check_out_indices, split_classifier
 
 _GROUPWISE_LAYERS = tuple(range(2, 27, 2))
 _G2 = {layer: 2 for layer in _GROUPWISE_LAYERS}
@@ -263,19 +263,11 @@ class RepVGG(RepBackbone):
             tuple[dict, dict]: backbone weights and classifier head weights
             (mmpretrain ``LinearClsHead`` names: ``fc.weight``, ``fc.bias``).
         """
-        backbone, head = {}, {}
-        is_mmpretrain = any(k.startswith(('stem.', 'stage_'))
-                            for k in state_dict)
-        for key, value in state_dict.items():
-            if key.startswith('linear.'):
-                head['fc.' + key[len('linear.'):]] = value
-                continue
-            if key.startswith('head.'):
-                name = key[len('head.'):]
-                head[name if name.startswith('fc.') else 'fc.' + name] = value
-                continue
-            if is_mmpretrain:
-                for pattern, new in cls._mmpretrain_renames:
-                    key = pattern.sub(new, key)
-            backbone[key] = value
-        return backbone, head
+        if not any(k.startswith(('stem.', 'stage_')) for k in state_dict):
+            return split_classifier(state_dict)
+
+        def rename(key):
+            for pattern, new in cls._mmpretrain_renames:
+                key = pattern.sub(new, key)
+            return key
+        return split_classifier(state_dict, rename)
