@@ -22,6 +22,8 @@ model = dict(
         out_indices=(0, 1, 2, 3),
         init_cfg=backbone_init),
     decode_head=dict(in_channels=2048, in_index=3, num_classes=19),
-    auxiliary_head=dict(in_channels=512, in_index=2, num_classes=19))
+    auxiliary_head=dict(in_channels=512, in_index=2, num_classes=19),
+    # Sliding 512x1024 windows, as the other Cityscapes configs.
+    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 682)))
 train_dataloader = dict(batch_size=2)
 custom_hooks = [dict(type='mmrep.ReparamCheckpointHook')]
