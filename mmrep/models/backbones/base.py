@@ -1,5 +1,7 @@
 """What every mmrep backbone shares: pretrained loading, frozen stages,
 ``norm_eval`` and the ``reparameterize()`` protocol."""
+import re
+
 import torch.nn as nn
 from mmengine.model import BaseModule
 
@@ -18,6 +20,60 @@ def check_out_indices(out_indices, num_stages):
             raise ValueError(f'out_indices {out_indices} out of range for '
                              f'{num_stages} stages')
     return tuple(i % num_stages for i in out_indices)
+
+
+def arch_settings_of(arch, presets, family, renames=None, ignored=(),
+                     prefixes=None):
+    """A copy of a preset's settings, or of an arch dict, with the original
+    releases' argument names mapped to mmrep's.
+
+    Preset names match case-insensitively, with or without the family prefix
+    and separators (``'T224'``, ``'RepMLPNet-T224'``, ``'CycleMLP_B1'``,
+    ``'repmlp-res50-bottleneck-224-g4/8'``).
+
+    Args:
+        arch (str | dict): a preset name or a settings dict.
+        presets (dict): the family's ``arch_settings``.
+        family (str): the family's name, also its optional prefix.
+        renames (dict, optional): original argument name -> mmrep's.
+        ignored (Sequence[str]): original arguments that belong elsewhere
+            (e.g. ``num_classes``) and are dropped.
+        prefixes (Sequence[str], optional): the optional name prefixes;
+            default: ``family``.
+
+    Returns:
+        dict: the settings, to be validated by the family's ``parse_arch``.
+
+    Raises:
+        ValueError: unknown preset, neither a name nor a dict, or an
+            argument given under both its names.
+    """
+    if isinstance(arch, str):
+        def norm(name):
+            return re.sub(r'[-_/ ]', '', name).upper()
+
+        key = norm(arch)
+        for prefix in map(norm, prefixes or (family, )):
+            if key.startswith(prefix) and key != prefix:
+                key = key[len(prefix):]
+                break
+        names = {norm(k): k for k in presets}
+        if key not in names:
+            raise ValueError(f'unknown {family} arch {arch!r}; presets: '
+                             f'{sorted(presets)}')
+        arch = presets[names[key]]
+    if not isinstance(arch, dict):
+        raise ValueError(f'arch must be a preset name or a dict, got '
+                         f'{type(arch).__name__}')
+    arch = dict(arch)
+    for old, new in (renames or {}).items():
+        if old in arch:
+            if new in arch:
+                raise ValueError(f'arch gives both {old!r} and {new!r}')
+            arch[new] = arch.pop(old)
+    for key in ignored:
+        arch.pop(key, None)
+    return arch
 
 
 def split_classifier(state_dict, rename=None):

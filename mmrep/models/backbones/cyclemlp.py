@@ -33,7 +33,8 @@ from mmengine.logging import print_log
 
 from ...registry import MODELS
 from ..layers import CycleFC
-from .base import RepBackbone, check_out_indices, split_classifier
+from .base import (RepBackbone, arch_settings_of, check_out_indices,
+                   split_classifier)
 
 
 class DropPath(nn.Module):
@@ -289,23 +290,9 @@ class CycleMLP(RepBackbone):
                 per-stage lists of different lengths, non-positive values,
                 or a stage transition without downsampling.
         """
-        if isinstance(arch, str):
-            key = re.sub(r'^CYCLEMLP[-_]?', '', arch.upper())
-            if key not in cls.arch_settings:
-                raise ValueError(f'unknown CycleMLP arch {arch!r}; presets: '
-                                 f'{sorted(cls.arch_settings)}')
-            arch = cls.arch_settings[key]
-        if not isinstance(arch, dict):
-            raise ValueError(f'arch must be a preset name or a dict, got '
-                             f'{type(arch).__name__}')
-        arch = dict(arch)
-        for old, new in cls._original_names.items():
-            if old in arch:
-                if new in arch:
-                    raise ValueError(f'arch gives both {old!r} and {new!r}')
-                arch[new] = arch.pop(old)
-        for key in cls._ignored_original_keys:
-            arch.pop(key, None)
+        arch = arch_settings_of(arch, cls.arch_settings, 'CycleMLP',
+                                cls._original_names,
+                                cls._ignored_original_keys)
         transitions = arch.pop('transitions', None)
         per_stage = ('channels', 'num_blocks', 'mlp_ratios')
         allowed = set(per_stage) | set(cls.arch_defaults)

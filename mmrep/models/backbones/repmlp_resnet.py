@@ -36,7 +36,8 @@ import torch.utils.checkpoint as cp
 from ...registry import MODELS
 from ..layers import RepMLPBottleneckBlock, RepMLPLightBlock, to_2tuple
 from ..layers.repmlp_unit import conv_bn_act
-from .base import RepBackbone, check_out_indices, split_classifier
+from .base import (RepBackbone, arch_settings_of, check_out_indices,
+                   split_classifier)
 
 
 class BaseBlock(nn.Module):
@@ -226,19 +227,9 @@ class RepMLPResNet(RepBackbone):
             ValueError: unknown preset name or block type, unknown or
                 missing keys, or malformed values.
         """
-        if isinstance(arch, str):
-            key = arch.lower()
-            if key.startswith('repmlp-res50-'):
-                key = key[len('repmlp-res50-'):]
-            if key not in cls.arch_settings:
-                raise ValueError(f'unknown RepMLPResNet arch {arch!r}; '
-                                 f'presets: {sorted(cls.arch_settings)}')
-            arch = cls.arch_settings[key]
-        if not isinstance(arch, dict):
-            raise ValueError(f'arch must be a preset name or a dict, got '
-                             f'{type(arch).__name__}')
-        arch = dict(arch)
-        arch.pop('num_classes', None)
+        arch = arch_settings_of(arch, cls.arch_settings, 'RepMLPResNet',
+                                ignored=('num_classes', ),
+                                prefixes=('RepMLP-Res50', ))
         for old, new in (('img_H', 'img_W'), ('h', 'w')):
             if old in arch or new in arch:
                 target = 'img_size' if old == 'img_H' else 'partition'

@@ -29,7 +29,8 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from ...registry import MODELS
 from ..layers import ConvBN, RepMLPBlock, fold_input_bn, to_2tuple
-from .base import RepBackbone, check_out_indices, split_classifier
+from .base import (RepBackbone, arch_settings_of, check_out_indices,
+                   split_classifier)
 
 
 class FFNBlock(nn.Module):
@@ -218,19 +219,8 @@ class RepMLPNet(RepBackbone):
             ValueError: unknown preset name, unknown or missing keys, or
                 per-stage lists of different lengths.
         """
-        if isinstance(arch, str):
-            key = arch.upper().replace('REPMLPNET-', '').replace('-', '')
-            if key not in cls.arch_settings:
-                raise ValueError(f'unknown RepMLPNet arch {arch!r}; presets: '
-                                 f'{sorted(cls.arch_settings)}')
-            arch = cls.arch_settings[key]
-        if not isinstance(arch, dict):
-            raise ValueError(f'arch must be a preset name or a dict, got '
-                             f'{type(arch).__name__}')
-        arch = dict(arch)
-        for old, new in cls._original_names.items():
-            if old in arch:
-                arch[new] = arch.pop(old)
+        arch = arch_settings_of(arch, cls.arch_settings, 'RepMLPNet',
+                                cls._original_names)
         if 'hs' in arch or 'ws' in arch:
             hs, ws = arch.pop('hs', None), arch.pop('ws', None)
             if hs is None or ws is None or len(hs) != len(ws):

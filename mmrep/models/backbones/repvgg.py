@@ -23,7 +23,8 @@ import torch.nn as nn
 import torch.utils.checkpoint as cp
 from ...registry import MODELS
 from ..layers import RepVGGBlock
-from .base import RepBackbone, check_out_indices, split_classifier
+from .base import (RepBackbone, arch_settings_of, check_out_indices,
+                   split_classifier)
 
 _GROUPWISE_LAYERS = tuple(range(2, 27, 2))
 _G2 = {layer: 2 for layer in _GROUPWISE_LAYERS}
@@ -144,26 +145,8 @@ class RepVGG(RepBackbone):
                 per-stage lists of different lengths, or a group map naming
                 a block that does not exist.
         """
-        if isinstance(arch, str):
-            names = {k.upper(): k for k in cls.arch_settings}
-            key = arch.upper()
-            if key.startswith('REPVGG-'):
-                key = key[len('REPVGG-'):]
-            if key not in names:
-                raise ValueError(f'unknown RepVGG arch {arch!r}; presets: '
-                                 f'{sorted(cls.arch_settings)}')
-            arch = cls.arch_settings[names[key]]
-        if not isinstance(arch, dict):
-            raise ValueError(f'arch must be a preset name or a dict, got '
-                             f'{type(arch).__name__}')
-        arch = dict(arch)
-        for old, new in cls._other_names.items():
-            if old in arch:
-                if new in arch:
-                    raise ValueError(f'arch gives both {old!r} and {new!r}')
-                arch[new] = arch.pop(old)
-        for key in cls._ignored:
-            arch.pop(key, None)
+        arch = arch_settings_of(arch, cls.arch_settings, 'RepVGG',
+                                cls._other_names, cls._ignored)
         if arch.pop('se_cfg', None) is not None:
             raise ValueError('RepVGG blocks with SE layers (se_cfg) are not '
                              'supported')
