@@ -76,6 +76,41 @@ def arch_settings_of(arch, presets, family, renames=None, ignored=(),
     return arch
 
 
+def complete_arch(arch, family, per_stage, defaults, same_length=True):
+    """Check an arch dict's keys and fill in the defaults.
+
+    Args:
+        arch (dict): settings from :func:`arch_settings_of`.
+        family (str): the family's name, for messages.
+        per_stage (Sequence[str]): required per-stage settings.
+        defaults (dict): optional settings and their defaults.
+        same_length (bool): require the per-stage settings to have one,
+            equal, non-zero length. Default: True.
+
+    Returns:
+        dict: ``defaults`` updated with ``arch``.
+
+    Raises:
+        ValueError: unknown or missing keys, or per-stage settings of
+            different (or zero) lengths.
+    """
+    unknown = set(arch) - set(per_stage) - set(defaults)
+    missing = set(per_stage) - set(arch)
+    if unknown or missing:
+        raise ValueError(
+            f'malformed {family} arch dict: unknown keys {sorted(unknown)}, '
+            f'missing keys {sorted(missing)}; expected {sorted(per_stage)} '
+            f'plus optional {sorted(defaults)}')
+    if same_length:
+        lengths = {k: len(arch[k]) for k in per_stage}
+        if len(set(lengths.values())) != 1 or not lengths[per_stage[0]]:
+            raise ValueError(f'arch per-stage settings differ in length or '
+                             f'are empty: {lengths}')
+    out = dict(defaults)
+    out.update(arch)
+    return out
+
+
 def split_classifier(state_dict, rename=None):
     """Split a classifier's state dict into backbone and head weights.
 

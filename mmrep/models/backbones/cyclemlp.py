@@ -34,7 +34,7 @@ from mmengine.logging import print_log
 from ...registry import MODELS
 from ..layers import CycleFC
 from .base import (RepBackbone, arch_settings_of, check_out_indices,
-                   split_classifier)
+                   complete_arch, split_classifier)
 
 
 class DropPath(nn.Module):
@@ -294,21 +294,10 @@ class CycleMLP(RepBackbone):
                                 cls._original_names,
                                 cls._ignored_original_keys)
         transitions = arch.pop('transitions', None)
-        per_stage = ('channels', 'num_blocks', 'mlp_ratios')
-        allowed = set(per_stage) | set(cls.arch_defaults)
-        unknown = set(arch) - allowed
-        missing = set(per_stage) - set(arch)
-        if unknown or missing:
-            raise ValueError(
-                f'malformed CycleMLP arch dict: unknown keys '
-                f'{sorted(unknown)}, missing keys {sorted(missing)}; '
-                f'expected {sorted(per_stage)} plus optional '
-                f'{sorted(cls.arch_defaults)}')
-        lengths = {k: len(arch[k]) for k in per_stage}
-        if len(set(lengths.values())) != 1 or not lengths['channels']:
-            raise ValueError(f'arch per-stage settings differ in length or '
-                             f'are empty: {lengths}')
-        num_stages = lengths['channels']
+        out = complete_arch(arch, 'CycleMLP',
+                            ('channels', 'num_blocks', 'mlp_ratios'),
+                            cls.arch_defaults)
+        num_stages = len(out['channels'])
         if transitions is not None:
             if (len(transitions) < num_stages - 1
                     or not all(transitions[:num_stages - 1])):
@@ -316,8 +305,6 @@ class CycleMLP(RepBackbone):
                     f'transitions {list(transitions)}: every stage but the '
                     f'last must end with a (stride-2) downsampling, as the '
                     f'original requires')
-        out = dict(cls.arch_defaults)
-        out.update(arch)
         for k in ('channels', 'num_blocks'):
             out[k] = tuple(int(v) for v in out[k])
         out['mlp_ratios'] = tuple(float(v) for v in out['mlp_ratios'])

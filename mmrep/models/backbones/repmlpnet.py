@@ -30,7 +30,7 @@ import torch.utils.checkpoint as cp
 from ...registry import MODELS
 from ..layers import ConvBN, RepMLPBlock, fold_input_bn, to_2tuple
 from .base import (RepBackbone, arch_settings_of, check_out_indices,
-                   split_classifier)
+                   complete_arch, split_classifier)
 
 
 class FFNBlock(nn.Module):
@@ -226,22 +226,10 @@ class RepMLPNet(RepBackbone):
             if hs is None or ws is None or len(hs) != len(ws):
                 raise ValueError('arch needs both hs and ws, of equal length')
             arch['partition_sizes'] = tuple(zip(hs, ws))
-        per_stage = ('channels', 'num_blocks', 'sharesets', 'partition_sizes')
-        allowed = set(per_stage) | set(cls.arch_defaults)
-        unknown = set(arch) - allowed
-        missing = set(per_stage) - set(arch)
-        if unknown or missing:
-            raise ValueError(
-                f'malformed RepMLPNet arch dict: unknown keys '
-                f'{sorted(unknown)}, missing keys {sorted(missing)}; '
-                f'expected {sorted(per_stage)} plus optional '
-                f'{sorted(cls.arch_defaults)}')
-        lengths = {k: len(arch[k]) for k in per_stage}
-        if len(set(lengths.values())) != 1:
-            raise ValueError(f'arch per-stage settings differ in length: '
-                             f'{lengths}')
-        out = dict(cls.arch_defaults)
-        out.update(arch)
+        out = complete_arch(
+            arch, 'RepMLPNet',
+            ('channels', 'num_blocks', 'sharesets', 'partition_sizes'),
+            cls.arch_defaults)
         out['partition_sizes'] = tuple(
             to_2tuple(p) for p in out['partition_sizes'])
         for k in ('channels', 'num_blocks', 'sharesets'):

@@ -24,7 +24,7 @@ import torch.utils.checkpoint as cp
 from ...registry import MODELS
 from ..layers import RepVGGBlock
 from .base import (RepBackbone, arch_settings_of, check_out_indices,
-                   split_classifier)
+                   complete_arch, split_classifier)
 
 _GROUPWISE_LAYERS = tuple(range(2, 27, 2))
 _G2 = {layer: 2 for layer in _GROUPWISE_LAYERS}
@@ -150,17 +150,10 @@ class RepVGG(RepBackbone):
         if arch.pop('se_cfg', None) is not None:
             raise ValueError('RepVGG blocks with SE layers (se_cfg) are not '
                              'supported')
-        per_stage = ('num_blocks', 'width_multiplier')
-        allowed = set(per_stage) | set(cls.arch_defaults)
-        unknown = set(arch) - allowed
-        missing = set(per_stage) - set(arch)
-        if unknown or missing:
-            raise ValueError(
-                f'malformed RepVGG arch dict: unknown keys {sorted(unknown)}, '
-                f'missing keys {sorted(missing)}; expected {list(per_stage)} '
-                f'plus optional {sorted(cls.arch_defaults)}')
-        out = dict(cls.arch_defaults)
-        out.update(arch)
+        # Lengths are checked below, after the values are normalized.
+        out = complete_arch(arch, 'RepVGG',
+                            ('num_blocks', 'width_multiplier'),
+                            cls.arch_defaults, same_length=False)
         out['num_blocks'] = tuple(int(n) for n in out['num_blocks'])
         out['width_multiplier'] = tuple(
             float(w) for w in out['width_multiplier'])
