@@ -45,3 +45,40 @@ def assert_close(actual, expected, atol=1e-4, what=''):
         f'{what}: shape {tuple(actual.shape)} vs {tuple(expected.shape)}'
     diff = (actual.float() - expected.float()).abs().max().item()
     assert diff <= atol, f'{what}: max abs diff {diff:.3g} > {atol}'
+
+
+def build_classifier(backbone, in_channels, num_classes):
+    """An mmpretrain ImageClassifier (GAP + linear head) around a backbone.
+
+    Args:
+        backbone (dict): the backbone config (``type='mmrep.*'``).
+        in_channels (int): channels of the backbone's last output.
+        num_classes (int): classes of the head.
+
+    Returns:
+        nn.Module: the classifier.
+    """
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+    init_default_scope('mmpretrain')
+    return MODELS.build(dict(
+        type='ImageClassifier', backbone=backbone,
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=num_classes,
+                  in_channels=in_channels)))
+
+
+def check_stage_shapes_and_fusion(model, x):
+    """Stage ``i`` of ``model`` has ``ceil(size / (4 * 2**i))`` rows and
+    columns at input ``x``, and its fused copy gives the same outputs."""
+    import mmrep
+    with torch.no_grad():
+        outs = model(x)
+        fused = mmrep.reparameterize_model(model)(x)
+    n, _, h, w = x.shape
+    for i, (o, f) in enumerate(zip(outs, fused)):
+        stride = 4 * 2**i
+        assert o.shape == (n, model.channels[i], -(-h // stride),
+                           -(-w // stride))
+        assert_close(f, o, 1e-4 * max(1.0, o.abs().max().item()),
+                     f'fused stage {i + 1} at {tuple(x.shape[-2:])}')

@@ -4,8 +4,6 @@ import glob
 import json
 import math
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -13,11 +11,10 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import mmrep  # noqa: F401
+import tool_runner
+from tool_runner import DEMO, REPO
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'cityscapes', '*.py')))
-DEMO = osp.join(REPO, 'configs', 'cityscapes',
-                'demo_upernet_repmlpnet-tiny_1xb8-cpu_cityscapes-synthetic.py')
 
 
 @pytest.mark.parametrize('config', CONFIGS, ids=osp.basename)
@@ -49,10 +46,7 @@ def test_config_builds_and_runs_forward(config):
 
 def run_tool(*args):
     """Run a tool as a user would; return its combined output."""
-    proc = subprocess.run([sys.executable, *args], cwd=REPO, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert proc.returncode == 0, proc.stdout[-4000:]
-    return proc.stdout
+    return tool_runner.run_tool(*args).stdout
 
 
 @pytest.fixture(scope='module')

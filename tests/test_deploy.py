@@ -4,8 +4,6 @@ import glob
 import json
 import os
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -15,11 +13,9 @@ from mmengine.registry import init_default_scope
 import mmrep
 from mmrep.deploy import make_deploy_config, reparameterize_model
 from mmrep.utils.testing import randomize_bn
+from tool_runner import DEMO, REPO, run_tool
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 ALL_CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', '*', '*.py')))
-DEMO = osp.join(REPO, 'configs', 'cityscapes',
-                'demo_upernet_repmlpnet-tiny_1xb8-cpu_cityscapes-synthetic.py')
 
 
 def build(cfg):
@@ -66,14 +62,6 @@ def test_every_config_fuses_losslessly(config):
         return
     deployed = build(make_deploy_config(cfg))
     deployed.load_state_dict(fused.state_dict(), strict=True)
-
-
-def run_tool(*args, ok=True):
-    proc = subprocess.run([sys.executable, *args], cwd=REPO, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    if ok:
-        assert proc.returncode == 0, proc.stdout[-4000:]
-    return proc
 
 
 @pytest.fixture(scope='module')

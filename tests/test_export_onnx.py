@@ -12,7 +12,7 @@ from tool_runner import DEMO, load_tool
 import mmrep  # noqa: F401
 from mmrep.utils.testing import randomize_bn
 
-pytest.importorskip('onnxruntime')
+import onnxruntime  # noqa: E402,F401  (installed by tools/install.sh)
 
 IMPORTS = dict(imports=['mmrep'], allow_failed_imports=False)
 CLS_HEAD = dict(type='LinearClsHead', num_classes=7,

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import conftest
 from conftest import FIXTURES, assert_close, fixture_params, load_fixture
 
 import mmrep
@@ -33,16 +34,9 @@ def small_arch(**kw):
 
 def build_classifier(arch, num_classes, deploy=False):
     """mmpretrain ImageClassifier around an mmrep RepMLPResNet."""
-    from mmengine.registry import init_default_scope
-    from mmpretrain.registry import MODELS
-    init_default_scope('mmpretrain')
-    return MODELS.build(dict(
-        type='ImageClassifier',
-        backbone=dict(type='mmrep.RepMLPResNet', arch=arch, out_indices=(3, ),
-                      deploy=deploy),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=num_classes,
-                  in_channels=2048)))
+    return conftest.build_classifier(
+        dict(type='mmrep.RepMLPResNet', arch=arch, out_indices=(3, ),
+             deploy=deploy), 2048, num_classes)
 
 
 # --------------------------------------------------------------------------
@@ -274,17 +268,7 @@ def test_backbone_any_size_runs_and_fuses(block_type, size):
     torch.manual_seed(0)
     model = randomize_bn(RepMLPResNet(small_arch(block_type=block_type)))
     model.eval()
-    x = torch.randn(1, 3, *size)
-    with torch.no_grad():
-        outs = model(x)
-        fused = mmrep.reparameterize_model(model)(x)
-    H, W = size
-    for i, (o, f) in enumerate(zip(outs, fused)):
-        stride = 4 * 2**i
-        assert o.shape == (1, model.channels[i], -(-H // stride),
-                           -(-W // stride))
-        assert_close(f, o, 1e-4 * max(1.0, o.abs().max().item()),
-                     f'fused stage {i + 1} at {size}')
+    conftest.check_stage_shapes_and_fusion(model, torch.randn(1, 3, *size))
 
 
 def test_dilated_form_gives_stride_8():

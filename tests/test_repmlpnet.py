@@ -7,6 +7,7 @@ import os.path as osp
 import pytest
 import torch
 import torch.nn as nn
+import conftest
 from conftest import FIXTURES, assert_close, fixture_params, load_fixture
 
 import mmrep
@@ -25,17 +26,10 @@ def small_arch(**kw):
 
 def build_classifier(arch, num_classes, deploy=False):
     """mmpretrain ImageClassifier around an mmrep RepMLPNet."""
-    from mmpretrain.registry import MODELS
-    from mmengine.registry import init_default_scope
-    init_default_scope('mmpretrain')
-    channels = RepMLPNet.parse_arch(arch)['channels'][-1]
-    return MODELS.build(dict(
-        type='ImageClassifier',
-        backbone=dict(type='mmrep.RepMLPNet', arch=arch, out_indices=(3, ),
-                      final_norm=True, deploy=deploy),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=num_classes,
-                  in_channels=channels)))
+    return conftest.build_classifier(
+        dict(type='mmrep.RepMLPNet', arch=arch, out_indices=(3, ),
+             final_norm=True, deploy=deploy),
+        RepMLPNet.parse_arch(arch)['channels'][-1], num_classes)
 
 
 @fixture_params('repmlpnet_small_s*.pt')
@@ -181,7 +175,6 @@ def test_block_matches_grouped_conv_form():
 
 
 def test_mmpretrain_checkpoint_converts():
-    pytest.importorskip('mmpretrain')
     from mmpretrain.models.backbones import RepMLPNet as MMPRepMLPNet
     arch = dict(channels=[32, 64, 128, 256], depths=[1, 1, 2, 1],
                 sharesets_nums=[1, 4, 8, 16])

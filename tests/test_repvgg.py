@@ -6,6 +6,7 @@ import os.path as osp
 import pytest
 import torch
 import torch.nn as nn
+import conftest
 from conftest import FIXTURES, assert_close, fixture_params, load_fixture
 
 import mmrep
@@ -31,13 +32,6 @@ class Classifier(nn.Module):
 
     def forward(self, x):
         return self.head.fc(self.backbone(x)[-1].mean((2, 3)))
-
-
-def try_import_mmpretrain():
-    try:
-        import mmpretrain  # noqa: F401
-    except Exception as e:  # ImportError, or mmcv missing / broken
-        pytest.skip(f'mmpretrain is not importable here ({e!r})')
 
 
 @fixture_params('repvgg_small_s*.pt')
@@ -101,7 +95,6 @@ def test_conformance_with_original(fixture_path, tmp_path):
 
 @fixture_params('repvgg_small_s*.pt')
 def test_conformance_in_mmpretrain_classifier(fixture_path):
-    try_import_mmpretrain()
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS as MMP_MODELS
     fx = load_fixture(fixture_path)
@@ -217,7 +210,6 @@ def test_a0_parameter_counts():
 
 
 def test_mmpretrain_checkpoint_converts():
-    try_import_mmpretrain()
     from mmpretrain.models.backbones import RepVGG as MMPRepVGG
     arch = dict(num_blocks=[1, 2, 2, 1], width_factor=[0.25, 0.25, 0.5, 0.5],
                 group_layer_map={2: 2, 5: 2}, se_cfg=None)
@@ -275,17 +267,7 @@ def test_block_fusion_is_exact(groups):
 def test_any_input_size_runs_and_fuses(size):
     torch.manual_seed(0)
     model = randomize_bn(RepVGG(SMALL)).eval()
-    x = torch.randn(2, 3, *size)
-    with torch.no_grad():
-        outs = model(x)
-        fused = mmrep.reparameterize_model(model)(x)
-    h, w = size
-    for i, (o, f) in enumerate(zip(outs, fused)):
-        stride = 4 * 2**i
-        assert o.shape == (2, model.channels[i], -(-h // stride),
-                           -(-w // stride))
-        assert_close(f, o, 1e-4 * max(1.0, o.abs().max().item()),
-                     f'fused stage {i + 1} at {size}')
+    conftest.check_stage_shapes_and_fusion(model, torch.randn(2, 3, *size))
 
 
 def test_out_indices():
@@ -388,10 +370,7 @@ def test_registry_under_each_default_scope(scope):
     import importlib
 
     from mmengine.registry import init_default_scope
-    try:
-        registry = importlib.import_module(f'{scope}.registry').MODELS
-    except Exception as e:  # not installed, or mmcv missing / broken
-        pytest.skip(f'{scope} is not importable here ({e!r})')
+    registry = importlib.import_module(f'{scope}.registry').MODELS
     init_default_scope(scope)
     model = registry.build(dict(type='mmrep.RepVGG', arch=SMALL))
     assert isinstance(model, RepVGG)

@@ -373,7 +373,6 @@ def test_res50_train_checkpoint_into_fused_dilated_model(tmp_path, log):
 # Inference at the training crop size
 # --------------------------------------------------------------------------
 def _segmentor(test_cfg):
-    pytest.importorskip('mmseg')
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
     init_default_scope('mmseg')
@@ -429,7 +428,6 @@ def test_slide_at_crop_size_reproduces_the_direct_forward():
 # The Cityscapes configs
 # --------------------------------------------------------------------------
 def test_cityscapes_res50_configs_parse_and_match_the_crop():
-    pytest.importorskip('mmseg')
     from mmengine.config import Config
     d = osp.join(REPO, 'configs', 'cityscapes')
     cfg = Config.fromfile(osp.join(
