@@ -171,10 +171,11 @@ def test_conformance_with_original(fixture_path, tmp_path):
     assert torch.equal(dense.norm6.weight, torch.ones(arch['embed_dims'][3]))
 
 
-def test_mmpretrain_classifier_loads_original_checkpoint():
+@fixture_params('cyclemlp_small_s*.pt')
+def test_mmpretrain_classifier_loads_original_checkpoint(fixture_path):
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
-    fx = load_fixture(osp.join(FIXTURES, 'cyclemlp_small_s0.pt'))
+    fx = load_fixture(fixture_path)
     init_default_scope('mmpretrain')
     clf = MODELS.build(dict(
         type='ImageClassifier',

@@ -363,3 +363,14 @@ def test_registry_under_each_default_scope(scope):
     init_default_scope(scope)
     model = registry.build(dict(type='mmrep.RepMLPResNet', arch=small_arch()))
     assert isinstance(model, RepMLPResNet)
+
+
+def test_bottleneck_224_parameter_counts():
+    """The released RepMLP-Res50-Bottleneck-224 with its 1000-class head:
+    41,071,144 parameters train-time, 40,871,528 fused."""
+    head = 2048 * 1000 + 1000
+    with torch.device('meta'):
+        model = RepMLPResNet('bottleneck-224')
+        assert sum(p.numel() for p in model.parameters()) + head == 41071144
+        model.reparameterize()
+        assert sum(p.numel() for p in model.parameters()) + head == 40871528
