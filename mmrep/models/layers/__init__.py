@@ -3,10 +3,10 @@ from .cycle_fc import CycleFC, cycle_shift
 from .repmlp_block import (GlobalPerceptron, RepMLPBlock, conv_to_fc,
                            pad_to_partition, to_2tuple)
 from .repmlp_unit import (RepMLPBottleneckBlock, RepMLPLightBlock,
-                          RepMLPUnit, grouped_conv_to_fc)
+                          RepMLPUnit)
 from .repvgg_block import RepVGGBlock
 
 __all__ = ['ConvBN', 'fuse_bn', 'fold_input_bn', 'GlobalPerceptron',
            'RepMLPBlock', 'conv_to_fc', 'pad_to_partition', 'to_2tuple',
            'RepVGGBlock', 'RepMLPUnit', 'RepMLPBottleneckBlock',
-           'RepMLPLightBlock', 'grouped_conv_to_fc', 'CycleFC', 'cycle_shift']
+           'RepMLPLightBlock', 'CycleFC', 'cycle_shift']

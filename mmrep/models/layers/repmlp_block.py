@@ -56,31 +56,36 @@ class GlobalPerceptron(nn.Module):
         return torch.sigmoid(v).reshape(*v.shape, 1, 1)
 
 
-def conv_to_fc(kernel, bias, h, w):
+def conv_to_fc(kernel, bias, groups, h, w):
     """Express a grouped ``k x k`` convolution on an ``h x w`` map as an FC.
 
-    The convolution (zero padding ``k // 2``, ``groups == channels``) acts on
-    each of its ``S`` channels separately; the result is the ``S`` blocks of
-    an ``(S*h*w) x (h*w)`` FC weight, laid out as RepMLP's grouped ``fc3``.
+    The convolution (zero padding ``k // 2``, ``groups`` groups) becomes the
+    weight of a grouped partition FC, whose group ``j`` maps the
+    ``C/groups`` input channels of group ``j`` (flattened with their
+    ``h x w`` pixels) to its ``O/groups`` output channels: RepMLP v1's
+    ``fc3``, and with ``groups == channels`` (one channel per group) the
+    ``S`` blocks of RepMLPNet's per-share-set ``fc3``.
 
     Args:
-        kernel (Tensor): ``(S, 1, kh, kw)`` convolution weight.
-        bias (Tensor): ``(S,)`` convolution bias.
+        kernel (Tensor): ``(O, C/groups, kh, kw)`` convolution weight with
+            odd ``kh`` and ``kw``.
+        bias (Tensor): ``(O,)`` convolution bias.
+        groups (int): convolution groups.
         h (int): partition height.
         w (int): partition width.
 
     Returns:
-        tuple[Tensor, Tensor]: weight ``(S*h*w, h*w)`` and bias ``(S*h*w,)``.
+        tuple[Tensor, Tensor]: weight ``(O*h*w, C/groups*h*w)`` and bias
+        ``(O*h*w,)``.
     """
-    num_sets = kernel.size(0)
-    eye = torch.eye(h * w, dtype=kernel.dtype, device=kernel.device)
-    basis = eye.reshape(h * w, 1, h, w).expand(-1, num_sets, -1, -1)
-    # Row i of the result is the response to the i-th basis partition.
-    out = F.conv2d(basis, kernel, padding=(kernel.size(2) // 2,
-                                           kernel.size(3) // 2),
-                   groups=num_sets)
-    weight = out.reshape(h * w, num_sets * h * w).t()
-    return weight, bias.repeat_interleave(h * w)
+    out_channels, group_in, kh, kw = kernel.shape
+    n = group_in * h * w
+    eye = torch.eye(n, dtype=kernel.dtype, device=kernel.device)
+    # Basis input r sets element r of every group at once; groups do not mix.
+    basis = eye.reshape(n, group_in, h, w).repeat(1, groups, 1, 1)
+    out = F.conv2d(basis, kernel, padding=(kh // 2, kw // 2), groups=groups)
+    return out.reshape(n, out_channels * h * w).t(), \
+        bias.repeat_interleave(h * w)
 
 
 def pad_to_partition(x, h, w):
@@ -195,7 +200,8 @@ class RepMLPBlock(nn.Module):
         weight = weight.reshape(weight.size(0), -1)
         for k in self.conv_kernels:
             kernel, k_bias = getattr(self, f'repconv{k}').fused_kernel()
-            fc_w, fc_b = conv_to_fc(kernel, k_bias, self.h, self.w)
+            fc_w, fc_b = conv_to_fc(kernel, k_bias, kernel.size(0), self.h,
+                                    self.w)
             weight = weight + fc_w
             bias = bias + fc_b
         return weight.reshape(*self.fc3.weight.shape), bias

@@ -48,38 +48,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .conv_bn import ConvBN, fuse_bn
-from .repmlp_block import pad_to_partition
-
-
-def grouped_conv_to_fc(kernel, bias, groups, h, w):
-    """Express a grouped ``k x k`` convolution on an ``h x w`` map as an FC.
-
-    The general form of :func:`~mmrep.models.layers.conv_to_fc`: the
-    convolution (zero padding ``k // 2``, ``groups`` groups) becomes the
-    weight of RepMLP v1's grouped ``fc3``, whose group ``j`` maps the
-    ``C/groups`` input channels of group ``j`` (flattened with their
-    ``h x w`` pixels) to its ``O/groups`` output channels.
-
-    Args:
-        kernel (Tensor): ``(O, C/groups, kh, kw)`` convolution weight with
-            odd ``kh`` and ``kw``.
-        bias (Tensor): ``(O,)`` convolution bias.
-        groups (int): convolution groups.
-        h (int): partition height.
-        w (int): partition width.
-
-    Returns:
-        tuple[Tensor, Tensor]: weight ``(O*h*w, C/groups*h*w)`` and bias
-        ``(O*h*w,)``.
-    """
-    out_channels, group_in, kh, kw = kernel.shape
-    n = group_in * h * w
-    eye = torch.eye(n, dtype=kernel.dtype, device=kernel.device)
-    # Basis input r sets element r of every group at once; groups do not mix.
-    basis = eye.reshape(n, group_in, h, w).repeat(1, groups, 1, 1)
-    out = F.conv2d(basis, kernel, padding=(kh // 2, kw // 2), groups=groups)
-    return out.reshape(n, out_channels * h * w).t(), \
-        bias.repeat_interleave(h * w)
+from .repmlp_block import conv_to_fc, pad_to_partition
 
 
 def conv_bn_act(in_channels, out_channels, kernel_size, stride=1, dilation=1,
@@ -284,7 +253,7 @@ class RepMLPUnit(nn.Module):
                 k_weight, k_bias = getattr(self, f'repconv{k}').fused_kernel()
                 kernel = kernel + F.pad(k_weight, [(size - k) // 2] * 4)
                 conv_bias = conv_bias + k_bias
-            fc_weight, fc_bias = grouped_conv_to_fc(
+            fc_weight, fc_bias = conv_to_fc(
                 kernel, conv_bias, self.fc3_groups, self.h, self.w)
             weight = weight + fc_weight.reshape_as(weight)
             bias = bias + fc_bias
