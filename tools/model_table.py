@@ -145,8 +145,8 @@ def flops(model, size):
 
     analyzer = FlopAnalyzer(Logits(model).eval(),
                             torch.randn(1, 3, size, size))
-    # The fused RepMLP block's partition FC is one baddbmm (bias + batched
-    # product), which mmengine does not count: count its product as bmm.
+    # Traced, the fused RepMLP block's partition FC is one baddbmm (bias +
+    # batched product), which mmengine does not count: count it as bmm.
     analyzer.set_op_handle(
         'aten::baddbmm', lambda inputs, outputs: bmm_flop_jit(inputs[1:3],
                                                               outputs))

@@ -15,10 +15,12 @@ Differences from the original, all outside the numbers it produces:
 * Stage outputs (before the next embedding) are returned as NCHW maps for
   ``out_indices``; ``final_norm=True`` applies ``head_norm`` to the last one,
   which is what a classifier needs.
-* The partition FC runs as a batched matrix product, and
+* The partition FC runs as matrix products, not a grouped convolution, and
   :meth:`RepMLPNet.reparameterize` also folds every conv-BN pair and each
   unit's ``prebn2`` into ``ffn_fc1`` (so the fused form has no ``prebn2``;
-  fused checkpoints that keep it are folded on load).
+  fused checkpoints that keep it are folded on load). For inference on the
+  CPU those products, and the fused FFN's, run on oneDNN
+  (:mod:`mmrep.models.layers.linear`).
 """
 import copy
 import math
@@ -29,12 +31,19 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from ...registry import MODELS
 from ..layers import ConvBN, RepMLPBlock, fold_input_bn, to_2tuple
+from ..layers.linear import linear, onednn_usable
 from .base import (RepBackbone, arch_settings_of, check_out_indices,
                    complete_arch, split_classifier)
 
 
 class FFNBlock(nn.Module):
-    """1x1 conv-BN -> GELU -> 1x1 conv-BN."""
+    """1x1 conv-BN -> GELU -> 1x1 conv-BN.
+
+    The fused form runs on the CPU as two products over the pixels' channel
+    vectors (:func:`~mmrep.models.layers.linear.linear`, GELU in the first):
+    a 1x1 convolution on an NCHW map is slower there than transposing the
+    map, multiplying and transposing back.
+    """
 
     def __init__(self, channels, hidden, deploy=False):
         super().__init__()
@@ -42,8 +51,28 @@ class FFNBlock(nn.Module):
         self.ffn_fc2 = ConvBN(hidden, channels, 1, deploy=deploy)
         self.act = nn.GELU()
 
-    def forward(self, x):
-        return self.ffn_fc2(self.act(self.ffn_fc1(x)))
+    def forward(self, x, identity=None):
+        """Apply the FFN; ``identity`` (the unit's residual) is added.
+
+        Args:
+            x (Tensor): ``(N, C, H, W)`` input.
+            identity (Tensor, optional): NCHW-contiguous ``(N, C, H, W)``
+                tensor to add.
+
+        Returns:
+            Tensor: ``identity + ffn(x)``, or ``ffn(x)``.
+        """
+        fc1, fc2 = self.ffn_fc1.conv, self.ffn_fc2.conv
+        if self.ffn_fc1.deploy and onednn_usable(x, fc1.weight):
+            N, C, H, W = x.shape
+            rows = x.permute(0, 2, 3, 1).reshape(-1, C)
+            rows = linear(rows, fc1.weight.flatten(1), fc1.bias, act='gelu')
+            rows = linear(rows, fc2.weight.flatten(1), fc2.bias)
+            y = rows.reshape(N, H, W, C).permute(0, 3, 1, 2)
+        else:
+            y = self.ffn_fc2(self.act(self.ffn_fc1(x)))
+        # identity first: the sum then takes its (NCHW-contiguous) layout.
+        return y if identity is None else identity + y
 
 
 class RepMLPNetUnit(nn.Module):
@@ -67,7 +96,7 @@ class RepMLPNetUnit(nn.Module):
 
     def forward(self, x):
         x = self.repmlp_block(self.prebn1(x), identity=x)
-        return x + self.ffn_block(self.prebn2(x))
+        return self.ffn_block(self.prebn2(x), identity=x)
 
     def reparameterize(self):
         """Fuse the RepMLP block and the FFN, then fold ``prebn2`` into

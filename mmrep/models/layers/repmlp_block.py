@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .conv_bn import ConvBN, fuse_bn
+from .linear import grouped_linear
 
 
 def to_2tuple(value):
@@ -129,7 +130,8 @@ class RepMLPBlock(nn.Module):
         self.gp = GlobalPerceptron(channels, gp_reduce)
         hw = self.h * self.w
         # Stored as the original's grouped 1x1 convolution so that original
-        # checkpoints load unchanged; applied as a batched matrix product.
+        # checkpoints load unchanged; applied as S matrix products
+        # (:func:`~mmrep.models.layers.linear.grouped_linear`).
         self.fc3 = nn.Conv2d(num_sharesets * hw, num_sharesets * hw, 1,
                              groups=num_sharesets, bias=deploy)
         if not deploy:
@@ -160,16 +162,16 @@ class RepMLPBlock(nn.Module):
         # view when the map is one partition.
         parts = x.reshape(N, C, hp, h, wp, w).permute(0, 2, 4, 1, 3, 5)
         rows = parts.reshape(-1, S, h * w).transpose(0, 1)  # (S, M, hw)
-        weight = self.fc3.weight.reshape(S, h * w, h * w).transpose(1, 2)
-        # One batched product: channel s of every row uses fc3 group s.
+        # Channel s of every row uses fc3 group s.
+        weight = self.fc3.weight.reshape(S, h * w, h * w)
         if self.deploy:
-            out = torch.baddbmm(self.fc3.bias.reshape(S, 1, h * w), rows,
-                                weight)
+            out = grouped_linear(rows, weight,
+                                 self.fc3.bias.reshape(S, h * w))
             # (S, N, hp, wp, C/S, h, w) -> (N, C/S, S, hp, h, wp, w)
             out = out.reshape(S, N, hp, wp, C // S, h, w)
             out = out.permute(1, 4, 0, 2, 5, 3, 6)
         else:
-            out = torch.bmm(rows, weight).transpose(0, 1)
+            out = grouped_linear(rows, weight).transpose(0, 1)
             out = self.fc3_bn(out.reshape(-1, S, h, w))
             if self.conv_kernels:
                 local = rows.transpose(0, 1).reshape(-1, S, h, w)
