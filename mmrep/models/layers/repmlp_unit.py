@@ -48,6 +48,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .conv_bn import ConvBN, fuse_bn
+from .linear import grouped_linear
 from .repmlp_block import conv_to_fc, pad_to_partition
 
 
@@ -215,14 +216,15 @@ class RepMLPUnit(nn.Module):
         """``fc3`` (+ BN and conv branches) on ``(M, C*h*w)`` rows."""
         g, hw = self.fc3_groups, self.h * self.w
         M = rows.size(0)
-        # fc3 is stored as the original's grouped 1x1 conv; applied as a
-        # batched matrix product over its groups.
+        # fc3 is stored as the original's grouped 1x1 conv; applied as one
+        # matrix product per group.
         weight = self.fc3.weight.reshape(g, self.O * hw // g, -1)
-        out = torch.bmm(rows.reshape(M, g, -1).transpose(0, 1),
-                        weight.transpose(1, 2))
+        bias = self.fc3.bias.reshape(g, -1) if self.deploy else None
+        out = grouped_linear(rows.reshape(M, g, -1).transpose(0, 1), weight,
+                             bias)
         out = out.transpose(0, 1).reshape(M, self.O * hw)
         if self.deploy:
-            return out + self.fc3.bias
+            return out
         out = self.fc3_bn(out)
         if self.conv_kernels:
             local = rows.reshape(M, self.C, self.h, self.w)
