@@ -56,14 +56,14 @@ class FFNBlock(nn.Module):
 
         Args:
             x (Tensor): ``(N, C, H, W)`` input.
-            identity (Tensor, optional): NCHW-contiguous ``(N, C, H, W)``
-                tensor to add.
+            identity (Tensor, optional): ``(N, C, H, W)`` tensor to add.
 
         Returns:
             Tensor: ``identity + ffn(x)``, or ``ffn(x)``.
         """
         fc1, fc2 = self.ffn_fc1.conv, self.ffn_fc2.conv
-        if self.ffn_fc1.deploy and onednn_usable(x, fc1.weight):
+        if (self.ffn_fc1.deploy and self.ffn_fc2.deploy
+                and onednn_usable(x, fc1.weight)):
             N, C, H, W = x.shape
             rows = x.permute(0, 2, 3, 1).reshape(-1, C)
             rows = linear(rows, fc1.weight.flatten(1), fc1.bias, act='gelu')
