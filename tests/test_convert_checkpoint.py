@@ -3,11 +3,9 @@
 values) and as mmpretrain's own models: every key is consumed, nothing is
 missing, and the result loads strictly into the model a ``configs/imagenet``
 config builds."""
-import importlib.util
 import json
 import os
 import os.path as osp
-import sys
 
 import pytest
 import torch
@@ -19,20 +17,9 @@ from mmrep.deploy import make_deploy_config
 from mmrep.models.layers.cycle_fc import cycle_offset
 
 from conftest import FIXTURES
+from tool_runner import REPO, load_tool, run_tool
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG_DIR = osp.join(REPO, 'configs', 'imagenet')
-
-
-def load_tool(name):
-    """Import ``tools/<name>.py`` as a module (its ``main(argv)`` is what
-    the command line runs)."""
-    path = osp.join(REPO, 'tools', f'{name}.py')
-    spec = importlib.util.spec_from_file_location(f'mmrep_tools_{name}',
-                                                  path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')
@@ -281,13 +268,9 @@ def test_unsafe_pickles_are_refused(tool, tmp_path, capsys):
 
 def test_cli_runs(tmp_path):
     """The command line itself (one subprocess; the rest call main)."""
-    import subprocess
     src_state = synthetic_state(listing('repvgg', 'RepVGG-A0')['deploy'])
     src, dst = str(tmp_path / 'src.pth'), str(tmp_path / 'dst.pth')
     torch.save(src_state, src)
-    proc = subprocess.run(
-        [sys.executable, 'tools/convert_checkpoint.py', src, dst,
-         '--family', 'repvgg'], cwd=REPO, text=True, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT)
-    assert proc.returncode == 0, proc.stdout[-3000:]
+    proc = run_tool('tools/convert_checkpoint.py', src, dst, '--family',
+                    'repvgg')
     assert 'A0' in proc.stdout and 'fused' in proc.stdout

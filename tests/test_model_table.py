@@ -1,26 +1,13 @@
 """tools/model_table.py: the classifier of every preset has exactly the
 original release's parameter count (1000-class head), train-time and, where
 the listings give it, fused; and the table is produced."""
-import importlib.util
 import json
 import os.path as osp
 
 import pytest
 
 from conftest import FIXTURES
-
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def load_tool(name):
-    """Import ``tools/<name>.py`` as a module."""
-    path = osp.join(REPO, 'tools', f'{name}.py')
-    spec = importlib.util.spec_from_file_location(f'mmrep_tools_{name}',
-                                                  path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from tool_runner import load_tool
 
 table = load_tool('model_table')
 

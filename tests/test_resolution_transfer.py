@@ -88,6 +88,21 @@ def load_via_init_cfg(cls, path, **kwargs):
     return model.eval()
 
 
+def check_transfers(log, keys, src_state, new_state):
+    """The log has one ``old shape -> new shape`` line per resampled key
+    and no other; every other tensor was loaded unchanged."""
+    lines = log.transfers()
+    assert len(lines) == len(keys)
+    for key in keys:
+        line = [m for m in lines if f' {key} ' in m]
+        assert len(line) == 1, (key, lines)
+        assert (f'{tuple(src_state[key].shape)} -> '
+                f'{tuple(new_state[key].shape)}') in line[0]
+    for key, value in src_state.items():
+        if key not in keys:
+            assert torch.equal(new_state[key], value), key
+
+
 def max_row_abs_sum(weight):
     """``||W||_inf``: the largest absolute row sum, a Lipschitz constant of
     ``x -> W x`` in the max norm."""
@@ -214,18 +229,9 @@ def test_repmlpnet_loads_other_partition_sizes(form, tmp_path, log):
     keys = [f'stages.{i}.0.repmlp_block.fc3.weight' for i in range(3)]
     if form == 'fused':
         keys += [f'stages.{i}.0.repmlp_block.fc3.bias' for i in range(3)]
-    lines = log.transfers()
-    assert len(lines) == len(keys)
     src_state, new_state = src.state_dict(), new.state_dict()
-    for key in keys:
-        line = [m for m in lines if f' {key} ' in m]
-        assert len(line) == 1, (key, lines)
-        assert (f'{tuple(src_state[key].shape)} -> '
-                f'{tuple(new_state[key].shape)}') in line[0]
     # Everything else, conv branches included, is loaded unchanged.
-    for key, value in src_state.items():
-        if key not in keys:
-            assert torch.equal(new_state[key], value), key
+    check_transfers(log, keys, src_state, new_state)
 
     # Stage 0 (8x8 -> 12x12) and stage 1 (8x8 -> 6x6) on a smooth input.
     # The deviation is the bilinear interpolation error of the input carried
@@ -314,16 +320,7 @@ def test_res50_loads_other_image_size_and_partition(form, tmp_path, log):
         f'fc3_bn.{n}' for n in ('weight', 'bias', 'running_mean',
                                 'running_var')]
     keys = [u + n for u in units for n in names]
-    lines = log.transfers()
-    assert len(lines) == len(keys)
-    for key in keys:
-        line = [m for m in lines if f' {key} ' in m]
-        assert len(line) == 1, (key, lines)
-        assert (f'{tuple(src_state[key].shape)} -> '
-                f'{tuple(new_state[key].shape)}') in line[0]
-    for key, value in src_state.items():
-        if key not in keys:
-            assert torch.equal(new_state[key], value), key
+    check_transfers(log, keys, src_state, new_state)
 
     if form == 'fused':
         # Smooth-input checks of every unit (check_smooth_response).
