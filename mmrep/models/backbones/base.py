@@ -145,14 +145,33 @@ class RepBackbone(BaseModule):
     Subclasses set ``self.frozen_stages``, ``self.norm_eval`` and
     ``self._build_args`` (the constructor's arguments, used to build a
     train-time twin when a train-time checkpoint is loaded into a fused
-    model), implement :meth:`stem_and_stages` and the classmethod
-    ``convert_state_dict``, and call :meth:`_freeze_stages` at the end of
+    model), implement :meth:`stem_and_stages`, override
+    :meth:`convert_state_dict` where checkpoints use other names than the
+    original release's, and call :meth:`_freeze_stages` at the end of
     ``__init__``.
 
     ``frozen_stages`` follows mmseg's and mmdet's ResNet: -1 freezes
     nothing, 0 the stem, ``n`` the stem and the first ``n`` stages (frozen
     modules stay in eval mode and get no gradients).
     """
+
+    @classmethod
+    def convert_state_dict(cls, state_dict):
+        """Split an original (or mmrep) state dict into backbone and head.
+
+        mmrep keeps the original releases' parameter names, so their
+        checkpoints, train-time or fused, pass through; the classifier
+        (``linear.*`` or ``head.*``) is split off.
+
+        Args:
+            state_dict (dict[str, Tensor]): backbone or classifier weights,
+                without any ``backbone.`` prefix.
+
+        Returns:
+            tuple[dict, dict]: backbone weights and classifier head weights
+            (mmpretrain ``LinearClsHead`` names: ``fc.weight``, ``fc.bias``).
+        """
+        return split_classifier(state_dict)
 
     def stem_and_stages(self):
         """Return ``(stem, [stage_1, stage_2, ...])`` as module lists, each

@@ -34,7 +34,7 @@ from mmengine.logging import print_log
 from ...registry import MODELS
 from ..layers import CycleFC
 from .base import (RepBackbone, arch_settings_of, check_out_indices,
-                   complete_arch, split_classifier)
+                   complete_arch)
 
 
 class DropPath(nn.Module):
@@ -374,25 +374,6 @@ class CycleMLP(RepBackbone):
     # ----------------------------------------------------------------
     # Checkpoint conversion (used by mmrep.models.checkpoint)
     # ----------------------------------------------------------------
-    @classmethod
-    def convert_state_dict(cls, state_dict):
-        """Map an original CycleMLP state dict onto mmrep's names.
-
-        mmrep keeps the original's names (``patch_embed``, ``network``,
-        ``norm`` / ``norm0`` .. ``norm6``, each Cycle FC's ``offset``), so
-        classification and ``fork_feat`` checkpoints pass through; the
-        classifier's ``head.*`` is split off.
-
-        Args:
-            state_dict (dict[str, Tensor]): backbone or classifier weights,
-                without any ``backbone.`` prefix.
-
-        Returns:
-            tuple[dict, dict]: backbone weights and classifier head weights
-            (mmpretrain ``LinearClsHead`` names: ``fc.weight``, ``fc.bias``).
-        """
-        return split_classifier(state_dict)
-
     def adapt_state_dict(self, state):
         """Reconcile the output norms of a checkpoint with this model's.
 

@@ -14,7 +14,7 @@ with one partition size for both stages.
 Differences from the original, all outside the numbers it produces:
 
 * the classifier (``gap`` + ``linear``) is left to a head; its weights are
-  split off by :meth:`RepMLPResNet.convert_state_dict`;
+  split off on loading (:meth:`RepBackbone.convert_state_dict`);
 * stage outputs are returned as NCHW maps for ``out_indices``, with the usual
   OpenMMLab training switches;
 * inputs of any size run (the RepMLP units pad, and map other grids onto the
@@ -36,8 +36,7 @@ import torch.utils.checkpoint as cp
 from ...registry import MODELS
 from ..layers import RepMLPBottleneckBlock, RepMLPLightBlock, to_2tuple
 from ..layers.repmlp_unit import conv_bn_act
-from .base import (RepBackbone, arch_settings_of, check_out_indices,
-                   split_classifier)
+from .base import RepBackbone, arch_settings_of, check_out_indices
 
 
 class BaseBlock(nn.Module):
@@ -301,24 +300,6 @@ class RepMLPResNet(RepBackbone):
     # ----------------------------------------------------------------
     # Checkpoint conversion (used by mmrep.models.checkpoint)
     # ----------------------------------------------------------------
-    @classmethod
-    def convert_state_dict(cls, state_dict):
-        """Split an original (or mmrep) state dict into backbone and head.
-
-        mmrep keeps the original release's parameter names, so original
-        checkpoints, train-time or fused, pass through; their classifier
-        ``linear.*`` (or an mmpretrain ``head.*``) is split off.
-
-        Args:
-            state_dict (dict[str, Tensor]): backbone or classifier weights,
-                without any ``backbone.`` prefix.
-
-        Returns:
-            tuple[dict, dict]: backbone weights and classifier head weights
-            (mmpretrain ``LinearClsHead`` names: ``fc.weight``, ``fc.bias``).
-        """
-        return split_classifier(state_dict)
-
     def adapt_state_dict(self, state):
         """Resample partition- and grid-bound weights of a checkpoint built
         for another resolution (see :mod:`mmrep.deploy.resample`); called by
