@@ -27,21 +27,22 @@ import argparse
 import os
 import os.path as osp
 import sys
-import tempfile
 import warnings
 
 import torch
 import torch.nn as nn
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
 import mmrep  # noqa: F401
 from mmrep.deploy import (NonFiniteWeightsError, make_deploy_config,
                           reparameterize_model)
+from mmrep.deploy.hook import atomic_write
 from mmrep.models.checkpoint import (CheckpointMismatchError, _fits,
                                      describe_mismatch, read_state_dict)
 from mmrep.utils import (CheckpointLoadError, MissingCustomImportsError,
-                         check_custom_imports, enforce_weights_only)
-from reparam import build_model, tensors  # noqa: E402  (same folder)
+                         enforce_weights_only)
+# tools/reparam.py, beside this file
+from reparam import build_model, load_config, tensors  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -132,21 +133,15 @@ def export(model, x, out, opset=17):
     with torch.no_grad():
         num_outputs = len(wrapper(x))
     names = [f'output{i}' for i in range(num_outputs)]
-    folder = osp.dirname(osp.abspath(out))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(out) + '.',
-                               suffix='.tmp', dir=folder)
-    os.close(fd)
-    try:
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+
+    def write(tmp):
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter('ignore')
             torch.onnx.export(wrapper, (x, ), tmp, input_names=['input'],
                               output_names=names, opset_version=opset,
                               do_constant_folding=True, dynamo=False)
-        os.replace(tmp, out)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+    atomic_write(out, write)
     return names
 
 
@@ -198,12 +193,7 @@ def run(args):
     Returns:
         int: exit status (0: written; 2: ``--verify`` failed).
     """
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    check_custom_imports(cfg, args.config)
-    for key in ('init_cfg', 'pretrained'):
-        cfg.model.pop(key, None)
+    cfg = load_config(args.config, args.cfg_options)
     if args.batch < 1:
         raise ValueError(f'--batch must be positive, got {args.batch}')
     shape = tuple(args.shape or cfg.get('crop_size', (224, 224)))

@@ -45,6 +45,30 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def load_config(path, cfg_options=None):
+    """Read a config for building a model whose weights come from a file.
+
+    Args:
+        path (str): the config file.
+        cfg_options (dict, optional): ``--cfg-options`` overrides.
+
+    Returns:
+        Config: the config, its model without ``init_cfg`` / ``pretrained``
+        (the checkpoint given on the command line supplies the weights).
+
+    Raises:
+        MissingCustomImportsError: mmrep backbones without
+            ``custom_imports=dict(imports=['mmrep'])``.
+    """
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    check_custom_imports(cfg, path)
+    for key in ('init_cfg', 'pretrained'):
+        cfg.model.pop(key, None)
+    return cfg
+
+
 def build_model(cfg):
     """Build ``cfg.model`` in the config's default scope, in eval mode."""
     init_default_scope(cfg.get('default_scope', 'mmengine'))
@@ -105,12 +129,7 @@ def run(args):
     Returns:
         int: exit status, as :func:`main`'s.
     """
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    check_custom_imports(cfg, args.config)
-    for key in ('init_cfg', 'pretrained'):
-        cfg.model.pop(key, None)
+    cfg = load_config(args.config, args.cfg_options)
     deploy_cfg = make_deploy_config(cfg)
 
     state = read_state_dict(args.checkpoint)

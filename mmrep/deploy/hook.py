@@ -21,19 +21,30 @@ def deploy_path(checkpoint):
     return f'{stem}_deploy{ext or ".pth"}'
 
 
-def atomic_save(obj, path):
-    """``torch.save`` to a temporary file beside ``path``, then rename, so
-    a crash never leaves a truncated file at ``path``."""
+def atomic_write(path, write):
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename
+    it to ``path``, so a crash or an error never leaves a truncated file
+    there (the temporary file is removed either way).
+
+    Args:
+        path (str): the file to create or replace.
+        write (callable): writes the whole file to the path it is given.
+    """
     folder = osp.dirname(osp.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.',
                                suffix='.tmp', dir=folder)
     os.close(fd)
     try:
-        torch.save(obj, tmp)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         if osp.exists(tmp):
             os.remove(tmp)
+
+
+def atomic_save(obj, path):
+    """``torch.save(obj, path)`` through :func:`atomic_write`."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def fused_state(model):
