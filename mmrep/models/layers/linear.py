@@ -99,8 +99,9 @@ def grouped_linear(x, weight, bias=None):
     S, M, K = x.shape
     if onednn_usable(x, weight) and M * K * weight.size(1) >= (
             MIN_ONEDNN_MACS if S == 1 else MIN_ONEDNN_GROUP_MACS):
-        outs = [linear(x[s], weight[s], None if bias is None else bias[s])
-                for s in range(S)]
+        outs = [_onednn_linear(x[s], weight[s],
+                               None if bias is None else bias[s], 'none',
+                               [], '') for s in range(S)]
         return outs[0].unsqueeze(0) if S == 1 else torch.stack(outs)
     if bias is None:
         return torch.bmm(x, weight.transpose(1, 2))
