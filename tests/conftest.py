@@ -47,6 +47,38 @@ def assert_close(actual, expected, atol=1e-4, what=''):
     assert diff <= atol, f'{what}: max abs diff {diff:.3g} > {atol}'
 
 
+def load_via_init_cfg(cls, checkpoint, *args, **kwargs):
+    """Build ``cls(*args, **kwargs)`` with ``init_cfg=Pretrained`` on
+    ``checkpoint`` (the path a config takes), initialize it, eval mode."""
+    model = cls(*args, init_cfg=dict(type='Pretrained',
+                                     checkpoint=str(checkpoint)), **kwargs)
+    model.init_weights()
+    return model.eval()
+
+
+def check_pretrained_features(cls, arch, checkpoint, x, expected):
+    """A backbone loading ``checkpoint`` through ``init_cfg`` reproduces the
+    fixture's stage features to 1e-4.
+
+    Args:
+        cls (type): the backbone class.
+        arch (dict): its arch, in the original's names.
+        checkpoint (str): the original's weights file.
+        x (Tensor): the fixture's input.
+        expected (list[Tensor]): the fixture's features, one per stage.
+
+    Returns:
+        nn.Module: the backbone, in eval mode.
+    """
+    backbone = load_via_init_cfg(cls, checkpoint, arch)
+    with torch.no_grad():
+        feats = backbone(x)
+    assert len(feats) == len(expected)
+    for i, (a, b) in enumerate(zip(feats, expected)):
+        assert_close(a, b, 1e-4, f'stage {i} features')
+    return backbone
+
+
 def build_classifier(backbone, in_channels, num_classes):
     """An mmpretrain ImageClassifier (GAP + linear head) around a backbone.
 

@@ -7,7 +7,8 @@ import os.path as osp
 import pytest
 import torch
 import torch.nn as nn
-from conftest import FIXTURES, assert_close, fixture_params, load_fixture
+from conftest import (FIXTURES, assert_close, check_pretrained_features,
+                      fixture_params, load_fixture)
 from torchvision.ops import deform_conv2d
 
 import mmrep
@@ -143,16 +144,10 @@ def test_conformance_with_original(fixture_path, tmp_path):
     # Features: the fork_feat model's file through init_cfg.
     ckpt = str(tmp_path / 'fork_feat.pth')
     torch.save(fx['fork_feat_state_dict'], ckpt)
-    backbone = CycleMLP(arch, init_cfg=dict(type='Pretrained',
-                                            checkpoint=ckpt))
-    backbone.init_weights()
-    backbone.eval()
+    assert len(fx['features']) == 4
+    backbone = check_pretrained_features(CycleMLP, arch, ckpt, x,
+                                         fx['features'])
     assert set(backbone.state_dict()) == set(fx['fork_feat_state_dict'])
-    with torch.no_grad():
-        feats = backbone(x)
-    assert len(feats) == len(fx['features']) == 4
-    for i, (a, b) in enumerate(zip(feats, fx['features'])):
-        assert_close(a, b, 1e-4, f'stage {i} features')
 
     # Fewer outputs: the unused per-output norm is dropped on load.
     last3 = CycleMLP(arch, out_indices=(1, 2, 3)).eval()

@@ -9,7 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import conftest
-from conftest import FIXTURES, assert_close, fixture_params, load_fixture
+from conftest import (FIXTURES, assert_close, check_pretrained_features,
+                      fixture_params, load_fixture)
 
 import mmrep
 from mmrep.models import CheckpointMismatchError
@@ -88,15 +89,7 @@ def test_res50_conforms(fixture_path, tmp_path):
     x = fx['input']
 
     # Features: the backbone loads the original file through init_cfg.
-    backbone = RepMLPResNet(arch, init_cfg=dict(type='Pretrained',
-                                                checkpoint=ckpt))
-    backbone.init_weights()
-    backbone.eval()
-    with torch.no_grad():
-        feats = backbone(x)
-    assert len(feats) == len(fx['features'])
-    for i, (a, b) in enumerate(zip(feats, fx['features'])):
-        assert_close(a, b, 1e-4, f'stage {i + 1} features')
+    check_pretrained_features(RepMLPResNet, arch, ckpt, x, fx['features'])
 
     # Logits: a classifier loads the same file, its head included.
     clf = build_classifier(arch, num_classes)

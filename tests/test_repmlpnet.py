@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn as nn
 import conftest
-from conftest import FIXTURES, assert_close, fixture_params, load_fixture
+from conftest import (FIXTURES, assert_close, check_pretrained_features,
+                      fixture_params, load_fixture)
 
 import mmrep
 from mmrep.models import CheckpointMismatchError
@@ -41,15 +42,8 @@ def test_conformance_with_original(fixture_path, tmp_path):
     torch.save(fx['state_dict'], ckpt)
 
     # Features: the backbone loads the original file through init_cfg.
-    backbone = RepMLPNet(arch, init_cfg=dict(type='Pretrained',
-                                             checkpoint=ckpt))
-    backbone.init_weights()
-    backbone.eval()
-    with torch.no_grad():
-        feats = backbone(fx['input'])
-    assert len(feats) == len(fx['features'])
-    for i, (a, b) in enumerate(zip(feats, fx['features'])):
-        assert_close(a, b, 1e-4, f'stage {i} features')
+    check_pretrained_features(RepMLPNet, arch, ckpt, fx['input'],
+                              fx['features'])
 
     # Logits: an mmpretrain classifier loads the same file, head included.
     clf = build_classifier(arch, num_classes)

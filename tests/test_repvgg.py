@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn as nn
 import conftest
-from conftest import FIXTURES, assert_close, fixture_params, load_fixture
+from conftest import (FIXTURES, assert_close, check_pretrained_features,
+                      fixture_params, load_fixture)
 
 import mmrep
 from mmrep.models import CheckpointMismatchError
@@ -43,14 +44,7 @@ def test_conformance_with_original(fixture_path, tmp_path):
     torch.save(fx['state_dict'], ckpt)
 
     # Features: the backbone loads the original file through init_cfg.
-    backbone = RepVGG(arch, init_cfg=dict(type='Pretrained', checkpoint=ckpt))
-    backbone.init_weights()
-    backbone.eval()
-    with torch.no_grad():
-        feats = backbone(x)
-    assert len(feats) == len(fx['features'])
-    for i, (a, b) in enumerate(zip(feats, fx['features'])):
-        assert_close(a, b, 1e-4, f'stage {i + 1} features')
+    check_pretrained_features(RepVGG, arch, ckpt, x, fx['features'])
 
     # The original classifier's linear.* becomes the head's fc.*.
     _, head = RepVGG.convert_state_dict(fx['state_dict'])

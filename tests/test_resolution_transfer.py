@@ -18,6 +18,7 @@ from mmrep.deploy.resample import (hidden_mapping, resample_fc1_fc2,
 from mmrep.models.backbones import RepMLPNet, RepMLPResNet
 from mmrep.models.layers import RepMLPUnit
 from mmrep.utils.testing import randomize_bn
+from conftest import load_via_init_cfg
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -79,13 +80,6 @@ def save_checkpoint(model, form, path):
         model.reparameterize()
     torch.save({'state_dict': model.state_dict()}, path)
     return model
-
-
-def load_via_init_cfg(cls, path, **kwargs):
-    model = cls(init_cfg=dict(type='Pretrained', checkpoint=str(path)),
-                **kwargs)
-    model.init_weights()
-    return model.eval()
 
 
 def check_transfers(log, keys, src_state, new_state):
