@@ -79,6 +79,25 @@ def check_pretrained_features(cls, arch, checkpoint, x, expected):
     return backbone
 
 
+def build_in_scope(scope, cfg):
+    """Build ``cfg`` as ``scope``'s tools would: that library's MODELS
+    registry, with ``scope`` as the default scope.
+
+    Args:
+        scope (str): ``'mmseg'``, ``'mmdet'`` or ``'mmpretrain'``.
+        cfg (dict): the model config.
+
+    Returns:
+        nn.Module: the built model.
+    """
+    import importlib
+
+    from mmengine.registry import init_default_scope
+    registry = importlib.import_module(f'{scope}.registry').MODELS
+    init_default_scope(scope)
+    return registry.build(cfg)
+
+
 def build_classifier(backbone, in_channels, num_classes):
     """An mmpretrain ImageClassifier (GAP + linear head) around a backbone.
 

@@ -9,8 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import conftest
-from conftest import (FIXTURES, assert_close, check_pretrained_features,
-                      fixture_params, load_fixture)
+from conftest import (FIXTURES, assert_close, build_in_scope,
+                      check_pretrained_features, fixture_params, load_fixture)
 
 import mmrep
 from mmrep.models import CheckpointMismatchError
@@ -349,12 +349,8 @@ def test_base_block_type_is_plain_resnet50():
 
 @pytest.mark.parametrize('scope', ['mmseg', 'mmdet', 'mmpretrain'])
 def test_registry_under_each_default_scope(scope):
-    import importlib
-
-    from mmengine.registry import init_default_scope
-    registry = importlib.import_module(f'{scope}.registry').MODELS
-    init_default_scope(scope)
-    model = registry.build(dict(type='mmrep.RepMLPResNet', arch=small_arch()))
+    model = build_in_scope(scope, dict(type='mmrep.RepMLPResNet',
+                                       arch=small_arch()))
     assert isinstance(model, RepMLPResNet)
 
 

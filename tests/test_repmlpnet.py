@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn as nn
 import conftest
-from conftest import (FIXTURES, assert_close, check_pretrained_features,
-                      fixture_params, load_fixture)
+from conftest import (FIXTURES, assert_close, build_in_scope,
+                      check_pretrained_features, fixture_params, load_fixture)
 
 import mmrep
 from mmrep.models import CheckpointMismatchError
@@ -261,10 +261,6 @@ def test_with_cp_gives_same_gradients():
 
 @pytest.mark.parametrize('scope', ['mmseg', 'mmdet', 'mmpretrain'])
 def test_registry_under_each_default_scope(scope):
-    import importlib
-
-    from mmengine.registry import init_default_scope
-    registry = importlib.import_module(f'{scope}.registry').MODELS
-    init_default_scope(scope)
-    model = registry.build(dict(type='mmrep.RepMLPNet', arch=small_arch()))
+    model = build_in_scope(scope, dict(type='mmrep.RepMLPNet',
+                                       arch=small_arch()))
     assert isinstance(model, RepMLPNet)

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn as nn
 import conftest
-from conftest import (FIXTURES, assert_close, check_pretrained_features,
-                      fixture_params, load_fixture)
+from conftest import (FIXTURES, assert_close, build_in_scope,
+                      check_pretrained_features, fixture_params, load_fixture)
 
 import mmrep
 from mmrep.models import CheckpointMismatchError
@@ -361,10 +361,5 @@ def test_preset_names_and_registry():
 @pytest.mark.parametrize('scope', ['mmseg', 'mmdet', 'mmpretrain'])
 def test_registry_under_each_default_scope(scope):
     """``mmrep.RepVGG`` is found, not mmpretrain's RepVGG of that name."""
-    import importlib
-
-    from mmengine.registry import init_default_scope
-    registry = importlib.import_module(f'{scope}.registry').MODELS
-    init_default_scope(scope)
-    model = registry.build(dict(type='mmrep.RepVGG', arch=SMALL))
+    model = build_in_scope(scope, dict(type='mmrep.RepVGG', arch=SMALL))
     assert isinstance(model, RepVGG)
