@@ -227,9 +227,10 @@ def test_package_config_names():
 
 def test_show_dir_needs_a_visualization_hook(checkpoints, tmp_path):
     work = tmp_path / 'work'
-    msg = refusal('test', [DEMO, checkpoints['train'], '--work-dir',
-                           str(work), '--show-dir', str(tmp_path / 'show'),
-                           '--cfg-options', 'default_hooks.visualization=None'])
+    msg = refusal('test', [
+        DEMO, checkpoints['train'], '--work-dir', str(work), '--show-dir',
+        str(tmp_path / 'show'), '--cfg-options',
+        'default_hooks.visualization=None'])
     assert msg == ('error: --show-dir needs default_hooks.visualization of '
                    'type SegVisualizationHook, DetVisualizationHook or '
                    'VisualizationHook (mmpretrain) in the config; it has none')

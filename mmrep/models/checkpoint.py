@@ -234,8 +234,9 @@ def checkpoint_form(state, forms, meta=None, name='the checkpoint'):
             (:func:`read_state_dict`).
         forms (dict[str, dict | callable]): ``'config'`` (the model as
             configured) and, when it has mmrep modules, ``'deploy'`` (every
-            one fused): the model's state dict in that form (any device, ``meta`` included; only names and shapes
-            count), or a function returning it, called only when needed.
+            one fused): the model's state dict in that form (any device,
+            ``meta`` included; only names and shapes count), or a function
+            returning it, called only when needed.
         meta (dict, optional): the checkpoint's ``meta``; a
             ``deploy_config`` there (written by ``ReparamCheckpointHook`` and
             ``tools/reparam.py``) marks fused weights.
