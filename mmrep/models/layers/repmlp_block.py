@@ -90,10 +90,14 @@ def conv_to_fc(kernel, bias, groups, h, w):
 
 
 def pad_to_partition(x, h, w):
-    """Zero-pad ``x`` on the bottom and right to multiples of ``(h, w)``."""
+    """Zero-pad ``x`` on the bottom and right to multiples of ``(h, w)``.
+
+    While tracing (ONNX export) the pad is always recorded, with amounts
+    computed from the input's shape, so the graph runs at any size.
+    """
     H, W = x.shape[-2:]
     pad_h, pad_w = -H % h, -W % w
-    if pad_h or pad_w:
+    if torch.jit.is_tracing() or pad_h or pad_w:
         x = F.pad(x, (0, pad_w, 0, pad_h))
     return x
 
@@ -179,7 +183,7 @@ class RepMLPBlock(nn.Module):
                     out = out + getattr(self, f'repconv{k}')(local)
             out = out.reshape(N, hp, wp, C // S, S, h, w)
             out = out.permute(0, 3, 4, 1, 5, 2, 6)
-        if Hp != H or Wp != W:
+        if torch.jit.is_tracing() or Hp != H or Wp != W:
             out = out.reshape(N, C, Hp, Wp)[:, :, :H, :W]
         else:  # stay in the blocked layout; the result is NCHW-contiguous
             gate = gate.reshape(N, C // S, S, 1, 1, 1, 1)
