@@ -31,13 +31,16 @@ def classifier(backbone, channels):
                            head=dict(CLS_HEAD, in_channels=channels)))
 
 
+DET_PREPROCESSOR = dict(type='DetDataPreprocessor', mean=[0., 0., 0.],
+                        std=[1., 1., 1.])
+
+
 def detector():
     return dict(
         default_scope='mmdet', custom_imports=IMPORTS,
         model=dict(
             type='RetinaNet',
-            data_preprocessor=dict(type='DetDataPreprocessor',
-                                   mean=[0., 0., 0.], std=[1., 1., 1.]),
+            data_preprocessor=DET_PREPROCESSOR,
             backbone=dict(type='mmrep.CycleMLP',
                           arch=dict(channels=(8, 16, 32, 64),
                                     num_blocks=(1, 1, 1, 1),
@@ -87,8 +90,7 @@ def mask_rcnn():
         default_scope='mmdet', custom_imports=IMPORTS,
         model=dict(
             type='MaskRCNN',
-            data_preprocessor=dict(type='DetDataPreprocessor',
-                                   mean=[0., 0., 0.], std=[1., 1., 1.]),
+            data_preprocessor=DET_PREPROCESSOR,
             backbone=dict(type='mmrep.RepVGG', arch=TINY_REPVGG,
                           out_indices=(1, 2, 3)),
             neck=dict(type='FPN', in_channels=[32, 64, 128],
