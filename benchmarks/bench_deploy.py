@@ -27,7 +27,7 @@ ones (relative difference <= 1e-3) on random weights.
 Usage::
 
     python benchmarks/bench_deploy.py [--quick] [--repeats 3] [--warmup 1]
-        [--threads 2] [--only NAME] [--seg-size 512 1024] [--no-readme]
+        [--threads 2] [--only NAME ...] [--seg-size 512 1024] [--no-readme]
 
 Prints markdown tables and writes them into ``benchmarks/README.md``
 between ``<!-- deploy-bench:start -->`` and ``<!-- deploy-bench:end -->``.
@@ -225,6 +225,11 @@ def mmpretrain_comparison(repeats, warmup):
                 mmpretrain_macs=count_macs(theirs, x), diff=diff)
 
 
+def selected(only, name):
+    """Whether ``--only`` (None: everything) selects ``name``."""
+    return not only or any(s in name for s in only)
+
+
 def build_segmentor(path):
     """The config's segmentor with random weights and BN statistics."""
     from reparam import build_model, load_config
@@ -271,7 +276,7 @@ def dense_table(args, repeats, log):
     import tempfile
     paths = sorted(glob.glob(osp.join(REPO, 'configs', 'cityscapes',
                                       '*.py')))
-    paths = [p for p in paths if not args.only or args.only in p]
+    paths = [p for p in paths if selected(args.only, osp.basename(p))]
     h, w = args.seg_size
     lines = [
         f'Machine: {machine_line()}.',
@@ -310,9 +315,9 @@ def main():
                         help='timed repeats (default 3; 1 with --quick)')
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--only', default=None,
+    parser.add_argument('--only', nargs='+', default=None,
                         help='time only presets / configs whose name '
-                        'contains this string')
+                        'contains one of these strings')
     parser.add_argument('--seg-size', type=int, nargs=2, default=(512, 1024),
                         metavar=('H', 'W'))
     parser.add_argument('--no-readme', action='store_true',
@@ -348,7 +353,7 @@ def main():
 
     rows = []
     for family, name, build, size in presets(args.quick):
-        if args.only and args.only not in name:
+        if not selected(args.only, name):
             continue
         log(f'{family} {name}')
         x = torch.randn(8, 3, size, size)
@@ -357,7 +362,7 @@ def main():
     seg_rows = []
     x = torch.randn(1, 3, *args.seg_size)
     for cfg_name, build in seg_backbones(args.quick):
-        if args.only and args.only not in cfg_name:
+        if not selected(args.only, cfg_name):
             continue
         if isinstance(build, str):
             same = [r for r in seg_rows if r[0] == build][0]
