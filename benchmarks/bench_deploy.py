@@ -27,10 +27,20 @@ ones (relative difference <= 1e-3) on random weights.
 Usage::
 
     python benchmarks/bench_deploy.py [--quick] [--repeats 3] [--warmup 1]
-        [--threads 2] [--only NAME] [--seg-size 512 1024] [--no-readme]
+        [--threads 2] [--only NAME ...] [--seg-size 512 1024] [--no-readme]
 
 Prints markdown tables and writes them into ``benchmarks/README.md``
 between ``<!-- deploy-bench:start -->`` and ``<!-- deploy-bench:end -->``.
+
+``--dense`` times the whole segmentor instead (``mode='tensor'``: backbone
+and heads) of every ``configs/cityscapes`` config (``--only`` selects) at
+batch 1 and ``--seg-size``, in four forms: train-time eager, fused eager
+(:func:`mmrep.reparameterize_model`: backbone fused and the heads' BNs
+folded), fused with ``channels_last`` weights and input, and the fused model
+exported by ``tools/export_onnx.py --dynamic`` run by onnxruntime (CPU
+execution provider, ``--threads`` intra-op threads); each against the
+train-time model's outputs. Its table goes between
+``<!-- dense-bench:start -->`` and ``<!-- dense-bench:end -->``.
 """
 import argparse
 import copy
@@ -55,6 +65,7 @@ from mmrep.models.layers.linear import linear
 from mmrep.utils.testing import randomize_bn
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.join(REPO, 'tools'))  # reparam.py, export_onnx.py
 T224_MMPRETRAIN = dict(channels=[64, 128, 256, 512], depths=[2, 2, 6, 2],
                        sharesets_nums=[1, 4, 16, 128])
 
@@ -214,6 +225,87 @@ def mmpretrain_comparison(repeats, warmup):
                 mmpretrain_macs=count_macs(theirs, x), diff=diff)
 
 
+def selected(only, name):
+    """Whether ``--only`` (None: everything) selects ``name``."""
+    return not only or any(s in name for s in only)
+
+
+def build_segmentor(path):
+    """The config's segmentor with random weights and BN statistics."""
+    from reparam import build_model, load_config
+    cfg = load_config(path)
+    cfg.model.backbone.pop('init_cfg', None)
+    return randomize_bn(build_model(cfg)).eval()
+
+
+def dense_row(path, size, threads, repeats, warmup, workdir):
+    """Time one segmentor in its four forms.
+
+    Returns:
+        dict: ``{form: (ms, relative difference to train-time)}``.
+    """
+    import onnxruntime as ort
+    from export_onnx import export
+    model = build_segmentor(path)
+    fused = mmrep.reparameterize_model(model)
+    fused_cl = copy.deepcopy(fused).to(memory_format=torch.channels_last)
+    x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(0))
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    onnx_file = osp.join(workdir, osp.basename(path)[:-3] + '.onnx')
+    export(fused, x, onnx_file, dynamic=True)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    session = ort.InferenceSession(onnx_file, opts,
+                                   providers=['CPUExecutionProvider'])
+    feed = {session.get_inputs()[0].name: x.numpy()}
+    forms = {
+        'train-time eager': lambda: model(x, mode='tensor'),
+        'fused eager': lambda: fused(x, mode='tensor'),
+        'fused channels_last': lambda: fused_cl(x_cl, mode='tensor'),
+        'fused onnxruntime': lambda: [torch.from_numpy(o)
+                                      for o in session.run(None, feed)],
+    }
+    times, outs = time_jobs(list(forms.values()), repeats, warmup)
+    return {name: (ms, rel_diff(out, outs[0]))
+            for name, ms, out in zip(forms, times, outs)}
+
+
+def dense_table(args, repeats, log):
+    """Markdown table of :func:`dense_row` for the selected configs."""
+    import tempfile
+    paths = sorted(glob.glob(osp.join(REPO, 'configs', 'cityscapes',
+                                      '*.py')))
+    paths = [p for p in paths if selected(args.only, osp.basename(p))]
+    h, w = args.seg_size
+    lines = [
+        f'Machine: {machine_line()}.',
+        f'Median of {repeats} timed runs after {args.warmup} warm-up, the '
+        f'four forms run alternately; `torch.inference_mode()`, float32, '
+        f'batch 1, {h}x{w}, random weights and BN statistics. Max diff: '
+        'largest difference to the train-time outputs, relative to their '
+        'largest magnitude.',
+        '',
+        '| config | train-time eager ms | fused eager ms | fused '
+        'channels_last ms | fused onnxruntime ms | max diff (fused / '
+        'channels_last / onnxruntime) |',
+        '|---|---:|---:|---:|---:|---|',
+    ]
+    with tempfile.TemporaryDirectory() as workdir:
+        for path in paths:
+            log(osp.basename(path))
+            row = dense_row(path, (h, w), args.threads, repeats,
+                            args.warmup, workdir)
+            base = row['train-time eager'][0]
+            cells = [f'{ms:.0f} ({base / ms:.2f}x)' for ms, _ in
+                     row.values()]
+            diffs = ' / '.join(f'{d:.1e}' for _, d in
+                               list(row.values())[1:])
+            lines.append(f'| {osp.basename(path)[:-3]} | {base:.0f} | '
+                         f'{" | ".join(cells[1:])} | {diffs} |')
+    return '\n'.join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--quick', action='store_true',
@@ -223,13 +315,16 @@ def main():
                         help='timed repeats (default 3; 1 with --quick)')
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--only', default=None,
+    parser.add_argument('--only', nargs='+', default=None,
                         help='time only presets / configs whose name '
-                        'contains this string')
+                        'contains one of these strings')
     parser.add_argument('--seg-size', type=int, nargs=2, default=(512, 1024),
                         metavar=('H', 'W'))
     parser.add_argument('--no-readme', action='store_true',
                         help='print only; leave benchmarks/README.md alone')
+    parser.add_argument('--dense', action='store_true',
+                        help='time whole segmentors of configs/cityscapes '
+                        '(four deploy forms) instead')
     args = parser.parse_args()
     repeats = args.repeats or (1 if args.quick else 3)
     if repeats < 1 or args.warmup < 0 or args.threads < 1:
@@ -242,6 +337,13 @@ def main():
         print(f'[{time.perf_counter() - started:6.0f}s] {msg}',
               file=sys.stderr, flush=True)
 
+    if args.dense:
+        text = dense_table(args, repeats, log)
+        print(text)
+        if not args.no_readme and update_section('dense-bench', text):
+            log('benchmarks/README.md updated')
+        return
+
     log('mmrep vs mmpretrain fused RepMLPNet-T224')
     cmp = mmpretrain_comparison(max(repeats, 5), max(args.warmup, 1))
     mm_gflops = 2 * 2048**3 / cmp['matmul_ms'] / 1e6
@@ -251,7 +353,7 @@ def main():
 
     rows = []
     for family, name, build, size in presets(args.quick):
-        if args.only and args.only not in name:
+        if not selected(args.only, name):
             continue
         log(f'{family} {name}')
         x = torch.randn(8, 3, size, size)
@@ -260,7 +362,7 @@ def main():
     seg_rows = []
     x = torch.randn(1, 3, *args.seg_size)
     for cfg_name, build in seg_backbones(args.quick):
-        if args.only and args.only not in cfg_name:
+        if not selected(args.only, cfg_name):
             continue
         if isinstance(build, str):
             same = [r for r in seg_rows if r[0] == build][0]

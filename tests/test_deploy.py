@@ -1,5 +1,6 @@
-"""The deploy path: one walker, the on-save hook, tools/reparam.py, and
-fused models that evaluate like the train-time ones."""
+"""The deploy path: one walker (mmrep modules and the conv + BN pairs of
+necks and heads), the on-save hook, tools/reparam.py, and fused models that
+evaluate like the train-time ones."""
 import glob
 import json
 import os
@@ -34,15 +35,31 @@ def flat(out):
     return [t for o in out for t in flat(o)]
 
 
+def norms_outside_backbone(model):
+    """Names of the BatchNorm / SyncBatchNorm modules outside
+    ``model.backbone``."""
+    return [name for name, m in model.named_modules()
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+            and not name.startswith('backbone.')]
+
+
 @pytest.mark.parametrize('config', ALL_CONFIGS, ids=osp.basename)
 def test_every_config_fuses_losslessly(config):
     cfg = Config.fromfile(config)
-    model = randomize_bn(build(cfg)).eval()
+    # (mmseg's EncoderDecoder writes `pretrained` into the dict it builds)
+    model = randomize_bn(build(Config.fromfile(config))).eval()
+    heads_had_norms = bool(norms_outside_backbone(model))
     fused = reparameterize_model(model)
     assert fused is not model
     assert not any(getattr(m, 'deploy', False) for m in model.modules())
-    # Baseline configs kept for comparison (plain ResNet) have nothing to
-    # fuse: the walker must then leave the model as it is.
+    # The live model keeps its norms; the fused one has none outside the
+    # backbone (Cityscapes heads: SyncBN ConvModules, all folded).
+    assert bool(norms_outside_backbone(model)) == heads_had_norms
+    assert norms_outside_backbone(fused) == []
+    if 'cityscapes' in config:
+        assert heads_had_norms
+    # Baseline configs kept for comparison (plain ResNet): only their heads
+    # are folded, the backbone is left as it is.
     has_mmrep = any(type(m).__module__.startswith('mmrep.')
                     for m in model.modules())
     assert has_mmrep or 'r50-d8' in osp.basename(config)
@@ -58,12 +75,37 @@ def test_every_config_fuses_losslessly(config):
         rel = (a - b).abs().max() / a.abs().max().clamp_min(1e-12)
         assert rel <= 1e-4, f'relative difference {rel:.3g}'
     # The deploy config builds the fused model, which takes these weights.
-    if not has_mmrep:
-        with pytest.raises(ValueError, match='no mmrep module'):
-            make_deploy_config(cfg)
-        return
     deployed = build(make_deploy_config(cfg))
     deployed.load_state_dict(fused.state_dict(), strict=True)
+    assert norms_outside_backbone(deployed) == []
+
+
+def test_only_bn_right_after_a_conv_is_folded():
+    from mmcv.cnn import ConvModule
+    model = torch.nn.Module()
+    model.neck = torch.nn.Sequential(
+        ConvModule(3, 4, 3, padding=1, norm_cfg=dict(type='BN')),
+        ConvModule(4, 4, 1, norm_cfg=dict(type='BN'),
+                   order=('norm', 'conv', 'act')),  # BN before the conv
+        ConvModule(4, 4, 1, norm_cfg=dict(type='BN', track_running_stats=
+                                          False)),  # batch statistics
+        ConvModule(4, 4, 1, norm_cfg=dict(type='GN', num_groups=2)))
+    model.backbone = ConvModule(3, 3, 1, norm_cfg=dict(type='BN'))
+    randomize_bn(model).eval()
+    x = torch.randn(2, 3, 9, 11)
+    fused = reparameterize_model(model)
+    first = fused.neck[0]
+    assert not first.with_norm and first.conv.bias is not None
+    assert not hasattr(first, 'bn')
+    assert set(first.state_dict()) == set(ConvModule(
+        3, 4, 3, padding=1, norm_cfg=None).state_dict())
+    for kept in (fused.neck[1], fused.neck[2], fused.neck[3],
+                 fused.backbone):
+        assert kept.with_norm and kept.norm is not None
+    with torch.no_grad():
+        ref, out = model.neck(x), fused.neck(x)
+    assert (ref - out).abs().max() <= 1e-5 * ref.abs().max()
+    assert model.neck[0].with_norm  # the live model is not touched
 
 
 def killed_write(path):
@@ -220,8 +262,11 @@ def evaluate(config, weights, trained, folder, *extra):
 
 
 def assert_same_metrics(a, b):
-    for key in ('mIoU', 'aAcc', 'mAcc'):
-        assert abs(a[key] - b[key]) < 1e-2, (key, a[key], b[key])
+    """The same metrics, every value to 1e-4."""
+    assert a.keys() == b.keys() and a, (a, b)
+    for key, value in b.items():
+        if isinstance(value, float):
+            assert abs(a[key] - value) <= 1e-4, (key, a[key], value)
 
 
 @pytest.fixture(scope='module')
@@ -267,6 +312,10 @@ def test_reparam_tool_and_deploy_evaluation(trained, train_metrics,
     assert 'max rel diff' in proc.stdout
     deploy_cfg = str(tmp_path / 'fused_config.py')
     assert osp.isfile(out) and osp.isfile(deploy_cfg)
+    fused = torch.load(out, map_location='cpu', weights_only=True)
+    assert not any('.bn.' in k for k in fused['state_dict'])
+    assert 'decode_head.fpn_bottleneck.conv.bias' in fused['state_dict']
+    assert Config.fromfile(deploy_cfg).model.decode_head.norm_cfg is None
 
     # An already fused checkpoint is recognised and left alone.
     before = os.stat(out).st_mtime_ns
@@ -286,3 +335,52 @@ def test_reparam_tool_and_deploy_evaluation(trained, train_metrics,
     # Same metric from the fused model as from the train-time one.
     metrics, _ = evaluate(deploy_cfg, out, trained, str(tmp_path / 'deploy'))
     assert_same_metrics(metrics, train_metrics['metrics'])
+
+
+def same_metrics(tmp_path, train, deploy, opts):
+    """Evaluate ``(config, checkpoint)`` pairs through tools/test.py; the
+    deploy weights must load without a key mismatch and give the train-time
+    metrics to 1e-4.
+
+    Returns:
+        dict: the train-time metrics.
+    """
+    metrics = {}
+    for name, (config, weights) in (('train', train), ('deploy', deploy)):
+        mfile = str(tmp_path / f'{name}.json')
+        log = run_tool('tools/test.py', config, weights, '--work-dir',
+                       str(tmp_path / name), '--out-metrics', mfile,
+                       *opts).stdout
+        assert 'do not match exactly' not in log, log[-3000:]
+        with open(mfile) as f:
+            metrics[name] = json.load(f)
+    assert_same_metrics(metrics['deploy'], metrics['train'])
+    return metrics['train']
+
+
+def test_coco_demo_detector_deploys_with_the_same_metric(tmp_path):
+    """The COCO demo RetinaNet with BN in its head (random statistics):
+    tools/reparam.py folds them, and tools/test.py gives the same
+    CocoMetric from the deploy config and weights."""
+    from test_coco_e2e import DEMO as COCO_DEMO
+    from test_coco_e2e import coco_options
+
+    from mmrep.datasets import make_coco_like
+    data = make_coco_like(str(tmp_path / 'coco'), num_train=2, num_val=2,
+                          size=(128, 128), seed=1)
+    opts = coco_options(data, 1)
+    cfg = Config.fromfile(COCO_DEMO)
+    cfg.model.bbox_head.norm_cfg = dict(type='BN')
+    config = str(tmp_path / 'bn_head.py')
+    cfg.dump(config)
+    model = randomize_bn(build(cfg), seed=1)
+    ckpt = str(tmp_path / 'model.pth')
+    torch.save({'state_dict': model.state_dict()}, ckpt)
+    out = str(tmp_path / 'fused.pth')
+    run_tool('tools/reparam.py', config, ckpt, '--out', out, '--verify')
+    fused = torch.load(out, map_location='cpu', weights_only=True)
+    assert not any('.bn.' in k for k in fused['state_dict'])
+    assert 'bbox_head.cls_convs.0.conv.bias' in fused['state_dict']
+    metrics = same_metrics(tmp_path, (config, ckpt),
+                           (str(tmp_path / 'fused_config.py'), out), opts)
+    assert 'coco/bbox_mAP' in metrics

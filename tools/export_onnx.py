@@ -2,26 +2,39 @@
 
 Usage:
     python tools/export_onnx.py CONFIG CHECKPOINT --out FILE [--shape H W]
-        [--batch N] [--opset 17] [--verify] [--cfg-options key=value ...]
+        [--batch N] [--dynamic] [--opset 17] [--verify]
+        [--verify-shapes HxW ...] [--cfg-options key=value ...]
 
 The checkpoint (train-time or already fused) is loaded into the config's
-model, every mmrep module is fused (:func:`mmrep.reparameterize_model`) and
-the model's tensor forward is exported with a fixed input shape
-``(N, 3, H, W)`` (default: the config's ``crop_size``, else 224x224):
+model, which is fused (:func:`mmrep.reparameterize_model`: mmrep modules and
+the conv + BN pairs of necks and heads), and the model's tensor forward is
+exported, traced on an input ``(N, 3, H, W)`` (``--shape``, default: the
+config's ``crop_size``, else 224x224):
 
 * classifier (mmpretrain ``ImageClassifier``): the class logits;
 * segmentor (mmseg ``EncoderDecoder``): the decode head's logits at its
   output stride (``mode='tensor'``, no resizing or argmax);
-* detector (mmdet): the raw head outputs (``mode='tensor'``: per level class
-  scores and box deltas, flattened in order), without post-processing.
+* one-stage detector (mmdet): the raw head outputs (``mode='tensor'``: per
+  level class scores and box deltas, flattened in order), without
+  post-processing;
+* two-stage detector (Faster / Mask R-CNN): what runs without proposals,
+  the backbone + neck features and the RPN head's class scores and box
+  deltas per level (the RoI heads are not exported).
+
+Without ``--dynamic`` the input shape is fixed and onnxruntime refuses any
+other. With ``--dynamic`` the batch, height and width are free
+(``dynamic_axes``): padding to partitions and strides, partition reshapes,
+crops and adaptive pooling follow the input's shape at run time.
 
 The input is the image after the data preprocessor (normalized, padded), as
 the model's ``mode='tensor'`` forward takes it. torch's TorchScript-based
-exporter is used (``dynamo=False``), which needs no extra packages.
-``--verify`` runs the file with onnxruntime and exits with status 2 when it
-differs from the fused torch model by more than 1e-4 (relative to the
-largest output magnitude, at least 1). Bad input is refused with one
-``error:`` line and nothing is written.
+exporter is used (``dynamo=False``). ``--verify`` runs the file with
+onnxruntime at the export shape (and with ``--dynamic`` at the
+``--verify-shapes``, by default 200x333, twice and about half the export
+size, the last at batch 2) and exits with status 2 when it differs from the
+fused torch model by more than 1e-4 (relative to the largest output
+magnitude, at least 1). Bad input is refused with one ``error:`` line and
+nothing is written.
 """
 import argparse
 import os
@@ -35,14 +48,14 @@ from mmengine.config import DictAction
 
 import mmrep  # noqa: F401
 from mmrep.deploy import (NonFiniteWeightsError, make_deploy_config,
-                          reparameterize_model)
+                          onnx_pooling, reparameterize_model, tensor_outputs)
 from mmrep.deploy.hook import atomic_write
 from mmrep.models.checkpoint import (CheckpointMismatchError, _fits,
                                      describe_mismatch, read_state_dict)
 from mmrep.utils import (CheckpointLoadError, MissingCustomImportsError,
                          enforce_weights_only)
 # tools/reparam.py, beside this file
-from reparam import build_model, load_config, tensors  # noqa: E402
+from reparam import build_model, load_config  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -55,16 +68,45 @@ def parse_args(argv=None):
                         'else 224x224)')
     parser.add_argument('--batch', type=int, default=1,
                         help='batch size of the exported input (default 1)')
+    parser.add_argument('--dynamic', action='store_true',
+                        help='free batch, height and width (ONNX '
+                        'dynamic_axes); --shape is then only the tracing '
+                        'example')
     parser.add_argument('--opset', type=int, default=17)
     parser.add_argument('--verify', action='store_true',
                         help='compare onnxruntime with torch (needs '
                         'onnxruntime)')
+    parser.add_argument('--verify-shapes', nargs='+', metavar='HxW',
+                        type=parse_shape,
+                        help='with --dynamic: the other input sizes --verify '
+                        'checks (default: 200x333, twice and about half the '
+                        'export size)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args(argv)
 
 
+def parse_shape(text):
+    """``'200x333' -> (200, 333)``."""
+    try:
+        h, w = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'expected HxW (e.g. 200x333), got {text!r}') from None
+    if h < 1 or w < 1:
+        raise argparse.ArgumentTypeError(f'sizes must be positive: {text!r}')
+    return h, w
+
+
+def default_verify_shapes(shape):
+    """Other sizes ``--verify --dynamic`` checks: 200x333 (a multiple of no
+    partition or stride), twice the export size and about half of it, off
+    the multiples of 32."""
+    h, w = shape
+    return [(200, 333), (2 * h, 2 * w), (h // 2 + 7, w // 2 + 13)]
+
+
 class TensorForward(nn.Module):
-    """``model(x, mode='tensor')`` with its outputs flattened to a tuple.
+    """:func:`mmrep.deploy.tensor_outputs` as a module, for export.
 
     Args:
         model (nn.Module): an OpenMMLab model whose forward takes ``mode``.
@@ -83,7 +125,7 @@ class TensorForward(nn.Module):
         Returns:
             tuple[Tensor]: the model's tensor outputs, in order.
         """
-        return tuple(tensors(self.model(x, mode='tensor')))
+        return tuple(tensor_outputs(self.model, x))
 
 
 def load_fused(cfg, checkpoint):
@@ -114,33 +156,55 @@ def load_fused(cfg, checkpoint):
         + describe_mismatch(state, model.state_dict()))
 
 
-def export(model, x, out, opset=17):
+def dynamic_axes(outputs):
+    """ONNX ``dynamic_axes``: batch, height and width of the input and every
+    axis but the channels (axis 1) of each output.
+
+    Args:
+        outputs (list[Tensor]): the model's outputs on the example input.
+
+    Returns:
+        dict: ``{name: {axis: axis name}}``.
+    """
+    axes = {'input': {0: 'batch', 2: 'height', 3: 'width'}}
+    for i, out in enumerate(outputs):
+        axes[f'output{i}'] = {d: 'batch' if d == 0 else f'output{i}_dim{d}'
+                              for d in range(out.dim()) if d != 1}
+    return axes
+
+
+def export(model, x, out, opset=17, dynamic=False):
     """Write ``model``'s tensor forward on inputs shaped like ``x`` to ONNX.
 
     The file is written beside ``out`` and renamed into place, so a failed
-    export leaves nothing behind.
+    export leaves nothing behind. Adaptive average pooling is exported as
+    products with pooling matrices (:func:`mmrep.deploy.onnx_pooling`).
 
     Args:
         model (nn.Module): the (fused) model.
-        x (Tensor): an example input; its shape is fixed in the graph.
+        x (Tensor): an example input; its shape is fixed in the graph
+            unless ``dynamic``.
         out (str): the .onnx file.
         opset (int): ONNX opset version. Default: 17.
+        dynamic (bool): free batch, height and width. Default: False.
 
     Returns:
         list[str]: the output names (``output0``, ``output1``, ...).
     """
     wrapper = TensorForward(model).eval()
     with torch.no_grad():
-        num_outputs = len(wrapper(x))
-    names = [f'output{i}' for i in range(num_outputs)]
+        outputs = wrapper(x)
+    names = [f'output{i}' for i in range(len(outputs))]
+    axes = dynamic_axes(outputs) if dynamic else None
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
 
     def write(tmp):
-        with torch.no_grad(), warnings.catch_warnings():
+        with torch.no_grad(), warnings.catch_warnings(), onnx_pooling():
             warnings.simplefilter('ignore')
             torch.onnx.export(wrapper, (x, ), tmp, input_names=['input'],
                               output_names=names, opset_version=opset,
-                              do_constant_folding=True, dynamo=False)
+                              dynamic_axes=axes, do_constant_folding=True,
+                              dynamo=False)
     atomic_write(out, write)
     return names
 
@@ -196,24 +260,52 @@ def run(args):
     cfg = load_config(args.config, args.cfg_options)
     if args.batch < 1:
         raise ValueError(f'--batch must be positive, got {args.batch}')
+    if args.verify_shapes and not args.dynamic:
+        raise ValueError('--verify-shapes needs --dynamic (a file exported '
+                         'without it runs at its export shape only)')
     shape = tuple(args.shape or cfg.get('crop_size', (224, 224)))
     model = load_fused(cfg, args.checkpoint)
-    x = torch.randn(args.batch, 3, *shape,
-                    generator=torch.Generator().manual_seed(0))
-    export(model, x, args.out, args.opset)
-    print(f'ONNX model ({args.batch}x3x{shape[0]}x{shape[1]} input, opset '
-          f'{args.opset}): {args.out}')
-    if args.verify:
-        with torch.no_grad():
-            ref = list(TensorForward(model)(x))
-        diff, scale = max_difference(ref, run_onnx(args.out, x))
-        print(f'verify with onnxruntime: max abs diff {diff:.3g} '
-              f'(output scale {scale:.3g})')
-        if diff > 1e-4 * scale:
-            print('error: onnxruntime differs from torch by more than 1e-4',
-                  file=sys.stderr)
-            return 2
+    x = random_input(args.batch, shape)
+    export(model, x, args.out, args.opset, args.dynamic)
+    size = 'dynamic (N, 3, H, W) input, traced at ' if args.dynamic else ''
+    print(f'ONNX model ({size}{args.batch}x3x{shape[0]}x{shape[1]} input, '
+          f'opset {args.opset}): {args.out}')
+    if not args.verify:
+        return 0
+    inputs = [x]
+    if args.dynamic:
+        others = args.verify_shapes or default_verify_shapes(shape)
+        inputs += [random_input(2 if i == len(others) - 1 else 1, s)
+                   for i, s in enumerate(others)]
+    failed = False
+    for inp in inputs:
+        diff, scale = verify(model, args.out, inp)
+        n, _, h, w = inp.shape
+        print(f'verify with onnxruntime at {n}x3x{h}x{w}: max abs diff '
+              f'{diff:.3g} (output scale {scale:.3g})')
+        failed = failed or diff > 1e-4 * scale
+    if failed:
+        print('error: onnxruntime differs from torch by more than 1e-4',
+              file=sys.stderr)
+        return 2
     return 0
+
+
+def random_input(batch, shape):
+    """A seeded ``(batch, 3, H, W)`` normal input."""
+    return torch.randn(batch, 3, *shape,
+                       generator=torch.Generator().manual_seed(0))
+
+
+def verify(model, path, x):
+    """Max difference between the torch model and the ONNX file on ``x``.
+
+    Returns:
+        tuple[float, float]: as :func:`max_difference`.
+    """
+    with torch.no_grad():
+        ref = tensor_outputs(model, x)
+    return max_difference(ref, run_onnx(path, x))
 
 
 def main(argv=None):

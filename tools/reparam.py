@@ -4,12 +4,17 @@ Usage:
     python tools/reparam.py CONFIG CHECKPOINT [--out FILE] [--verify]
         [--shape H W] [--cfg-options key=value ...]
 
-Writes the fused weights to FILE (default ``<checkpoint stem>_deploy.pth``)
-and the deploy config (same config, mmrep backbones with ``deploy=True``)
-beside it as ``<FILE stem>_config.py``; ``tools/test.py DEPLOY_CONFIG FILE``
+Every mmrep module is fused and every BatchNorm that directly follows a
+convolution in the necks and heads (mmcv ``ConvModule``) is folded into it
+(:func:`mmrep.reparameterize_model`). Writes the fused weights to FILE
+(default ``<checkpoint stem>_deploy.pth``) and the deploy config (same
+config, mmrep backbones with ``deploy=True``, ``norm_cfg=None`` where a
+BatchNorm was folded; checked to build exactly the fused structure) beside
+it as ``<FILE stem>_config.py``; ``tools/test.py DEPLOY_CONFIG FILE``
 evaluates the fused model. ``--verify`` runs the train-time and fused models
 in eval mode on one random input and exits non-zero when their outputs
-differ by more than 1e-4 relative. A checkpoint that is already fused is
+differ by more than 1e-4 relative (a two-stage detector is compared on what
+it computes without data samples: features and RPN outputs). A checkpoint that is already fused is
 reported and left alone; one that does not fit the config is refused with
 the mismatching keys named, and nothing is written.
 """
@@ -23,7 +28,7 @@ from mmengine.registry import init_default_scope
 
 import mmrep
 from mmrep.deploy import (NonFiniteWeightsError, make_deploy_config,
-                          reparameterize_model)
+                          reparameterize_model, tensor_outputs)
 from mmrep.deploy.hook import atomic_save, deploy_path
 from mmrep.models.checkpoint import (CheckpointMismatchError, _fits,
                                      describe_mismatch, read_state_dict)
@@ -77,23 +82,35 @@ def build_model(cfg):
     return model.eval()
 
 
-def tensors(output):
-    """Flatten a (nested) model output into a list of tensors."""
-    if torch.is_tensor(output):
-        return [output]
-    if isinstance(output, dict):
-        output = list(output.values())
-    if isinstance(output, (list, tuple)):
-        return [t for o in output for t in tensors(o)]
-    return []
+def check_deploy_config(deploy_cfg, fused):
+    """Make sure the deploy config builds the fused model's structure.
+
+    Args:
+        deploy_cfg (Config): from :func:`mmrep.deploy.make_deploy_config`.
+        fused (nn.Module): the fused model.
+
+    Raises:
+        CheckpointMismatchError: the fused weights would not load strictly
+            into the model the deploy config builds (a conv + BN pair that
+            the config's ``norm_cfg=None`` does not describe); the keys are
+            named.
+    """
+    expected = build_model(deploy_cfg).state_dict()
+    state = fused.state_dict()
+    if not _fits(state, expected):
+        raise CheckpointMismatchError(
+            'the deploy config does not build the fused model: '
+            + describe_mismatch(state, expected))
 
 
 def compare(model, fused, shape):
-    """Max absolute and relative difference of the two models' outputs."""
+    """Max absolute and relative difference of the two models' outputs
+    (:func:`mmrep.deploy.tensor_outputs`: for a two-stage detector, the
+    features and RPN outputs)."""
     x = torch.randn(1, 3, *shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        ref = tensors(model(x, mode='tensor'))
-        out = tensors(fused(x, mode='tensor'))
+        ref = tensor_outputs(model, x)
+        out = tensor_outputs(fused, x)
     abs_diff = max((a - b).abs().max().item() for a, b in zip(ref, out))
     scale = max(a.abs().max().item() for a in ref)
     return abs_diff, abs_diff / max(scale, 1e-12)
@@ -144,6 +161,7 @@ def run(args):
         return 1
     model.load_state_dict(state, strict=True)
     fused = reparameterize_model(model)
+    check_deploy_config(deploy_cfg, fused)
 
     if args.verify:
         shape = args.shape or tuple(cfg.get('crop_size', (224, 224)))

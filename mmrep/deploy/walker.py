@@ -3,12 +3,16 @@
 A module that has a fused (deploy) form implements ``reparameterize()``,
 which switches it to that form in place. :func:`reparameterize_model` walks
 any model (a bare backbone, or a segmentor, detector or classifier holding
-one) and calls it on every such module, outermost first; the deploy hook,
-``tools/reparam.py`` and the tests all go through it.
+one) and calls it on every such module, outermost first; then it folds the
+BatchNorm of every mmcv ``ConvModule`` outside the backbone whose norm
+directly follows its convolution (the necks and heads of mmseg and mmdet
+models). The deploy hook, ``tools/reparam.py``, ``tools/export_onnx.py`` and
+the tests all go through it.
 """
 import copy
 
 import torch
+import torch.nn as nn
 
 
 class NonFiniteWeightsError(ValueError):
@@ -38,6 +42,69 @@ def fusable_modules(model):
                     for n, m in module.named_children()]
         pending.extend(reversed(children))
     return found
+
+
+def foldable_conv_modules(model):
+    """The mmcv ``ConvModule`` s whose BatchNorm :func:`fold_conv_bn` folds.
+
+    A ``ConvModule`` qualifies when its norm comes right after its
+    ``nn.Conv2d`` (``order`` ``('conv', 'norm', ...)``) and is a BatchNorm or
+    SyncBatchNorm with running statistics (eval semantics: a BN without them
+    normalizes by batch statistics, which no weight can hold). Modules with
+    their own ``reparameterize()`` and the model's ``backbone`` are left out:
+    mmrep backbones fuse themselves, and other backbones keep the structure
+    their config describes.
+
+    Args:
+        model (nn.Module): any model.
+
+    Returns:
+        list[tuple[str, ConvModule]]: ``(qualified name, module)`` pairs.
+    """
+    try:
+        from mmcv.cnn import ConvModule
+    except ImportError:  # no mmcv: no ConvModule to fold
+        return []
+    if callable(getattr(model, 'reparameterize', None)):
+        return []  # an mmrep module: it fuses itself
+    found = []
+    pending = [(n, m) for n, m in model.named_children() if n != 'backbone']
+    while pending:
+        name, module = pending.pop()
+        if callable(getattr(module, 'reparameterize', None)):
+            continue
+        if isinstance(module, ConvModule) and _bn_follows_conv(module):
+            found.append((name, module))
+            continue
+        pending.extend((f'{name}.{n}', m) for n, m in module.named_children())
+    return sorted(found, key=lambda item: item[0])
+
+
+def _bn_follows_conv(module):
+    """Whether a ``ConvModule`` applies a foldable BN right after its conv."""
+    order = list(module.order)
+    norm = module.norm if module.with_norm else None
+    return (order.index('norm') == order.index('conv') + 1
+            and isinstance(module.conv, nn.Conv2d)
+            and isinstance(norm, nn.modules.batchnorm._BatchNorm)
+            and norm.affine and norm.track_running_stats
+            and norm.running_var is not None)
+
+
+def fold_conv_bn(module):
+    """Fold a ``ConvModule``'s BN into its conv (mmcv's ``fuse_conv_bn``).
+
+    Afterwards the module is what ``ConvModule(..., norm_cfg=None)`` builds:
+    the conv has a bias and there is no norm layer.
+
+    Args:
+        module (ConvModule): a module :func:`foldable_conv_modules` lists.
+    """
+    from mmcv.cnn import fuse_conv_bn
+    fuse_conv_bn(module)  # leaves an nn.Identity where the BN was
+    delattr(module, module.norm_name)
+    module.norm_name = None
+    module.with_norm = False
 
 
 def check_finite(named_modules, when='before fusion'):
@@ -75,9 +142,13 @@ def check_finite(named_modules, when='before fusion'):
 
 
 def reparameterize_model(model, inplace=False):
-    """Fuse every re-parameterizable module of ``model``.
+    """Fuse every re-parameterizable module of ``model`` and fold the
+    conv + BN pairs of its necks and heads.
 
-    Every tensor of the modules to fuse is checked first: NaN or Inf raises
+    mmrep modules switch to their deploy form (``reparameterize()``); every
+    mmcv ``ConvModule`` outside the backbone whose BatchNorm (or
+    SyncBatchNorm) directly follows its convolution gets the BN folded into
+    the conv (:func:`foldable_conv_modules`). Every tensor of the modules to fuse is checked first: NaN or Inf raises
     :class:`NonFiniteWeightsError` before anything is changed. The fused
     weights are checked as well (a negative BN ``running_var`` turns into
     NaN); then the error is raised after fusing, and with ``inplace=True``
@@ -95,12 +166,15 @@ def reparameterize_model(model, inplace=False):
         NonFiniteWeightsError: a weight or buffer to fuse, or a fused
             weight, is NaN or Inf; the message names the tensor.
     """
-    check_finite(fusable_modules(model))
+    check_finite(fusable_modules(model) + foldable_conv_modules(model))
     if not inplace:
         model = copy.deepcopy(model)
     model.eval()
     targets = fusable_modules(model)
+    folded = foldable_conv_modules(model)
     with torch.no_grad():
+        for _, module in folded:
+            fold_conv_bn(module)
         for _, module in targets:
             module.reparameterize()
             if hasattr(module, 'deploy'):
@@ -108,7 +182,7 @@ def reparameterize_model(model, inplace=False):
                     module.deploy = True
                 except AttributeError:  # a read-only property (ConvBN)
                     pass
-    check_finite(targets, when='after fusion')
+    check_finite(targets + folded, when='after fusion')
     return model
 
 

@@ -40,6 +40,7 @@ import logging
 import math
 from types import SimpleNamespace
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
@@ -136,7 +137,8 @@ def _pad_to_stride(x, stride):
     """Zero-pad bottom/right so a ``stride x stride`` conv drops no pixel."""
     sh, sw = stride
     pad_h, pad_w = -x.shape[-2] % sh, -x.shape[-1] % sw
-    return F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
+    traced = torch.jit.is_tracing()  # ONNX export: pad at any size
+    return F.pad(x, (0, pad_w, 0, pad_h)) if traced or pad_h or pad_w else x
 
 
 @MODELS.register_module()

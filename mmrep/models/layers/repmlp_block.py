@@ -104,10 +104,14 @@ PARTITION_ORDERS = ('spatial', 'original')
 
 
 def pad_to_partition(x, h, w):
-    """Zero-pad ``x`` on the bottom and right to multiples of ``(h, w)``."""
+    """Zero-pad ``x`` on the bottom and right to multiples of ``(h, w)``.
+
+    While tracing (ONNX export) the pad is always recorded, with amounts
+    computed from the input's shape, so the graph runs at any size.
+    """
     H, W = x.shape[-2:]
     pad_h, pad_w = -H % h, -W % w
-    if pad_h or pad_w:
+    if torch.jit.is_tracing() or pad_h or pad_w:
         x = F.pad(x, (0, pad_w, 0, pad_h))
     return x
 
@@ -198,7 +202,7 @@ class RepMLPBlock(nn.Module):
                 for k in self.conv_kernels:
                     out = out + getattr(self, f'repconv{k}')(local)
         out = self.partitions_to_map(out, N, hp, wp)
-        if Hp != H or Wp != W:
+        if torch.jit.is_tracing() or Hp != H or Wp != W:
             out = out.reshape(N, C, Hp, Wp)[:, :, :H, :W]
         else:  # stay in the blocked layout; the result is NCHW-contiguous
             gate = gate.reshape(N, C // S, S, 1, 1, 1, 1)

@@ -175,11 +175,14 @@ class RepMLPUnit(nn.Module):
         xp = pad_to_partition(x, ch, cw)
         Hp, Wp = xp.shape[-2:]
         gh, gw = Hp // ch, Wp // cw
+        # While tracing (ONNX export) the general path is recorded, so the
+        # graph runs at any input size.
+        padded = torch.jit.is_tracing() or Hp != H or Wp != W
         if self.need_global_perceptron:
             v = self._global_term(xp, H, W, gh, gw)
             xp = xp.reshape(N, C, gh, ch, gw, cw) + v[:, :, :, None, :, None]
             xp = xp.reshape(N, C, Hp, Wp)
-            if Hp != H or Wp != W:  # the padding stays zero
+            if padded:  # the padding stays zero
                 xp = F.pad(xp[:, :, :H, :W], (0, Wp - W, 0, Hp - H))
         # (N, C, gh*h*d, gw*w*d) -> rows (N*gh*gw*d*d, C*h*w)
         rows = xp.reshape(N, C, gh, h, d, gw, w, d)
@@ -187,7 +190,7 @@ class RepMLPUnit(nn.Module):
         out = self._partition_perceptron(rows)
         out = out.reshape(N, gh, gw, d, d, self.O, h, w)
         out = out.permute(0, 5, 1, 6, 3, 2, 7, 4).reshape(N, self.O, Hp, Wp)
-        if Hp != H or Wp != W:
+        if padded:
             out = out[:, :, :H, :W]
         return out
 
@@ -198,17 +201,18 @@ class RepMLPUnit(nn.Module):
         ch, cw = self.h * self.dilation, self.w * self.dilation
         v = F.avg_pool2d(xp, (ch, cw))
         Hp, Wp = xp.shape[-2:]
-        if Hp != H or Wp != W:  # average over the pixels inside the map
+        if torch.jit.is_tracing() or Hp != H or Wp != W:  # pixels inside
             rows = (H - torch.arange(gh, device=xp.device) * ch).clamp(max=ch)
             cols = (W - torch.arange(gw, device=xp.device) * cw).clamp(max=cw)
             count = (rows[:, None] * cols[None, :]).to(xp.dtype)
             v = v * (ch * cw) / count
         grid = self.grid
-        if (gh, gw) != grid:
+        other_grid = torch.jit.is_tracing() or (gh, gw) != grid
+        if other_grid:
             v = F.adaptive_avg_pool2d(v, grid)
         v = self.avg(v)
         v = self.fc1_fc2(v.reshape(N, -1)).reshape(N, self.C, *grid)
-        if (gh, gw) != grid:
+        if other_grid:
             v = F.adaptive_avg_pool2d(v, (gh, gw))
         return v
 
