@@ -4,7 +4,8 @@ import torch.nn as nn
 
 
 def randomize_bn(model, seed=0):
-    """Give every BatchNorm random statistics and affine parameters.
+    """Give every BatchNorm random statistics and affine parameters (those
+    it has).
 
     Freshly built BatchNorms are identities in eval mode, which would let a
     wrong fusion pass unnoticed; random ones make every fused term count.
@@ -20,8 +21,10 @@ def randomize_bn(model, seed=0):
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
+            if m.track_running_stats:
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            if m.affine:
+                m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
     return model
