@@ -7,7 +7,7 @@ one CPU run.
   RepMLPNet, RepVGG, RepMLP-Res50 and CycleMLP (which has no
   re-parameterization: LayerNorm, nothing to fuse; timed once, 1.0x).
 * Segmentation configs of ``configs/cityscapes`` whose backbone is an mmrep
-  one: the **backbone only** (fusion leaves the decode heads unchanged), at
+  one: the **backbone only** (the whole segmentor: ``--dense`` below), at
   batch 1, 512x1024.
 * mmrep's fused RepMLPNet-T224 against mmpretrain's (``mmpretrain.models.
   RepMLPNet`` with the T224 arch dict, img_size 224, ``switch_to_deploy()``):

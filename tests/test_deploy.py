@@ -87,11 +87,12 @@ def test_only_bn_right_after_a_conv_is_folded():
         ConvModule(3, 4, 3, padding=1, norm_cfg=dict(type='BN')),
         ConvModule(4, 4, 1, norm_cfg=dict(type='BN'),
                    order=('norm', 'conv', 'act')),  # BN before the conv
-        ConvModule(4, 4, 1, norm_cfg=dict(type='BN', track_running_stats=
-                                          False)),  # batch statistics
         ConvModule(4, 4, 1, norm_cfg=dict(type='GN', num_groups=2)))
     model.backbone = ConvModule(3, 3, 1, norm_cfg=dict(type='BN'))
     randomize_bn(model).eval()
+    model.neck.append(ConvModule(  # batch statistics: no running ones
+        4, 4, 1, norm_cfg=dict(type='BN', track_running_stats=False)))
+    model.eval()
     x = torch.randn(2, 3, 9, 11)
     fused = reparameterize_model(model)
     first = fused.neck[0]
