@@ -9,6 +9,7 @@ one) and calls it on every such module, outermost first; the deploy hook,
 import copy
 
 import torch
+from mmengine.model import revert_sync_batchnorm
 
 
 class NonFiniteWeightsError(ValueError):
@@ -89,7 +90,9 @@ def reparameterize_model(model, inplace=False):
             fused and ``model`` is left untouched. Default: False.
 
     Returns:
-        nn.Module: the fused model, in eval mode.
+        nn.Module: the fused model, in eval mode, with any SyncBatchNorm
+        that remains unfused turned into a plain BatchNorm (mmengine's
+        ``revert_sync_batchnorm``; same parameters and statistics).
 
     Raises:
         NonFiniteWeightsError: a weight or buffer to fuse, or a fused
@@ -109,7 +112,9 @@ def reparameterize_model(model, inplace=False):
                 except AttributeError:  # a read-only property (ConvBN)
                     pass
     check_finite(targets, when='after fusion')
-    return model
+    # A SyncBN-trained model fuses to the same model as a BN-trained one:
+    # the BNs that stay (RepMLPNet's prebn1, head_norm) become plain BNs.
+    return revert_sync_batchnorm(model)
 
 
 _TRAIN_ONLY_MARKERS = ('.bn.', 'fc3_bn.', '.repconv', 'rbr_dense.',
