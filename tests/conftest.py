@@ -190,4 +190,4 @@ def train_one_iteration(config, data_root, pipeline, dataset=None,
     log = model.train_step(batch, optim)
     change = max((p.detach() - b).abs().max().item()
                  for p, b in zip(model.backbone.parameters(), before))
-    return {k: float(v) for k, v in log.items()}, change
+    return {k: float(v.detach()) for k, v in log.items()}, change
