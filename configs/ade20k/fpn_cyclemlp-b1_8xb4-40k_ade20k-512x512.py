@@ -1,11 +1,13 @@
 # Semantic FPN + CycleMLP-B1 on ADE20K, 512x512 crops, 40k iterations,
 # 8 GPUs x 4 images (batch 32).
 #
-# Recipe of the CycleMLP paper's ADE20K experiments, which follow PVT's
-# Semantic FPN setting: AdamW, lr 2e-4, weight decay 1e-4, poly decay
-# (power 0.9) over 40k iterations, batch 32, 512x512 crops. mmseg's
-# PVT-style reference, poolformer/fpn_poolformer_s12_8xb4-40k_ade20k-512x512.py,
-# trains the same way; the pipeline and dataset settings are mmseg's own
+# Recipe: the CycleMLP paper trains Semantic FPN on ADE20K as PVT does. The
+# numbers here (AdamW, lr 2e-4, weight decay 1e-4, poly decay with power
+# 0.9 over 40k iterations, batch 32, 512x512 crops) are those of mmseg's
+# PVT-style reference
+# poolformer/fpn_poolformer_s12_8xb4-40k_ade20k-512x512.py; they were not
+# checked against the paper's text. The pipeline and dataset settings are
+# mmseg's own
 # ADE20K base (random resize of 2048x512 by 0.5-2, crop, flip, photometric
 # distortion; inference on the image resized to 2048x512). Drop path 0.1 is
 # a choice (the value of PVT's and PoolFormer's dense configs).
