@@ -66,7 +66,7 @@ def check_pretrained_features(cls, arch, checkpoint, x, expected, **kwargs):
         checkpoint (str): the original's weights file.
         x (Tensor): the fixture's input.
         expected (list[Tensor]): the fixture's features, one per stage.
-        **kwargs: further backbone arguments.
+        **kwargs: further backbone arguments (e.g. ``norm_cfg``).
 
     Returns:
         nn.Module: the backbone, in eval mode.
@@ -134,3 +134,60 @@ def check_stage_shapes_and_fusion(model, x):
                            -(-w // stride))
         assert_close(f, o, 1e-4 * max(1.0, o.abs().max().item()),
                      f'fused stage {i + 1} at {tuple(x.shape[-2:])}')
+
+
+def train_one_iteration(config, data_root, pipeline, dataset=None,
+                        crop_size=None):
+    """Run one training iteration of a config on generated data.
+
+    Builds the config's model (random weights) with one block per backbone
+    stage (the preset's widths and other settings, so the neck and heads are
+    wired as configured) and its optimizer, its training dataset on
+    ``data_root`` with a reduced ``pipeline``, and runs ``model.train_step``
+    on a batch of two samples.
+
+    Args:
+        config (str): the config file.
+        data_root (str): a generated dataset in the config's layout.
+        pipeline (list[dict]): the training pipeline to use instead of the
+            config's (no resizing to full size).
+        dataset (dict, optional): further dataset overrides (annotation
+            file, image prefix, classes).
+        crop_size (tuple[int, int], optional): the segmentation data
+            preprocessor's padding size instead of the config's.
+
+    Returns:
+        tuple[dict, float]: the logged losses, and the largest change of a
+        backbone parameter.
+    """
+    import copy
+
+    from mmengine.config import Config
+    from mmengine.dataset import pseudo_collate
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import DATASETS, MODELS, init_default_scope
+    cfg = Config.fromfile(config)
+    init_default_scope(cfg.get('default_scope', 'mmengine'))
+    cfg.model.backbone.init_cfg = None  # random weights, nothing to load
+    backbone = MODELS.get(cfg.model.backbone.type)
+    arch = backbone.parse_arch(cfg.model.backbone.arch)
+    arch['num_blocks'] = (1, ) * len(arch['num_blocks'])
+    if arch.get('group_layer_map'):  # RepVGG: blocks 1..4 remain
+        arch['group_layer_map'] = {
+            k: g for k, g in arch['group_layer_map'].items() if k <= 4}
+    cfg.model.backbone.arch = arch
+    if crop_size is not None:
+        cfg.model.data_preprocessor.size = crop_size
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    model.train()
+    data_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
+    data_cfg.update(data_root=data_root, pipeline=pipeline, **(dataset or {}))
+    data = DATASETS.build(data_cfg)
+    batch = pseudo_collate([data[0], data[1]])
+    optim = build_optim_wrapper(model, cfg.optim_wrapper)
+    before = [p.detach().clone() for p in model.backbone.parameters()]
+    log = model.train_step(batch, optim)
+    change = max((p.detach() - b).abs().max().item()
+                 for p, b in zip(model.backbone.parameters(), before))
+    return {k: float(v.detach()) for k, v in log.items()}, change

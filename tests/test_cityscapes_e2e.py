@@ -12,6 +12,7 @@ from mmengine.registry import init_default_scope
 
 import mmrep  # noqa: F401
 import tool_runner
+from conftest import train_one_iteration
 from tool_runner import DEMO, REPO
 
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'cityscapes', '*.py')))
@@ -42,6 +43,26 @@ def test_config_builds_and_runs_forward(config):
     stride = 4 * math.prod(strides[1:first + 1])
     assert out.shape == (1, 19, h // stride, w // stride)
     assert torch.isfinite(out).all()
+
+
+NEW_VARIANTS = [
+    osp.join(REPO, 'configs', 'cityscapes',
+             f'upernet_repmlpnet-{v}_8xb2-80k_cityscapes-512x1024.py')
+    for v in ('d256', 'l256')]
+
+
+@pytest.mark.parametrize('config', NEW_VARIANTS, ids=osp.basename)
+def test_variant_config_trains_one_iteration(config, demo_data):
+    cfg = Config.fromfile(config)
+    assert cfg.model.backbone.norm_cfg == dict(type='SyncBN',
+                                               requires_grad=True)
+    pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
+                dict(type='RandomCrop', crop_size=(64, 128)),
+                dict(type='PackSegInputs')]
+    log, change = train_one_iteration(config, demo_data, pipeline,
+                                      crop_size=(64, 128))
+    assert math.isfinite(log['loss']) and log['loss'] > 0
+    assert change > 0
 
 
 def run_tool(*args):

@@ -1,23 +1,33 @@
-"""Detection end to end: every COCO config builds and runs, and a short
-training of the small CycleMLP RetinaNet through tools/train.py saves
+"""Detection end to end: every COCO config builds and runs (the new ones
+also train one iteration on generated data), and short trainings of the
+small CycleMLP RetinaNet and Mask R-CNN through tools/train.py save
 checkpoints (and their fused form) that tools/test.py evaluates with mmdet's
-CocoMetric."""
+CocoMetric (boxes; boxes and masks)."""
 import glob
 import json
 import os.path as osp
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, train_one_iteration
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from test_cityscapes_e2e import run_tool
+from tool_runner import train_then_test
 
 import mmrep  # noqa: F401
 
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'coco', '*.py')))
+RETINANET = [c for c in CONFIGS if 'retinanet' in osp.basename(c)]
+MASK_RCNN = [c for c in CONFIGS if 'mask-rcnn' in osp.basename(c)]
 DEMO = osp.join(REPO, 'configs', 'coco',
                 'demo_retinanet_cyclemlp-tiny_1xb2-cpu_coco-synthetic.py')
+MASK_DEMO = osp.join(REPO, 'configs', 'coco',
+                     'demo_mask-rcnn_cyclemlp-tiny_1xb2-cpu_coco-synthetic.py')
+# The CycleMLP paper's settings beyond the first RetinaNet configs.
+PAPER_CONFIGS = [c for c in MASK_RCNN if c != MASK_DEMO] + [
+    osp.join(REPO, 'configs', 'coco',
+             f'retinanet_cyclemlp-b{i}_fpn_1x_coco.py') for i in (3, 4, 5)]
 # Reduced input: not a multiple of RepMLPNet-T224's stage-0 partition (56),
 # so the partition padding runs; still a multiple of 32, as the detector's
 # batch padding would make it.
@@ -29,27 +39,44 @@ def test_configs_found():
     assert {'retinanet_cyclemlp-b1_fpn_1x_coco.py',
             'retinanet_cyclemlp-b2_fpn_1x_coco.py',
             'retinanet_repmlpnet-t224_fpn_1x_coco.py',
-            osp.basename(DEMO)} <= names
+            osp.basename(DEMO), osp.basename(MASK_DEMO)} <= names
+    assert len(PAPER_CONFIGS) == 8 and set(PAPER_CONFIGS) <= set(CONFIGS)
 
 
-@pytest.mark.parametrize('config', CONFIGS, ids=osp.basename)
-def test_config_builds_and_runs_forward(config):
-    from mmdet.registry import MODELS
+def load_config(config, detector):
+    """Read a COCO config, check what every one of them sets (the CycleMLP
+    paper's recipe but in the demos) and drop its pretrained weights.
+
+    Args:
+        config (str): the config file.
+        detector (str): the detector type it must build.
+
+    Returns:
+        Config: the config, ``init_cfg=None`` in the backbone.
+    """
     cfg = Config.fromfile(config)
     assert cfg.custom_imports == dict(imports=['mmrep'],
                                       allow_failed_imports=False)
     assert dict(type='mmrep.ReparamCheckpointHook') in cfg.custom_hooks
-    assert cfg.model.type == 'RetinaNet'
+    assert cfg.model.type == detector
     assert cfg.model.backbone.type.startswith('mmrep.')
-    neck = cfg.model.neck
-    assert neck.start_level == 1 and neck.add_extra_convs == 'on_input'
     if not osp.basename(config).startswith('demo_'):
         assert cfg.model.backbone.init_cfg.type == 'Pretrained'
         assert cfg.optim_wrapper.optimizer == dict(
             type='AdamW', lr=1e-4, weight_decay=1e-4)
         assert cfg.train_dataloader.batch_size == 2
         assert cfg.auto_scale_lr.base_batch_size == 16
+        assert cfg.train_cfg.max_epochs == 12
     cfg.model.backbone.init_cfg = None  # random weights, nothing to load
+    return cfg
+
+
+@pytest.mark.parametrize('config', RETINANET, ids=osp.basename)
+def test_config_builds_and_runs_forward(config):
+    from mmdet.registry import MODELS
+    cfg = load_config(config, 'RetinaNet')
+    neck = cfg.model.neck
+    assert neck.start_level == 1 and neck.add_extra_convs == 'on_input'
     init_default_scope('mmdet')
     model = MODELS.build(cfg.model).eval()
 
@@ -93,6 +120,49 @@ def coco_data(tmp_path_factory):
                           seed=1)
 
 
+@pytest.mark.parametrize('config', MASK_RCNN, ids=osp.basename)
+def test_mask_rcnn_config_builds_and_runs_forward(config):
+    from mmdet.registry import MODELS
+    cfg = load_config(config, 'MaskRCNN')
+    assert cfg.model.backbone.type == 'mmrep.CycleMLP'
+    init_default_scope('mmdet')
+    model = MODELS.build(cfg.model).eval()
+    assert list(cfg.model.neck.in_channels) == \
+        list(model.backbone.arch['channels'])
+    with torch.no_grad():
+        feats = model.extract_feat(torch.randn(1, 3, *INPUT_HW))
+    h, w = INPUT_HW
+    assert [f.shape[-2:] for f in feats] == [
+        (-(-h // s), -(-w // s)) for s in (4, 8, 16, 32, 64)]
+
+
+@pytest.fixture(scope='module')
+def small_coco(tmp_path_factory):
+    from mmrep.datasets import make_coco_like
+    return make_coco_like(str(tmp_path_factory.mktemp('small_coco')),
+                          num_train=2, num_val=1, size=(64, 64), seed=4)
+
+
+@pytest.mark.parametrize('config', PAPER_CONFIGS, ids=osp.basename)
+def test_paper_config_trains_one_iteration(config, small_coco):
+    from mmrep.datasets import COCO_DEMO_CLASSES
+    with_mask = 'mask-rcnn' in osp.basename(config)
+    pipeline = [dict(type='LoadImageFromFile'),
+                dict(type='LoadAnnotations', with_bbox=True,
+                     with_mask=with_mask),
+                dict(type='PackDetInputs')]
+    dataset = dict(ann_file='annotations/instances_train.json',
+                   data_prefix=dict(img='images/train/'),
+                   metainfo=dict(classes=tuple(
+                       n for n, _ in COCO_DEMO_CLASSES.values())))
+    log, change = train_one_iteration(config, small_coco + '/', pipeline,
+                                      dataset)
+    assert torch.isfinite(torch.tensor(log['loss'])) and log['loss'] > 0
+    if with_mask:
+        assert 'loss_mask' in log
+    assert change > 0
+
+
 def coco_options(root, iters):
     """Command-line overrides for a short run of the demo config.
 
@@ -130,6 +200,13 @@ def test_synthetic_coco_annotations(coco_data):
             x, y, w, h = a['bbox']
             assert w > 0 and h > 0 and x >= 0 and y >= 0
             assert x + w <= 128 and y + h <= 128
+            # One polygon outline within the box; the mask's pixel count.
+            (poly, ) = a['segmentation']
+            xs, ys = poly[0::2], poly[1::2]
+            assert len(poly) >= 8 and len(xs) == len(ys)
+            assert x - 1 <= min(xs) and max(xs) <= x + w + 1
+            assert y - 1 <= min(ys) and max(ys) <= y + h + 1
+            assert 0.6 * w * h <= a['area'] <= w * h
         for im in ann['images']:
             assert osp.isfile(osp.join(coco_data, 'images', split,
                                        im['file_name']))
@@ -162,3 +239,13 @@ def test_train_and_evaluate_coco(coco_data, tmp_path):
     assert isinstance(metrics.get('coco/bbox_mAP'), float), metrics
     assert 0 <= metrics['coco/bbox_mAP'] <= 1
     assert 0 <= metrics['coco/bbox_mAP_50'] <= 1
+
+
+def test_train_and_evaluate_mask_rcnn(coco_data, tmp_path):
+    out, metrics = train_then_test(MASK_DEMO, str(tmp_path / 'work'),
+                                   coco_options(coco_data, 2),
+                                   str(tmp_path / 'metrics.json'))
+    assert 'loss_mask' in out
+    for key in ('coco/bbox_mAP', 'coco/segm_mAP', 'coco/segm_mAP_50'):
+        assert isinstance(metrics.get(key), float), metrics
+        assert 0 <= metrics[key] <= 1

@@ -60,7 +60,8 @@ def test_two_gloo_processes_train_then_one_resumes(data, tmp_path):
     assert proc.returncode == 0, log[-4000:]
     assert "dist_cfg: {'backend': 'gloo'}" in log
     assert 'Distributed training: True' in log
-    assert 'converted 2 SyncBN setting(s) to BN' in log
+    # The backbone's norm_cfg and both heads'.
+    assert 'converted 3 SyncBN setting(s) to BN' in log
     assert 'Iter(train) [2/2]' in log
     # The demo keeps one checkpoint (and its deploy file) at a time.
     assert osp.isfile(osp.join(work, 'iter_2.pth'))

@@ -50,3 +50,34 @@ def run_tool(*args, ok=True, env=None):
     if ok:
         assert proc.returncode == 0, proc.stdout[-4000:]
     return proc
+
+
+def train_then_test(config, work, options, metrics_file):
+    """Train a config through ``tools/train.py``, check the fused file the
+    deploy hook wrote beside the last checkpoint, and evaluate that
+    checkpoint through ``tools/test.py``.
+
+    Args:
+        config (str): the config file; its run ends at ``iter_2.pth``.
+        work (str): the work directory.
+        options (list[str]): ``--cfg-options`` and its items, for both
+            tools.
+        metrics_file (str): where ``tools/test.py`` writes the metrics.
+
+    Returns:
+        tuple[str, dict]: the training output and the metrics.
+    """
+    import json
+
+    import torch
+    out = run_tool('tools/train.py', config, '--work-dir', work,
+                   *options).stdout
+    assert 'Iter(train) [2/2]' in out, out[-3000:]
+    fused = torch.load(osp.join(work, 'iter_2_deploy.pth'),
+                       map_location='cpu', weights_only=True)
+    assert fused['meta']['source_checkpoint'] == 'iter_2.pth'
+    assert "type='mmrep." in fused['meta']['deploy_config']
+    run_tool('tools/test.py', config, osp.join(work, 'iter_2.pth'),
+             '--work-dir', work, '--out-metrics', metrics_file, *options)
+    with open(metrics_file) as f:
+        return out, json.load(f)

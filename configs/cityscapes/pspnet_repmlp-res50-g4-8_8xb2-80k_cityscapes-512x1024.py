@@ -26,6 +26,9 @@
 #
 # Inference slides 512x1024 windows, so every window is a training-size
 # input (identical to the model's direct forward on that crop).
+#
+# Norms: SyncBN in the backbone, the RepMLP units' BNs included, as mmseg's
+# ResNet-D8 PSPNet (2 images per GPU), and in the heads.
 _base_ = 'mmseg::pspnet/pspnet_r50-d8_4xb2-80k_cityscapes-512x1024.py'
 custom_imports = dict(imports=['mmrep'], allow_failed_imports=False)
 
@@ -50,6 +53,7 @@ model = dict(
         strides=(1, 2, 1, 1),
         dilations=(1, 1, 2, 4),
         out_indices=(0, 1, 2, 3),
+        norm_cfg=dict(type='SyncBN', requires_grad=True),
         init_cfg=backbone_init),
     decode_head=dict(in_channels=2048, in_index=3, num_classes=19),
     auxiliary_head=dict(in_channels=1024, in_index=2, num_classes=19),

@@ -3,6 +3,7 @@
 # (512 channels), the auxiliary FCN head the stride-16 stage.
 # Partition sizes (64, 32, 16, 8) divide the crops' stage maps evenly; see
 # upernet_repmlpnet-t224_8xb2-80k_cityscapes-512x1024.py.
+# Norms: SyncBN in the backbone (2 images per GPU) and the heads.
 _base_ = [
     'mmseg::_base_/models/pspnet_r50-d8.py',
     'mmseg::_base_/datasets/cityscapes.py',
@@ -24,6 +25,7 @@ model = dict(
         arch='T224',
         partition_sizes=(64, 32, 16, 8),
         out_indices=(0, 1, 2, 3),
+        norm_cfg=dict(type='SyncBN', requires_grad=True),
         init_cfg=backbone_init),
     decode_head=dict(in_channels=512, in_index=3,
                      num_classes=19),

@@ -1,6 +1,7 @@
 # PSPNet + RepVGG-B1g2 on Cityscapes, 512x1024 crops, 80k iterations,
 # 8 GPUs x 2 images. The pyramid pooling head reads the stride-32 stage
 # (2048 channels), the auxiliary FCN head the stride-16 stage (512).
+# Norms: SyncBN in every RepVGG branch (2 images per GPU) and the heads.
 _base_ = [
     'mmseg::_base_/models/pspnet_r50-d8.py',
     'mmseg::_base_/datasets/cityscapes.py',
@@ -20,6 +21,7 @@ model = dict(
         type='mmrep.RepVGG',
         arch='B1g2',
         out_indices=(0, 1, 2, 3),
+        norm_cfg=dict(type='SyncBN', requires_grad=True),
         init_cfg=backbone_init),
     decode_head=dict(in_channels=2048, in_index=3, num_classes=19),
     auxiliary_head=dict(in_channels=512, in_index=2, num_classes=19),

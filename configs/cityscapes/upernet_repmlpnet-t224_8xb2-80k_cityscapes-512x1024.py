@@ -6,6 +6,11 @@
 # 128x256, 64x128, 32x64 and 16x32, which 56/28/14/7 do not divide, so this
 # config uses (64, 32, 16, 8): every crop divides evenly, and so do whole
 # 1024x2048 frames. Any other size would be zero-padded per block.
+#
+# Norms: SyncBN in the backbone, its re-parameterizable branches included,
+# since 2 images per GPU are too few for per-GPU BatchNorm statistics; the
+# heads use SyncBN too (mmseg's base). On the CPU (gloo), tools/train.py
+# turns SyncBN into BN and logs it.
 _base_ = [
     'mmseg::_base_/models/upernet_r50.py',
     'mmseg::_base_/datasets/cityscapes.py',
@@ -32,6 +37,7 @@ model = dict(
         arch='T224',
         partition_sizes=(64, 32, 16, 8),
         out_indices=(0, 1, 2, 3),
+        norm_cfg=dict(type='SyncBN', requires_grad=True),
         init_cfg=backbone_init),
     decode_head=dict(in_channels=channels, num_classes=19),
     auxiliary_head=dict(in_channels=channels[2], num_classes=19),

@@ -23,7 +23,8 @@
 # spoil, so norm_eval=True keeps the pretrained running statistics (the
 # affine parameters still train), as mmdet does for ResNet. No stage is
 # frozen (frozen_stages=-1). Stage 0 feeds stage 1, so although the FPN
-# skips its output every backbone parameter gets a gradient.
+# skips its output every backbone parameter gets a gradient. The BNs are
+# SyncBN (2 images per GPU), which matters once norm_eval is turned off.
 _base_ = ['mmdet::retinanet/retinanet_r50_fpn_1x_coco.py']
 custom_imports = dict(imports=['mmrep'], allow_failed_imports=False)
 
@@ -43,6 +44,7 @@ model = dict(
         out_indices=(0, 1, 2, 3),
         frozen_stages=-1,
         norm_eval=True,
+        norm_cfg=dict(type='SyncBN', requires_grad=True),
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     neck=dict(in_channels=channels, start_level=1,
               add_extra_convs='on_input', num_outs=5))

@@ -22,6 +22,11 @@ CITYSCAPES_DEMO_CLASSES = {
     6: ('traffic light', (250, 170, 30)),
 }
 
+# The same scenes in ADE20K's label values (1-based ADE20K-150 class
+# indices as stored in its PNGs; 0 is "other", ignored with
+# reduce_zero_label): Cityscapes train id -> ADE20K value.
+ADE20K_DEMO_LABELS = {0: 7, 2: 2, 10: 3, 11: 13, 13: 21, 6: 137}
+
 
 def _scene(rng, height, width):
     """One image and its train-id label map."""
@@ -82,20 +87,89 @@ def make_cityscapes_like(root, num_train=40, num_val=10, size=(128, 256),
     Returns:
         str: ``root``.
     """
-    if num_train < 1 or num_val < 1:
+    def paths(split, i):
+        city = cities[i % len(cities)]
+        stem = f'{city}_000000_{i:06d}'
+        return (f'leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png',
+                f'gtFine/{split}/{city}/{stem}_gtFine_labelTrainIds.png')
+
+    return _write_scenes(root, dict(train=num_train, val=num_val), size,
+                         seed, paths)
+
+
+def _write_scenes(root, counts, size, seed, paths, relabel=None):
+    """Write generated scenes and their label maps.
+
+    Args:
+        root (str): output directory (created).
+        counts (dict[str, int]): images per split.
+        size (tuple[int, int]): image ``(height, width)``.
+        seed (int): random seed.
+        paths (callable): ``(split, index) -> (image path, label path)``,
+            relative to ``root``; ``.jpg`` images are saved at quality 95.
+        relabel (callable, optional): maps a Cityscapes train-id label map
+            to the one to save.
+
+    Returns:
+        str: ``root``.
+    """
+    if min(counts.values()) < 1:
         raise ValueError('need at least one training and one val image')
     rng = np.random.default_rng(seed)
-    for split, count in (('train', num_train), ('val', num_val)):
+    for split, count in counts.items():
         for i in range(count):
-            city = cities[i % len(cities)]
-            stem = f'{city}_000000_{i:06d}'
             image, label = _scene(rng, *size)
-            img_dir = osp.join(root, 'leftImg8bit', split, city)
-            ann_dir = osp.join(root, 'gtFine', split, city)
-            os.makedirs(img_dir, exist_ok=True)
-            os.makedirs(ann_dir, exist_ok=True)
-            Image.fromarray(image).save(
-                osp.join(img_dir, f'{stem}_leftImg8bit.png'))
-            Image.fromarray(label).save(
-                osp.join(ann_dir, f'{stem}_gtFine_labelTrainIds.png'))
+            if relabel is not None:
+                label = relabel(label)
+            for array, rel in zip((image, label), paths(split, i)):
+                path = osp.join(root, rel)
+                os.makedirs(osp.dirname(path), exist_ok=True)
+                extra = dict(quality=95) if path.endswith('.jpg') else {}
+                Image.fromarray(array).save(path, **extra)
     return root
+
+
+def make_ade20k_like(root, num_train=40, num_val=10, size=(128, 128),
+                     seed=0):
+    """Write a small ADE20K-layout segmentation set.
+
+    Layout (as mmseg's ``ADE20KDataset`` expects, with
+    ``reduce_zero_label=True``)::
+
+        root/images/{training,validation}/ADE_{train,val}_000000NN.jpg
+        root/annotations/{training,validation}/ADE_{train,val}_000000NN.png
+
+    The scenes are those of :func:`make_cityscapes_like` with ADE20K's
+    label values (:data:`ADE20K_DEMO_LABELS`: road 7, building 2, sky 3,
+    person 13, car 21, traffic light 137); the bottom sixteenth of every
+    label map is 0 ("other"), which ``reduce_zero_label`` turns into the
+    ignore index.
+
+    Args:
+        root (str): output directory (created).
+        num_train (int): training images.
+        num_val (int): validation images.
+        size (tuple[int, int]): image ``(height, width)``.
+        seed (int): random seed; the same arguments give the same files.
+
+    Returns:
+        str: ``root``.
+    """
+    lut = np.zeros(256, np.uint8)
+    for train_id, value in ADE20K_DEMO_LABELS.items():
+        lut[train_id] = value
+
+    def relabel(label):
+        label = lut[label]
+        label[label.shape[0] - label.shape[0] // 16:] = 0
+        return label
+
+    def paths(split, i):
+        tag = dict(training='train', validation='val')[split]
+        stem = f'ADE_{tag}_{i + 1:08d}'
+        return (f'images/{split}/{stem}.jpg',
+                f'annotations/{split}/{stem}.png')
+
+    return _write_scenes(root, dict(training=num_train,
+                                    validation=num_val), size, seed, paths,
+                         relabel)

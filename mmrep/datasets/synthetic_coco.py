@@ -2,9 +2,10 @@
 
 Each image shows a few solid rectangles and ellipses on a noisy, textured
 grey background. An object's category follows from its colour alone (its
-shape is drawn at random), and its box is the tight box of its pixels, so a
-detector can learn the set and a COCO mAP far above zero shows that training
-works.
+shape is drawn at random), its box is the tight box of its pixels and its
+instance mask a polygon of its outline (the rectangle's corners, or 32
+points on the ellipse), so a detector or an instance segmenter can learn the
+set and a COCO mAP far above zero shows that training works.
 """
 import json
 import os
@@ -40,6 +41,23 @@ def _overlaps(box, boxes, margin):
     return False
 
 
+def _ellipse_outline(cy, cx, ry, rx, points=32):
+    """``points`` vertices of an ellipse, as a flat ``[x1, y1, ...]`` list.
+
+    Args:
+        cy (float): centre row, in pixel-edge coordinates.
+        cx (float): centre column.
+        ry (float): vertical radius.
+        rx (float): horizontal radius.
+        points (int): number of vertices.
+
+    Returns:
+        list[float]: the polygon.
+    """
+    t = np.linspace(0, 2 * np.pi, points, endpoint=False)
+    return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], 1).ravel()
+
+
 def _scene(rng, height, width, max_objects=4):
     """One image and its objects.
 
@@ -50,8 +68,10 @@ def _scene(rng, height, width, max_objects=4):
         max_objects (int): most objects per image (at least one is drawn).
 
     Returns:
-        tuple[ndarray, list[tuple[int, list[float]]]]: the ``(H, W, 3)``
-        uint8 RGB image and its objects as ``(category_id, [x, y, w, h])``.
+        tuple[ndarray, list[tuple]]: the ``(H, W, 3)`` uint8 RGB image and
+        its objects as ``(category_id, [x, y, w, h], polygon, area)``: the
+        outline in COCO's ``[x1, y1, x2, y2, ...]`` pixel-edge coordinates
+        and the mask's pixel count.
     """
     yy, xx = np.mgrid[:height, :width]
     # Background: grey with a low-contrast stripe texture and pixel noise.
@@ -74,10 +94,12 @@ def _scene(rng, height, width, max_objects=4):
         cat_id = int(rng.choice(list(COCO_DEMO_CLASSES)))
         if rng.random() < 0.5:
             mask = ((yy >= y0) & (yy < y0 + h) & (xx >= x0) & (xx < x0 + w))
+            polygon = [x0, y0, x0 + w, y0, x0 + w, y0 + h, x0, y0 + h]
         else:
             cy, cx = y0 + (h - 1) / 2, x0 + (w - 1) / 2
             mask = (((yy - cy) / (h / 2)) ** 2
                     + ((xx - cx) / (w / 2)) ** 2) <= 1
+            polygon = _ellipse_outline(cy + 0.5, cx + 0.5, h / 2, w / 2)
         ys, xs = np.nonzero(mask)
         if ys.size == 0:
             continue
@@ -87,7 +109,9 @@ def _scene(rng, height, width, max_objects=4):
         bx1, by1 = int(xs.max()) + 1, int(ys.max()) + 1
         boxes.append((bx0, by0, bx1, by1))
         objects.append((cat_id, [float(bx0), float(by0), float(bx1 - bx0),
-                                 float(by1 - by0)]))
+                                 float(by1 - by0)],
+                        [round(float(v), 2) for v in polygon],
+                        float(ys.size)))
     image += rng.normal(0, 12, image.shape)
     return np.clip(image, 0, 255).astype(np.uint8), objects
 
@@ -103,7 +127,10 @@ def make_coco_like(root, num_train=40, num_val=10, size=(128, 128), seed=0,
         root/annotations/instances_{train,val}.json
 
     Every image has at least one object; categories are
-    :data:`COCO_DEMO_CLASSES` (``red``, ``green``, ``blue``, ids 1-3).
+    :data:`COCO_DEMO_CLASSES` (``red``, ``green``, ``blue``, ids 1-3). Each
+    annotation has a ``bbox``, a polygon ``segmentation`` (one outline) and
+    the mask's ``area``, so Mask R-CNN (``with_mask=True``) trains and
+    CocoMetric evaluates ``bbox`` and ``segm`` on it.
 
     Args:
         root (str): output directory (created).
@@ -145,11 +172,11 @@ def make_coco_like(root, num_train=40, num_val=10, size=(128, 128), seed=0,
             image_id = i + 1
             images.append(dict(id=image_id, file_name=file_name,
                                height=height, width=width))
-            for cat_id, bbox in objects:
+            for cat_id, bbox, polygon, area in objects:
                 annotations.append(dict(
                     id=len(annotations) + 1, image_id=image_id,
-                    category_id=cat_id, bbox=bbox,
-                    area=bbox[2] * bbox[3], iscrowd=0))
+                    category_id=cat_id, bbox=bbox, segmentation=[polygon],
+                    area=area, iscrowd=0))
         with open(osp.join(root, 'annotations',
                            f'instances_{split}.json'), 'w') as f:
             json.dump(dict(images=images, annotations=annotations,

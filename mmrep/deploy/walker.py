@@ -13,6 +13,7 @@ import copy
 
 import torch
 import torch.nn as nn
+from mmengine.model import revert_sync_batchnorm
 
 
 class NonFiniteWeightsError(ValueError):
@@ -160,7 +161,9 @@ def reparameterize_model(model, inplace=False):
             fused and ``model`` is left untouched. Default: False.
 
     Returns:
-        nn.Module: the fused model, in eval mode.
+        nn.Module: the fused model, in eval mode, with any SyncBatchNorm
+        that remains unfused turned into a plain BatchNorm (mmengine's
+        ``revert_sync_batchnorm``; same parameters and statistics).
 
     Raises:
         NonFiniteWeightsError: a weight or buffer to fuse, or a fused
@@ -183,7 +186,9 @@ def reparameterize_model(model, inplace=False):
                 except AttributeError:  # a read-only property (ConvBN)
                     pass
     check_finite(targets + folded, when='after fusion')
-    return model
+    # A SyncBN-trained model fuses to the same model as a BN-trained one:
+    # the BNs that stay (RepMLPNet's prebn1, head_norm) become plain BNs.
+    return revert_sync_batchnorm(model)
 
 
 _TRAIN_ONLY_MARKERS = ('.bn.', 'fc3_bn.', '.repconv', 'rbr_dense.',

@@ -11,7 +11,10 @@ the tools and the tests. It accepts
 converts names through the backbone's ``convert_state_dict`` and the form
 (train-time weights into a fused model are fused on load; a fused checkpoint
 cannot go into a train-time model), and loads strictly: a checkpoint that
-does not fit raises :class:`CheckpointMismatchError` naming the keys.
+does not fit raises :class:`CheckpointMismatchError` naming the keys. Every
+load logs one line with how many of the backbone's tensors came from the
+checkpoint and how many kept their initialization, so weights that did not
+load cannot go unnoticed.
 """
 import os
 from types import SimpleNamespace
@@ -127,6 +130,12 @@ def fill_unused(backbone, state, expected):
         else state
 
 
+def _found(state, expected):
+    """How many of ``expected``'s tensors ``state`` has, name and shape."""
+    return sum(k in state and state[k].shape == v.shape
+               for k, v in expected.items())
+
+
 def match_form(backbone, state):
     """Bring ``state`` (mmrep names) to the backbone's train/fused form.
 
@@ -151,12 +160,14 @@ def match_form(backbone, state):
         if _fits(state, expected):
             return state
     name = type(backbone).__name__
+    forms = [expected]
     if getattr(backbone, 'deploy', False):
         folded = fold_bn_pairs(state, expected)
         if _fits(folded, expected):
             return folded
         twin = type(backbone)(**dict(backbone._build_args, deploy=False))
         twin_expected = twin.state_dict()
+        forms.append(twin_expected)
         if _fits(state, twin_expected):
             print_log(f'{name}: fusing a train-time checkpoint into the '
                       f'deploy model', logger='current')
@@ -171,10 +182,18 @@ def match_form(backbone, state):
                 f'{name}: this checkpoint is in fused (deploy) form and cannot '
                 f'be loaded into a train-time model; build the backbone with '
                 f'deploy=True. ' + describe_mismatch(state, expected))
-    raise CheckpointMismatchError(
-        f'checkpoint does not fit {name}({backbone._build_args.get("arch")!r},'
-        f' deploy={getattr(backbone, "deploy", False)}): '
-        + describe_mismatch(state, expected))
+    # The form (train-time or fused) the checkpoint comes closest to.
+    best = max(forms, key=lambda form: _found(state, form) / len(form))
+    found = _found(state, best)
+    what = (f'checkpoint does not fit {name}('
+            f'{backbone._build_args.get("arch")!r}, '
+            f'deploy={getattr(backbone, "deploy", False)})')
+    if 2 * found < len(best):
+        what = (f'{name}: the pretrained weights did not load: only {found} '
+                f'of {len(best)} backbone tensors are in the checkpoint '
+                f'(fewer than half: a checkpoint of another model, or keys '
+                f'under another prefix?)')
+    raise CheckpointMismatchError(f'{what}: ' + describe_mismatch(state, best))
 
 
 def split_model_state(state):
@@ -185,6 +204,37 @@ def split_model_state(state):
                 if k.startswith('backbone.')}
     rest = {k: v for k, v in state.items() if not k.startswith('backbone.')}
     return backbone, rest
+
+
+def report_loading(backbone, checkpoint, loaded, converted, before):
+    """Log how many of the backbone's tensors came from the checkpoint.
+
+    A tensor kept its initialization when the loader filled it with the
+    model's own value (e.g. CycleMLP's per-output norms, which a
+    classification checkpoint lacks).
+
+    Args:
+        backbone (nn.Module): the backbone that was loaded.
+        checkpoint (str | dict): the checkpoint, named in the line.
+        loaded (dict[str, Tensor]): the state dict that was loaded.
+        converted (dict[str, Tensor]): the checkpoint's converted weights.
+        before (dict[str, int]): data pointers of the backbone's tensors
+            before loading.
+
+    Returns:
+        tuple[int, int]: tensors loaded from the checkpoint, tensors that
+        kept their initialization.
+    """
+    kept = [k for k, v in loaded.items()
+            if k not in converted and v.data_ptr() == before.get(k)]
+    source = checkpoint if isinstance(checkpoint, (str, os.PathLike)) \
+        else 'a state dict'
+    detail = f': {kept[:4]}' if kept else ''
+    print_log(f'{type(backbone).__name__}: loaded {len(loaded) - len(kept)} '
+              f'of {len(loaded)} backbone tensors from {source}; '
+              f'{len(kept)} kept their initialization{detail}',
+              logger='current')
+    return len(loaded) - len(kept), len(kept)
 
 
 def load_pretrained(module, checkpoint, prefix=None, map_location='cpu'):
@@ -220,7 +270,10 @@ def load_pretrained(module, checkpoint, prefix=None, map_location='cpu'):
     backbone_state, head = backbone.convert_state_dict(backbone_state)
     for k, v in head.items():
         rest.setdefault('head.' + k, v)
-    backbone.load_state_dict(match_form(backbone, backbone_state), strict=True)
+    before = {k: v.data_ptr() for k, v in backbone.state_dict().items()}
+    loaded = match_form(backbone, backbone_state)
+    backbone.load_state_dict(loaded, strict=True)
+    report_loading(backbone, checkpoint, loaded, backbone_state, before)
     unused = []
     if module is backbone:
         unused = sorted(rest)

@@ -182,6 +182,9 @@ class CycleMLP(RepBackbone):
             training. CycleMLP's LayerNorms have no running statistics, so
             this changes no number; it is accepted for config parity.
             Default: False.
+            CycleMLP has no BatchNorm at all (its norms are LayerNorms, as
+            in the original), so it takes no ``norm_cfg``: SyncBN settings
+            apply to the neck and heads of a CycleMLP model only.
         with_cp (bool): gradient checkpointing of each block. Default: False.
         deploy (bool): accepted so deploy configs build; CycleMLP has no
             branches to fuse, and both forms are the same. Default: False.

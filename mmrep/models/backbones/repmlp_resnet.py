@@ -50,21 +50,24 @@ class BaseBlock(nn.Module):
         stride (int): stride of ``conv2`` and the shortcut. Default: 1.
         dilation (int): dilation of ``conv2``. Default: 1.
         deploy (bool): build the fused form. Default: False.
+        norm_cfg (dict, optional): config of every BN. Default:
+            ``dict(type='BN')``.
     """
 
     def __init__(self, in_channels, mid_channels, out_channels, stride=1,
-                 dilation=1, deploy=False):
+                 dilation=1, deploy=False, norm_cfg=None):
         super().__init__()
+        bn = dict(deploy=deploy, norm_cfg=norm_cfg)
         if stride != 1 or in_channels != out_channels:
             self.shortcut = conv_bn_act(in_channels, out_channels, 1, stride,
-                                        relu=False, deploy=deploy)
+                                        relu=False, **bn)
         else:
             self.shortcut = nn.Identity()
-        self.conv1 = conv_bn_act(in_channels, mid_channels, 1, deploy=deploy)
+        self.conv1 = conv_bn_act(in_channels, mid_channels, 1, **bn)
         self.conv2 = conv_bn_act(mid_channels, mid_channels, 3, stride,
-                                 dilation, deploy=deploy)
+                                 dilation, **bn)
         self.conv3 = conv_bn_act(mid_channels, out_channels, 1, relu=False,
-                                 deploy=deploy)
+                                 **bn)
         self.relu = nn.ReLU()
 
     def forward(self, x):
@@ -123,6 +126,11 @@ class RepMLPResNet(RepBackbone):
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=...)``
             loads an mmrep or original (train or fused) checkpoint,
             converting as needed.
+        norm_cfg (dict): config of every BatchNorm, the re-parameterizable
+            branches' included (mmcv ``build_norm_layer``); e.g.
+            ``dict(type='SyncBN', requires_grad=True)`` for multi-GPU dense
+            training. Parameter names do not depend on it. Default:
+            ``dict(type='BN')``.
     """
 
     arch_settings = {
@@ -144,13 +152,15 @@ class RepMLPResNet(RepBackbone):
     def __init__(self, arch='bottleneck-224', in_channels=3,
                  out_indices=(0, 1, 2, 3), strides=(1, 2, 2, 2),
                  dilations=(1, 1, 1, 1), frozen_stages=-1, norm_eval=False,
-                 with_cp=False, deploy=False, init_cfg=None):
+                 with_cp=False, deploy=False, init_cfg=None,
+                 norm_cfg=dict(type='BN')):
         super().__init__(init_cfg=init_cfg)
         self._build_args = dict(
             arch=copy.deepcopy(arch), in_channels=in_channels,
             out_indices=out_indices, strides=strides, dilations=dilations,
             frozen_stages=frozen_stages, norm_eval=norm_eval,
-            with_cp=with_cp, deploy=deploy)
+            with_cp=with_cp, deploy=deploy, norm_cfg=copy.deepcopy(norm_cfg))
+        self.norm_cfg = norm_cfg
         self.arch = a = self.parse_arch(arch)
         num_stages = len(a['num_blocks'])
         self.strides = self._per_stage('strides', strides, num_stages)
@@ -163,7 +173,8 @@ class RepMLPResNet(RepBackbone):
         self.deploy = deploy
 
         self.stage0 = nn.Sequential(
-            conv_bn_act(in_channels, self.stem_channels, 7, 2, deploy=deploy),
+            conv_bn_act(in_channels, self.stem_channels, 7, 2, deploy=deploy,
+                        norm_cfg=norm_cfg),
             nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
         planes = self.stem_channels
         for i, (out, n) in enumerate(zip(self.channels, a['num_blocks'])):
@@ -184,7 +195,7 @@ class RepMLPResNet(RepBackbone):
         if (a['block_type'] == 'base' or index == 0
                 or stage not in self.repmlp_stages):
             return BaseBlock(in_channels, out_channels // 4, out_channels,
-                             stride, dilation, self.deploy)
+                             stride, dilation, self.deploy, self.norm_cfg)
         k = self.repmlp_stages.index(stage)
         ratio = 4 * 2**stage  # the map's stride in the original network
         unit = dict(H=a['img_size'][0] // ratio, W=a['img_size'][1] // ratio,
@@ -192,7 +203,7 @@ class RepMLPResNet(RepBackbone):
                     reparam_conv_k=a['conv_kernels'],
                     fc1_fc2_reduction=a['fc1_fc2_reduction'],
                     fc3_groups=a['fc3_groups'][k], deploy=self.deploy,
-                    dilation=dilation)
+                    dilation=dilation, norm_cfg=self.norm_cfg)
         if a['block_type'] == 'light':
             return RepMLPLightBlock(in_channels, out_channels // 8,
                                     out_channels, **unit)

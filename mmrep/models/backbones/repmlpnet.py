@@ -48,6 +48,7 @@ from mmengine.logging import print_log
 
 from ...registry import MODELS
 from ..layers import ConvBN, RepMLPBlock, fold_input_bn, to_2tuple
+from ..layers.conv_bn import build_bn
 from ..layers.linear import linear, onednn_usable
 from .base import (RepBackbone, arch_settings_of, check_out_indices,
                    complete_arch, is_positive_int, positive_ints,
@@ -63,10 +64,12 @@ class FFNBlock(nn.Module):
     map, multiplying and transposing back.
     """
 
-    def __init__(self, channels, hidden, deploy=False):
+    def __init__(self, channels, hidden, deploy=False, norm_cfg=None):
         super().__init__()
-        self.ffn_fc1 = ConvBN(channels, hidden, 1, deploy=deploy)
-        self.ffn_fc2 = ConvBN(hidden, channels, 1, deploy=deploy)
+        self.ffn_fc1 = ConvBN(channels, hidden, 1, deploy=deploy,
+                              norm_cfg=norm_cfg)
+        self.ffn_fc2 = ConvBN(hidden, channels, 1, deploy=deploy,
+                              norm_cfg=norm_cfg)
         self.act = nn.GELU()
 
     def forward(self, x, identity=None):
@@ -104,15 +107,17 @@ class RepMLPNetUnit(nn.Module):
     """
 
     def __init__(self, channels, partition, num_sharesets, conv_kernels,
-                 gp_reduce, ffn_expand=4, deploy=False,
+                 gp_reduce, ffn_expand=4, deploy=False, norm_cfg=None,
                  partition_order='spatial'):
         super().__init__()
-        self.repmlp_block = RepMLPBlock(channels, partition, num_sharesets,
-                                        conv_kernels, gp_reduce, deploy,
-                                        partition_order)
-        self.ffn_block = FFNBlock(channels, channels * ffn_expand, deploy)
-        self.prebn1 = nn.BatchNorm2d(channels)
-        self.prebn2 = nn.Identity() if deploy else nn.BatchNorm2d(channels)
+        self.repmlp_block = RepMLPBlock(
+            channels, partition, num_sharesets, conv_kernels, gp_reduce,
+            deploy, norm_cfg=norm_cfg, partition_order=partition_order)
+        self.ffn_block = FFNBlock(channels, channels * ffn_expand, deploy,
+                                  norm_cfg)
+        self.prebn1 = build_bn(norm_cfg, channels)
+        self.prebn2 = nn.Identity() if deploy else build_bn(norm_cfg,
+                                                            channels)
 
     def forward(self, x):
         x = self.repmlp_block(self.prebn1(x), identity=x)
@@ -125,7 +130,7 @@ class RepMLPNetUnit(nn.Module):
         fc1 = self.ffn_block.ffn_fc1
         fc1.reparameterize()
         self.ffn_block.ffn_fc2.reparameterize()
-        if isinstance(self.prebn2, nn.BatchNorm2d):
+        if not isinstance(self.prebn2, nn.Identity):  # BN or SyncBN
             weight, bias = fold_input_bn(fc1.conv.weight, fc1.conv.bias,
                                          self.prebn2)
             fc1.conv.weight.data.copy_(weight.detach())
@@ -182,6 +187,11 @@ class RepMLPNet(RepBackbone):
             moves results between partitions; see the module docstring).
             Both are the same computation when every stage map is one
             partition. Default: ``'spatial'``.
+        norm_cfg (dict): config of every BatchNorm, the re-parameterizable
+            branches' included (mmcv ``build_norm_layer``); e.g.
+            ``dict(type='SyncBN', requires_grad=True)`` for multi-GPU dense
+            training. Parameter names do not depend on it. Default:
+            ``dict(type='BN')``.
     """
 
     arch_settings = {
@@ -213,13 +223,15 @@ class RepMLPNet(RepBackbone):
     def __init__(self, arch='T224', in_channels=3, partition_sizes=None,
                  out_indices=(0, 1, 2, 3), final_norm=False, frozen_stages=-1,
                  norm_eval=False, with_cp=False, deploy=False, init_cfg=None,
-                 pad=True, partition_order='spatial'):
+                 pad=True, norm_cfg=dict(type='BN'),
+                 partition_order='spatial'):
         super().__init__(init_cfg=init_cfg)
         self._build_args = dict(
             arch=copy.deepcopy(arch), in_channels=in_channels,
             partition_sizes=partition_sizes, out_indices=out_indices,
             final_norm=final_norm, frozen_stages=frozen_stages,
             norm_eval=norm_eval, with_cp=with_cp, deploy=deploy, pad=pad,
+            norm_cfg=copy.deepcopy(norm_cfg),
             partition_order=partition_order)
         self.pad = bool(pad)
         self.arch = self.parse_arch(arch)
@@ -240,7 +252,8 @@ class RepMLPNet(RepBackbone):
 
         self.conv_embedding = ConvBN(in_channels, a['channels'][0],
                                      self.patch_size, self.patch_size,
-                                     act=nn.ReLU(), deploy=deploy)
+                                     act=nn.ReLU(), deploy=deploy,
+                                     norm_cfg=norm_cfg)
         self.stages = nn.ModuleList()
         self.embeds = nn.ModuleList()
         for i in range(num_stages):
@@ -248,14 +261,15 @@ class RepMLPNet(RepBackbone):
                 RepMLPNetUnit(a['channels'][i], a['partition_sizes'][i],
                               a['sharesets'][i], a['conv_kernels'],
                               a['gp_reduce'], a['ffn_expand'], deploy,
-                              partition_order)
+                              norm_cfg, partition_order)
                 for _ in range(a['num_blocks'][i])))
             if i < num_stages - 1:
                 self.embeds.append(ConvBN(a['channels'][i],
                                           a['channels'][i + 1], 2, 2,
-                                          act=nn.ReLU(), deploy=deploy))
+                                          act=nn.ReLU(), deploy=deploy,
+                                          norm_cfg=norm_cfg))
         # Kept whether or not it is applied, so checkpoints keep one layout.
-        self.head_norm = nn.BatchNorm2d(a['channels'][-1])
+        self.head_norm = build_bn(norm_cfg, a['channels'][-1])
         if not final_norm:  # unused: DDP must not wait for its gradients
             self.head_norm.requires_grad_(False)
         self._freeze_stages()

@@ -67,6 +67,11 @@ class RepVGG(RepBackbone):
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=...)``
             loads an mmrep, original (train or fused) or mmpretrain
             checkpoint, converting keys and form as needed.
+        norm_cfg (dict): config of every BatchNorm, the re-parameterizable
+            branches' included (mmcv ``build_norm_layer``); e.g.
+            ``dict(type='SyncBN', requires_grad=True)`` for multi-GPU dense
+            training. Parameter names do not depend on it. Default:
+            ``dict(type='BN')``.
     """
 
     arch_settings = {
@@ -91,12 +96,13 @@ class RepVGG(RepBackbone):
 
     def __init__(self, arch='A0', in_channels=3, out_indices=(0, 1, 2, 3),
                  frozen_stages=-1, norm_eval=False, with_cp=False,
-                 deploy=False, init_cfg=None):
+                 deploy=False, init_cfg=None, norm_cfg=dict(type='BN')):
         super().__init__(init_cfg=init_cfg)
         self._build_args = dict(
             arch=copy.deepcopy(arch), in_channels=in_channels,
             out_indices=out_indices, frozen_stages=frozen_stages,
-            norm_eval=norm_eval, with_cp=with_cp, deploy=deploy)
+            norm_eval=norm_eval, with_cp=with_cp, deploy=deploy,
+            norm_cfg=copy.deepcopy(norm_cfg))
         self.arch = self.parse_arch(arch)
         a = self.arch
         num_stages = len(a['num_blocks'])
@@ -112,7 +118,7 @@ class RepVGG(RepBackbone):
         self.channels = tuple(channels)
         planes = min(a['stem_channels'], channels[0])
         self.stage0 = RepVGGBlock(in_channels, planes, stride=2,
-                                  deploy=deploy)
+                                  deploy=deploy, norm_cfg=norm_cfg)
         layer = 1
         for i, (out, n) in enumerate(zip(channels, a['num_blocks'])):
             blocks = []
@@ -120,7 +126,7 @@ class RepVGG(RepBackbone):
                 groups = a['group_layer_map'].get(layer, 1)
                 try:
                     blocks.append(RepVGGBlock(planes, out, 2 if j == 0 else 1,
-                                              groups, deploy=deploy))
+                                              groups, deploy, norm_cfg))
                 except ValueError as e:
                     raise ValueError(f'block {layer} (stage{i + 1}.{j}): '
                                      f'{e}') from None

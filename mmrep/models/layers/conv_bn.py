@@ -1,5 +1,31 @@
-"""Convolution followed by BatchNorm, and the algebra that fuses the two."""
+"""Convolution followed by BatchNorm, the algebra that fuses the two, and
+the one place where mmrep builds its BatchNorms."""
 import torch.nn as nn
+from mmcv.cnn import build_norm_layer
+
+BN_TYPES_1D = {'BN': 'BN1d', 'BN2d': 'BN1d'}
+
+
+def build_bn(norm_cfg, num_features, dims=2):
+    """Build a BatchNorm from an OpenMMLab ``norm_cfg`` (mmcv's
+    ``build_norm_layer``).
+
+    Args:
+        norm_cfg (dict | None): e.g. ``dict(type='BN')`` or
+            ``dict(type='SyncBN', requires_grad=True)``; None means
+            ``dict(type='BN')``.
+        num_features (int): normalized channels.
+        dims (int): 2 for ``(N, C, H, W)`` inputs, 1 for ``(N, C)``; a
+            ``'BN'`` config then builds ``BatchNorm1d`` (SyncBN takes both).
+            Default: 2.
+
+    Returns:
+        nn.Module: the norm layer.
+    """
+    cfg = dict(type='BN') if norm_cfg is None else dict(norm_cfg)
+    if dims == 1:
+        cfg['type'] = BN_TYPES_1D.get(cfg['type'], cfg['type'])
+    return build_norm_layer(cfg, num_features)[1]
 
 
 def fuse_bn(weight, bn, bias=None):
@@ -11,7 +37,8 @@ def fuse_bn(weight, bn, bias=None):
 
     Args:
         weight (Tensor): weight whose first dimension is the output.
-        bn (nn.BatchNorm2d): the BatchNorm applied to that output.
+        bn (nn.BatchNorm2d): the BatchNorm applied to that output (any
+            ``_BatchNorm``, SyncBatchNorm included).
         bias (Tensor, optional): bias of the linear map, if it has one.
 
     Returns:
@@ -54,7 +81,7 @@ def fold_input_bn(weight, bias, bn):
 
 
 class ConvBN(nn.Module):
-    """``Conv2d`` (no bias) -> ``BatchNorm2d`` -> optional activation.
+    """``Conv2d`` (no bias) -> BatchNorm -> optional activation.
 
     Parameter names (``conv.*``, ``bn.*``) are those of the original RepMLP
     and RepVGG releases. :meth:`reparameterize` folds the BN into the
@@ -69,14 +96,18 @@ class ConvBN(nn.Module):
         groups (int): convolution groups. Default: 1.
         act (nn.Module, optional): activation applied last. Default: None.
         deploy (bool): build the fused form directly. Default: False.
+        norm_cfg (dict, optional): the BN's config (:func:`build_bn`).
+            Default: ``dict(type='BN')``.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1,
-                 padding=0, groups=1, act=None, deploy=False):
+                 padding=0, groups=1, act=None, deploy=False,
+                 norm_cfg=None):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride,
                               padding, groups=groups, bias=deploy)
-        self.bn = nn.Identity() if deploy else nn.BatchNorm2d(out_channels)
+        self.bn = nn.Identity() if deploy else build_bn(norm_cfg,
+                                                            out_channels)
         self.act = act if act is not None else nn.Identity()
 
     @property

@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .conv_bn import ConvBN, fuse_bn
+from .conv_bn import ConvBN, build_bn, fuse_bn
 from .linear import grouped_linear
 
 
@@ -129,6 +129,8 @@ class RepMLPBlock(nn.Module):
         gp_reduce (int): squeeze ratio of the global perceptron.
         deploy (bool): build the fused form (``fc3`` with bias, no BN and no
             conv branches) directly.
+        norm_cfg (dict, optional): config of ``fc3_bn`` and the conv
+            branches' BNs. Default: ``dict(type='BN')``.
         partition_order (str): ``'spatial'`` (every partition's result stays
             in place) or ``'original'`` (the original release's row order,
             see the module docstring). Default: ``'spatial'``.
@@ -136,7 +138,7 @@ class RepMLPBlock(nn.Module):
 
     def __init__(self, channels, partition, num_sharesets=1,
                  conv_kernels=(1, 3), gp_reduce=4, deploy=False,
-                 partition_order='spatial'):
+                 norm_cfg=None, partition_order='spatial'):
         super().__init__()
         if partition_order not in PARTITION_ORDERS:
             raise ValueError(f'partition_order must be one of '
@@ -161,11 +163,12 @@ class RepMLPBlock(nn.Module):
         self.fc3 = nn.Conv2d(num_sharesets * hw, num_sharesets * hw, 1,
                              groups=num_sharesets, bias=deploy)
         if not deploy:
-            self.fc3_bn = nn.BatchNorm2d(num_sharesets)
+            self.fc3_bn = build_bn(norm_cfg, num_sharesets)
             for k in self.conv_kernels:
                 self.add_module(f'repconv{k}',
                                 ConvBN(num_sharesets, num_sharesets, k,
-                                       padding=k // 2, groups=num_sharesets))
+                                       padding=k // 2, groups=num_sharesets,
+                                       norm_cfg=norm_cfg))
 
     def forward(self, x, identity=None):
         """Apply the block; ``identity`` (the unit's residual) is added in

@@ -47,13 +47,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .conv_bn import ConvBN, fuse_bn
+from .conv_bn import ConvBN, build_bn, fuse_bn
 from .linear import grouped_linear
 from .repmlp_block import conv_to_fc, pad_to_partition
 
 
 def conv_bn_act(in_channels, out_channels, kernel_size, stride=1, dilation=1,
-                relu=True, deploy=False):
+                relu=True, deploy=False, norm_cfg=None):
     """A :class:`ConvBN` with 'same' padding, optional dilation and ReLU.
 
     Args:
@@ -64,13 +64,16 @@ def conv_bn_act(in_channels, out_channels, kernel_size, stride=1, dilation=1,
         dilation (int): dilation. Default: 1.
         relu (bool): apply ReLU last. Default: True.
         deploy (bool): build the fused form. Default: False.
+        norm_cfg (dict, optional): the BN's config. Default:
+            ``dict(type='BN')``.
 
     Returns:
         ConvBN: the layer (parameter names ``conv.*``, ``bn.*``).
     """
     layer = ConvBN(in_channels, out_channels, kernel_size, stride,
                    padding=dilation * (kernel_size // 2),
-                   act=nn.ReLU() if relu else None, deploy=deploy)
+                   act=nn.ReLU() if relu else None, deploy=deploy,
+                   norm_cfg=norm_cfg)
     if dilation != 1:
         layer.conv.dilation = (dilation, dilation)
     return layer
@@ -102,6 +105,10 @@ class RepMLPUnit(nn.Module):
             conv branches). Default: False.
         dilation (int): partition dilation (see the module docstring).
             Default: 1.
+        norm_cfg (dict, optional): config of the BNs (``avg.bn``,
+            ``fc3_bn``, the conv branches'); a ``'BN'`` config builds the
+            original's ``BatchNorm1d`` for ``fc3_bn``. Default:
+            ``dict(type='BN')``.
 
     The global perceptron exists only when the configured grid is larger
     than one partition (``H != h`` or ``W != w``), as in the original.
@@ -109,7 +116,7 @@ class RepMLPUnit(nn.Module):
 
     def __init__(self, in_channels, out_channels, H, W, h, w,
                  reparam_conv_k=None, fc1_fc2_reduction=1, fc3_groups=1,
-                 deploy=False, dilation=1):
+                 deploy=False, dilation=1, norm_cfg=None):
         super().__init__()
         for name, value in (('in_channels', in_channels),
                             ('out_channels', out_channels), ('H', H),
@@ -147,15 +154,15 @@ class RepMLPUnit(nn.Module):
             # The original's avg = AvgPool2d -> BN; pooling is done in
             # forward, so ``avg`` holds the BN (train form) or nothing.
             self.avg = nn.Identity() if deploy else nn.Sequential(
-                OrderedDict(bn=nn.BatchNorm2d(in_channels)))
+                OrderedDict(bn=build_bn(norm_cfg, in_channels)))
         self.fc3 = nn.Conv2d(in_channels * hw, out_channels * hw, 1,
                              groups=fc3_groups, bias=deploy)
         if not deploy:
-            self.fc3_bn = nn.BatchNorm1d(out_channels * hw)
+            self.fc3_bn = build_bn(norm_cfg, out_channels * hw, dims=1)
             for k in kernels:
                 self.add_module(f'repconv{k}', ConvBN(
                     in_channels, out_channels, k, padding=k // 2,
-                    groups=fc3_groups))
+                    groups=fc3_groups, norm_cfg=norm_cfg))
 
     def forward(self, x):
         """Apply the unit.
@@ -305,11 +312,11 @@ class _FusableBlock(nn.Module):
                 m.reparameterize()
         self.deploy = True
 
-    def _shortcut(self, in_channels, out_channels, deploy):
+    def _shortcut(self, in_channels, out_channels, deploy, norm_cfg):
         if in_channels == out_channels:
             return nn.Identity()
         return conv_bn_act(in_channels, out_channels, 1, relu=False,
-                           deploy=deploy)
+                           deploy=deploy, norm_cfg=norm_cfg)
 
 
 class RepMLPBottleneckBlock(_FusableBlock):
@@ -328,11 +335,13 @@ class RepMLPBottleneckBlock(_FusableBlock):
         deploy (bool): build the fused form. Default: False.
         dilation (int): dilation of the 3x3 convs and of the unit's
             partitions (dilated ResNet stages). Default: 1.
+        norm_cfg (dict, optional): config of every BN. Default:
+            ``dict(type='BN')``.
     """
 
     def __init__(self, in_channels, mid_channels, out_channels, r, H, W, h,
                  w, reparam_conv_k=None, fc1_fc2_reduction=1, fc3_groups=1,
-                 deploy=False, dilation=1):
+                 deploy=False, dilation=1, norm_cfg=None):
         super().__init__()
         _positive_int('r', r)
         inner = mid_channels // r
@@ -340,19 +349,25 @@ class RepMLPBottleneckBlock(_FusableBlock):
             raise ValueError(f'mid_channels={mid_channels} // r={r} leaves no '
                              f'channels for the RepMLP unit')
         self.deploy = deploy
-        self.shortcut = self._shortcut(in_channels, out_channels, deploy)
+        self.shortcut = self._shortcut(in_channels, out_channels, deploy,
+                                       norm_cfg)
         self.btnk_conv1 = conv_bn_act(in_channels, mid_channels, 1,
-                                      deploy=deploy)
+                                      deploy=deploy,
+                                      norm_cfg=norm_cfg)
         self.btnk_conv2 = conv_bn_act(mid_channels, inner, 3,
-                                      dilation=dilation, deploy=deploy)
+                                      dilation=dilation, deploy=deploy,
+                                      norm_cfg=norm_cfg)
         self.btnk_repmlp = RepMLPUnit(inner, inner, H, W, h, w,
                                       reparam_conv_k, fc1_fc2_reduction,
-                                      fc3_groups, deploy, dilation)
+                                      fc3_groups, deploy, dilation,
+                                      norm_cfg)
         self.repmlp_nonlinear = nn.ReLU()
         self.btnk_conv4 = conv_bn_act(inner, mid_channels, 3,
-                                      dilation=dilation, deploy=deploy)
+                                      dilation=dilation, deploy=deploy,
+                                      norm_cfg=norm_cfg)
         self.btnk_conv5 = conv_bn_act(mid_channels, out_channels, 1,
-                                      relu=False, deploy=deploy)
+                                      relu=False, deploy=deploy,
+                                      norm_cfg=norm_cfg)
         self.relu = nn.ReLU()
 
     def forward(self, x):
@@ -376,22 +391,28 @@ class RepMLPLightBlock(_FusableBlock):
             RepMLP unit's settings (see :class:`RepMLPUnit`).
         deploy (bool): build the fused form. Default: False.
         dilation (int): dilation of the unit's partitions. Default: 1.
+        norm_cfg (dict, optional): config of every BN. Default:
+            ``dict(type='BN')``.
     """
 
     def __init__(self, in_channels, mid_channels, out_channels, H, W, h, w,
                  reparam_conv_k=None, fc1_fc2_reduction=1, fc3_groups=1,
-                 deploy=False, dilation=1):
+                 deploy=False, dilation=1, norm_cfg=None):
         super().__init__()
         self.deploy = deploy
-        self.shortcut = self._shortcut(in_channels, out_channels, deploy)
+        self.shortcut = self._shortcut(in_channels, out_channels, deploy,
+                                       norm_cfg)
         self.light_conv1 = conv_bn_act(in_channels, mid_channels, 1,
-                                       deploy=deploy)
+                                       deploy=deploy,
+                                       norm_cfg=norm_cfg)
         self.light_repmlp = RepMLPUnit(mid_channels, mid_channels, H, W, h, w,
                                        reparam_conv_k, fc1_fc2_reduction,
-                                       fc3_groups, deploy, dilation)
+                                       fc3_groups, deploy, dilation,
+                                       norm_cfg)
         self.repmlp_nonlinear = nn.ReLU()
         self.light_conv3 = conv_bn_act(mid_channels, out_channels, 1,
-                                       relu=False, deploy=deploy)
+                                       relu=False, deploy=deploy,
+                                       norm_cfg=norm_cfg)
         self.relu = nn.ReLU()
 
     def forward(self, x):

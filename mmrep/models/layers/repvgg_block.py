@@ -6,7 +6,8 @@ At training time the block sums three branches and applies a ReLU:
 * ``rbr_dense``: 3x3 convolution + BN,
 * ``rbr_1x1``: 1x1 convolution + BN (same stride, no padding),
 * ``rbr_identity``: a BN of the input, present only when the input and output
-  shapes agree (equal channels, stride 1).
+  shapes agree (equal channels, stride 1); any BatchNorm (SyncBatchNorm
+  too), since the fusion reads only its affine parameters and statistics.
 
 All three are linear in eval mode, so :meth:`RepVGGBlock.reparameterize`
 merges them into one biased 3x3 convolution, ``rbr_reparam``: the 1x1 kernel
@@ -18,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .conv_bn import ConvBN, fuse_bn
+from .conv_bn import ConvBN, build_bn, fuse_bn
 
 
 def identity_kernel(channels, groups, kernel_size=3, device=None,
@@ -56,6 +57,9 @@ class RepVGGBlock(nn.Module):
             counts. Default: 1.
         deploy (bool): build the fused form (``rbr_reparam``) directly.
             Default: False.
+        norm_cfg (dict, optional): config of the three branches' BNs
+            (:func:`~mmrep.models.layers.conv_bn.build_bn`). Default:
+            ``dict(type='BN')``.
 
     Raises:
         ValueError: ``groups`` does not divide the channel counts, or a
@@ -63,7 +67,7 @@ class RepVGGBlock(nn.Module):
     """
 
     def __init__(self, in_channels, out_channels, stride=1, groups=1,
-                 deploy=False):
+                 deploy=False, norm_cfg=None):
         super().__init__()
         if min(in_channels, out_channels, stride, groups) < 1:
             raise ValueError(
@@ -84,13 +88,13 @@ class RepVGGBlock(nn.Module):
             self.rbr_reparam = nn.Conv2d(in_channels, out_channels, 3, stride,
                                          1, groups=groups, bias=True)
             return
-        self.rbr_identity = (nn.BatchNorm2d(in_channels)
+        self.rbr_identity = (build_bn(norm_cfg, in_channels)
                              if in_channels == out_channels and stride == 1
                              else None)
         self.rbr_dense = ConvBN(in_channels, out_channels, 3, stride, 1,
-                                groups=groups)
+                                groups=groups, norm_cfg=norm_cfg)
         self.rbr_1x1 = ConvBN(in_channels, out_channels, 1, stride, 0,
-                              groups=groups)
+                              groups=groups, norm_cfg=norm_cfg)
 
     def forward(self, x):
         if self.deploy:

@@ -1,0 +1,12 @@
+# Semantic FPN + CycleMLP-B5 on ADE20K: the CycleMLP-B1 config (recipe and
+# norms there) with the B5 backbone (3, 4, 24, 3 blocks, stage widths 96, 192,
+# 384, 768, which the FPN's inputs follow).
+_base_ = ['./fpn_cyclemlp-b1_8xb4-40k_ade20k-512x512.py']
+
+pretrained = 'checkpoints/CycleMLP_B5.pth'  # placeholder, see the B1 config
+channels = [96, 192, 384, 768]
+
+model = dict(
+    backbone=dict(arch='B5',
+                  init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    neck=dict(in_channels=channels))

@@ -1,0 +1,11 @@
+# Mask R-CNN + FPN with a CycleMLP-B2 backbone on COCO, 1x schedule, 8 GPUs x
+# 2 images: the CycleMLP-B1 config (recipe and norms there) with the B2
+# backbone (2, 3, 10, 3 blocks; same stage widths 64, 128, 320, 512, so the
+# FPN is unchanged).
+_base_ = ['./mask-rcnn_cyclemlp-b1_fpn_1x_coco.py']
+
+pretrained = 'checkpoints/CycleMLP_B2.pth'  # placeholder, see the B1 config
+
+model = dict(
+    backbone=dict(arch='B2',
+                  init_cfg=dict(type='Pretrained', checkpoint=pretrained)))
