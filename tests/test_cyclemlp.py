@@ -17,6 +17,7 @@ from mmrep.models.backbones import CycleMLP
 from mmrep.models.backbones import cyclemlp as cyclemlp_module
 from mmrep.models.layers import (CycleFC, cycle_shift, cycle_stack,
                                  cycle_stack_sum)
+from mmrep.utils.testing import cycle_block_step_by_step
 
 SMALL = dict(channels=(16, 32, 64, 128), num_blocks=(1, 1, 2, 1),
              mlp_ratios=(2, 2, 2, 2))
@@ -131,22 +132,6 @@ def test_cycle_stack_is_shifted_copies_and_its_sum(size):
                                     (x, ))
 
 
-def reference_block(block, x):
-    """A CycleBlock computed step by step as the original does."""
-    def mixer(t):
-        attn, nchw = block.attn, t.permute(0, 3, 1, 2)
-        h = attn.sfc_h(nchw).permute(0, 2, 3, 1)
-        w = attn.sfc_w(nchw).permute(0, 2, 3, 1)
-        c = attn.mlp_c(t)
-        a = attn.reweight((h + w + c).mean(dim=(1, 2)))
-        a = a.reshape(t.shape[0], -1, 3).permute(2, 0, 1).softmax(dim=0)
-        a = a[:, :, None, None, :]
-        return attn.proj(h * a[0] + w * a[1] + c * a[2])
-
-    x = x + mixer(block.norm1(x)) / block.skip_lam
-    return x + block.mlp(block.norm2(x)) / block.skip_lam
-
-
 def test_block_products_and_pieces_equal_the_step_by_step_form(monkeypatch):
     """One product for the mixer and the residual, and (without autograd)
     pieces of rows with the rows the vertical shift reads: same outputs and
@@ -156,13 +141,13 @@ def test_block_products_and_pieces_equal_the_step_by_step_form(monkeypatch):
     for p in block.parameters():
         nn.init.normal_(p, std=0.3)
     x = torch.randn(2, 9, 5, 12, requires_grad=True)
-    out, ref = block(x), reference_block(block, x)
+    out, ref = block(x), cycle_block_step_by_step(block, x)
     assert_close(out, ref, 1e-5, 'train-mode output')
     grad = torch.randn_like(ref)
     params = [x] + list(block.parameters())
+    names = ['input'] + [n for n, _ in block.named_parameters()]
     for a, b, name in zip(torch.autograd.grad(out, params, grad),
-                          torch.autograd.grad(ref, params, grad),
-                          ['input'] + [n for n, _ in block.named_parameters()]):
+                          torch.autograd.grad(ref, params, grad), names):
         assert_close(a, b, 1e-5, f'gradient of {name}')
     monkeypatch.setattr(cyclemlp_module, '_PIECE_PIXELS', 10)  # 1-row pieces
     with torch.no_grad():

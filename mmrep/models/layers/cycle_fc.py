@@ -314,8 +314,9 @@ def cycle_stack_sum(x, kernel_sizes):
         # unread[p, c]: line p is never read by channel c's shift.
         unread = x.new_zeros(size, c)
         for j, d in enumerate(shifts[:c]):
+            start = 0 if d > 0 else max(size + d, 0)
             _channel_residue(unread, j, k).narrow(
-                0, 0 if d > 0 else max(size + d, 0), min(abs(d), size)).fill_(1)
+                0, start, min(abs(d), size)).fill_(1)
         parts.append(total - (lines[dim] * unread).sum(dim=1))
     ones = total.new_full((x.shape[0], 1), float(x.shape[1] * x.shape[2]))
     return torch.cat(parts + [total, ones], dim=1)
