@@ -56,7 +56,7 @@ def load_via_init_cfg(cls, checkpoint, *args, **kwargs):
     return model.eval()
 
 
-def check_pretrained_features(cls, arch, checkpoint, x, expected):
+def check_pretrained_features(cls, arch, checkpoint, x, expected, **kwargs):
     """A backbone loading ``checkpoint`` through ``init_cfg`` reproduces the
     fixture's stage features to 1e-4.
 
@@ -66,11 +66,12 @@ def check_pretrained_features(cls, arch, checkpoint, x, expected):
         checkpoint (str): the original's weights file.
         x (Tensor): the fixture's input.
         expected (list[Tensor]): the fixture's features, one per stage.
+        **kwargs: further backbone arguments.
 
     Returns:
         nn.Module: the backbone, in eval mode.
     """
-    backbone = load_via_init_cfg(cls, checkpoint, arch)
+    backbone = load_via_init_cfg(cls, checkpoint, arch, **kwargs)
     with torch.no_grad():
         feats = backbone(x)
     assert len(feats) == len(expected)

@@ -55,6 +55,15 @@ def detector():
 CASES = {
     # family: (config, input H, W)
     'RepMLPNet-segmentor': (DEMO, (192, 384)),
+    # The original release's partition order, on padded maps of several
+    # partitions (stage 1: 10x14 -> 3x4 partitions of 4x4).
+    'RepMLPNet-original-order-classifier': (classifier(
+        dict(type='mmrep.RepMLPNet',
+             arch=dict(channels=(8, 16, 32, 64), num_blocks=(1, 1, 1, 1),
+                       sharesets=(2, 4, 8, 16),
+                       partition_sizes=(4, 4, 2, 2)),
+             partition_order='original', out_indices=(3, ),
+             final_norm=True), 64), (40, 56)),
     'RepVGG-classifier': (classifier(
         dict(type='mmrep.RepVGG', arch=dict(num_blocks=(1, 2, 1, 1),
                                             width_multiplier=(0.25, ) * 4,

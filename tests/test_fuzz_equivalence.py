@@ -50,13 +50,14 @@ kernel_sets = st.lists(st.sampled_from([1, 3, 5]), max_size=3,
 @given(sharesets=st.sampled_from([1, 2, 4]), per_set=st.integers(1, 3),
        h=st.integers(1, 5), w=st.integers(1, 5), kernels=kernel_sets,
        gp_reduce=st.sampled_from([1, 2]), H=st.integers(1, 11),
-       W=st.integers(1, 11), seed=st.integers(0, 2**16))
+       W=st.integers(1, 11), order=st.sampled_from(['spatial', 'original']),
+       seed=st.integers(0, 2**16))
 def test_repmlp_block_fuses_exactly(sharesets, per_set, h, w, kernels,
-                                    gp_reduce, H, W, seed):
+                                    gp_reduce, H, W, order, seed):
     channels = sharesets * per_set * 2
     torch.manual_seed(seed)
     block = randomize(RepMLPBlock(channels, (h, w), sharesets, kernels,
-                                  gp_reduce), seed)
+                                  gp_reduce, partition_order=order), seed)
     assert_fused_equal(block, torch.randn(2, channels, H, W))
 
 

@@ -33,11 +33,12 @@ def small_arch(**kw):
     return arch
 
 
-def build_classifier(arch, num_classes, deploy=False):
-    """mmpretrain ImageClassifier around an mmrep RepMLPResNet."""
+def build_classifier(arch, num_classes, deploy=False, channels=2048):
+    """mmpretrain ImageClassifier around an mmrep RepMLPResNet (whose last
+    stage has ``channels`` outputs)."""
     return conftest.build_classifier(
-        dict(type='mmrep.RepMLPResNet', arch=arch, out_indices=(3, ),
-             deploy=deploy), 2048, num_classes)
+        dict(type='mmrep.RepMLPResNet', arch=arch, out_indices=(-1, ),
+             deploy=deploy), channels, num_classes)
 
 
 # --------------------------------------------------------------------------
@@ -83,7 +84,7 @@ def test_res50_conforms(fixture_path, tmp_path):
     state = {k: v.float() if v.is_floating_point() else v
              for k, v in fx['state_dict'].items()}
     arch = dict(fx['arch'])
-    num_classes = arch['num_classes']
+    num_classes, channels = state['linear.weight'].shape
     ckpt = str(tmp_path / 'original.pth')
     torch.save(state, ckpt)
     x = fx['input']
@@ -92,7 +93,7 @@ def test_res50_conforms(fixture_path, tmp_path):
     check_pretrained_features(RepMLPResNet, arch, ckpt, x, fx['features'])
 
     # Logits: a classifier loads the same file, its head included.
-    clf = build_classifier(arch, num_classes)
+    clf = build_classifier(arch, num_classes, channels=channels)
     mmrep.load_pretrained(clf, ckpt)
     clf.eval()
     with torch.no_grad():
@@ -106,7 +107,8 @@ def test_res50_conforms(fixture_path, tmp_path):
                       if not k.startswith('linear.')}
 
     # A train-time checkpoint into a deploy model is fused on load ...
-    on_load = build_classifier(arch, num_classes, deploy=True)
+    on_load = build_classifier(arch, num_classes, deploy=True,
+                               channels=channels)
     mmrep.load_pretrained(on_load, ckpt)
     on_load.eval()
     with torch.no_grad():

@@ -9,7 +9,8 @@ import torch
 import torch.nn as nn
 import conftest
 from conftest import (FIXTURES, assert_close, build_in_scope,
-                      check_pretrained_features, fixture_params, load_fixture)
+                      check_pretrained_features, fixture_params, load_fixture,
+                      load_via_init_cfg)
 
 import mmrep
 from mmrep.models import CheckpointMismatchError
@@ -25,17 +26,24 @@ def small_arch(**kw):
     return arch
 
 
-def build_classifier(arch, num_classes, deploy=False):
+def build_classifier(arch, num_classes, deploy=False, **kwargs):
     """mmpretrain ImageClassifier around an mmrep RepMLPNet."""
     return conftest.build_classifier(
-        dict(type='mmrep.RepMLPNet', arch=arch, out_indices=(3, ),
-             final_norm=True, deploy=deploy),
+        dict(type='mmrep.RepMLPNet', arch=arch, out_indices=(-1, ),
+             final_norm=True, deploy=deploy, **kwargs),
         RepMLPNet.parse_arch(arch)['channels'][-1], num_classes)
 
 
-@fixture_params('repmlpnet_small_s*.pt')
-def test_conformance_with_original(fixture_path, tmp_path):
-    fx = load_fixture(fixture_path)
+def check_original_fixture(fx, tmp_path, suffix='', **kwargs):
+    """Features, logits and fused logits of an original RepMLPNet fixture.
+
+    Args:
+        fx (dict): the fixture.
+        tmp_path (Path): where the original weights are saved.
+        suffix (str): which of the fixture's outputs to match (``''``: the
+            original's, ``'_spatial'``: partitions kept in place).
+        **kwargs: backbone options (``partition_order``).
+    """
     arch = dict(fx['arch'])
     num_classes = arch.pop('num_class')
     ckpt = str(tmp_path / 'original.pth')
@@ -43,15 +51,15 @@ def test_conformance_with_original(fixture_path, tmp_path):
 
     # Features: the backbone loads the original file through init_cfg.
     check_pretrained_features(RepMLPNet, arch, ckpt, fx['input'],
-                              fx['features'])
+                              fx['features' + suffix], **kwargs)
 
     # Logits: an mmpretrain classifier loads the same file, head included.
-    clf = build_classifier(arch, num_classes)
+    clf = build_classifier(arch, num_classes, **kwargs)
     mmrep.load_pretrained(clf, ckpt)
     clf.eval()
     with torch.no_grad():
         logits = clf(fx['input'], mode='tensor')
-    assert_close(logits, fx['logits'], 1e-4, 'logits')
+    assert_close(logits, fx['logits' + suffix], 1e-4, 'logits')
 
     # Locality Injection through the one protocol.
     fused = mmrep.reparameterize_model(clf)
@@ -59,24 +67,76 @@ def test_conformance_with_original(fixture_path, tmp_path):
     assert not any('repconv' in k or 'fc3_bn' in k
                    for k in fused.state_dict())
     with torch.no_grad():
-        assert_close(fused(fx['input'], mode='tensor'), fx['deploy_logits'],
-                     1e-4, 'deploy logits')
+        assert_close(fused(fx['input'], mode='tensor'),
+                     fx['deploy_logits' + suffix], 1e-4, 'deploy logits')
 
     # The original's fused checkpoint loads into a deploy model.
-    deployed = build_classifier(arch, num_classes, deploy=True)
+    deployed = build_classifier(arch, num_classes, deploy=True, **kwargs)
     mmrep.load_pretrained(deployed, fx['deploy_state_dict'])
     deployed.eval()
     with torch.no_grad():
         assert_close(deployed(fx['input'], mode='tensor'),
-                     fx['deploy_logits'], 1e-4, 'original deploy weights')
+                     fx['deploy_logits' + suffix], 1e-4,
+                     'original deploy weights')
 
     # A train-time checkpoint into a deploy model is fused on load.
-    fused_on_load = build_classifier(arch, num_classes, deploy=True)
+    fused_on_load = build_classifier(arch, num_classes, deploy=True,
+                                     **kwargs)
     mmrep.load_pretrained(fused_on_load, ckpt)
     fused_on_load.eval()
     with torch.no_grad():
         assert_close(fused_on_load(fx['input'], mode='tensor'),
-                     fx['deploy_logits'], 1e-4, 'fused on load')
+                     fx['deploy_logits' + suffix], 1e-4, 'fused on load')
+
+
+def one_partition_per_stage(fx):
+    """Whether every stage map of the fixture's input is one partition."""
+    H, W = fx['input'].shape[-2:]
+    arch = fx['arch']
+    return all(-(-H // (4 * 2**i)) == h and -(-W // (4 * 2**i)) == w
+               for i, (h, w) in enumerate(zip(arch['hs'], arch['ws'])))
+
+
+@fixture_params('repmlpnet_small_s*.pt')
+@pytest.mark.parametrize('order', ['spatial', 'original'])
+def test_conformance_with_original(fixture_path, order, tmp_path):
+    """One partition per stage map: both partition orders compute what the
+    original does."""
+    fx = load_fixture(fixture_path)
+    if order == 'spatial' and not one_partition_per_stage(fx):
+        pytest.skip('several partitions per stage: this fixture format holds '
+                    'only the original order\'s outputs')
+    check_original_fixture(fx, tmp_path, partition_order=order)
+
+
+@fixture_params('repmlpnet_multipart_s*.pt')
+@pytest.mark.parametrize('order', ['spatial', 'original'])
+def test_multipart_conformance(fixture_path, order, tmp_path):
+    """Several partitions per stage map: the default order keeps each
+    partition's result in place (the fixture's ``*_spatial`` outputs);
+    ``partition_order='original'`` gives the original release's outputs."""
+    fx = load_fixture(fixture_path)
+    check_original_fixture(fx, tmp_path,
+                           '_spatial' if order == 'spatial' else '',
+                           partition_order=order)
+
+
+def test_partition_orders_differ_on_several_partitions():
+    """The option matters exactly when a map holds several partitions and a
+    share set several channels; a bad value is refused."""
+    torch.manual_seed(0)
+    spatial = randomize_bn(RepMLPBlock(8, (4, 4), num_sharesets=2)).eval()
+    original = RepMLPBlock(8, (4, 4), num_sharesets=2,
+                           partition_order='original').eval()
+    original.load_state_dict(spatial.state_dict())
+    with torch.no_grad():
+        one = torch.randn(2, 8, 4, 4)
+        assert torch.equal(spatial(one), original(one))
+        many = torch.randn(2, 8, 8, 12)
+        assert (spatial(many) - original(many)).abs().max() > 1e-2
+    with pytest.raises(ValueError, match="partition_order must be one of "
+                       r"\('spatial', 'original'\), got 'paper'"):
+        RepMLPNet(small_arch(), partition_order='paper')
 
 
 PRESETS = ['T224', 'B224', 'T256', 'B256', 'D256', 'L256']
@@ -117,11 +177,13 @@ def test_preset_parameter_counts_named_in_issue():
                           B256=96447512, D256=86887648, L256=117641560)
 
 
+@pytest.mark.parametrize('order', ['spatial', 'original'])
 @pytest.mark.parametrize('size', [(5, 7), (33, 65), (100, 37), (64, 64),
                                   (1, 1)])
-def test_any_input_size_runs_and_fuses(size):
+def test_any_input_size_runs_and_fuses(size, order):
     torch.manual_seed(0)
-    model = randomize_bn(RepMLPNet(small_arch())).eval()
+    model = randomize_bn(RepMLPNet(small_arch(),
+                                   partition_order=order)).eval()
     x = torch.randn(2, 3, *size)
     with torch.no_grad():
         outs = model(x)
@@ -134,13 +196,15 @@ def test_any_input_size_runs_and_fuses(size):
                      f'fused stage {i} at {size}')
 
 
+@pytest.mark.parametrize('order', ['spatial', 'original'])
 @pytest.mark.parametrize('size', [(13, 21), (3, 5), (16, 24)])
-def test_block_pads_bottom_right_and_crops(size):
+def test_block_pads_bottom_right_and_crops(size, order):
     """With the gate held at 1, a block applied to a map equals the block
     applied to that map zero-padded on the bottom/right, cropped back."""
     torch.manual_seed(0)
     block = randomize_bn(RepMLPBlock(8, (8, 8), num_sharesets=2,
-                                     conv_kernels=(1, 3))).eval()
+                                     conv_kernels=(1, 3),
+                                     partition_order=order)).eval()
     nn.init.zeros_(block.gp.fc2.weight)
     nn.init.constant_(block.gp.fc2.bias, 100.0)  # sigmoid(100) == 1.0
     x = torch.randn(2, 8, *size)
@@ -168,29 +232,89 @@ def test_block_matches_grouped_conv_form():
         assert_close(block(x), ref, 1e-5, 'bmm vs grouped conv')
 
 
-def test_mmpretrain_checkpoint_converts():
-    from mmpretrain.models.backbones import RepMLPNet as MMPRepMLPNet
-    arch = dict(channels=[32, 64, 128, 256], depths=[1, 1, 2, 1],
+MMP_ARCH = dict(channels=[32, 64, 128, 256], depths=[1, 1, 2, 1],
                 sharesets_nums=[1, 4, 8, 16])
+# mmrep's arch for mmpretrain's RepMLPNet(MMP_ARCH, img_size=64).
+MMP_AS_MMREP = dict(channels=MMP_ARCH['channels'],
+                    num_blocks=MMP_ARCH['depths'],
+                    sharesets=MMP_ARCH['sharesets_nums'],
+                    partition_sizes=(16, 8, 4, 2))
+
+
+def mmpretrain_repmlpnet(**kwargs):
+    """mmpretrain's own RepMLPNet (MMP_ARCH at 64x64), random weights and
+    BN statistics, eval mode."""
+    from mmpretrain.models.backbones import RepMLPNet as MMPRepMLPNet
     torch.manual_seed(0)
-    theirs = randomize_bn(MMPRepMLPNet(arch, img_size=64, out_indices=(3, ),
-                                       reparam_conv_kernels=(1, 3))).eval()
-    ours = RepMLPNet(dict(channels=arch['channels'],
-                          num_blocks=arch['depths'],
-                          sharesets=arch['sharesets_nums'],
-                          partition_sizes=(16, 8, 4, 2)),
-                     out_indices=(3, ), final_norm=True).eval()
+    return randomize_bn(MMPRepMLPNet(
+        copy.deepcopy(MMP_ARCH), img_size=64, out_indices=(3, ),
+        reparam_conv_kernels=(1, 3), **kwargs)).eval()
+
+
+def assert_matches_mmpretrain(ours, theirs, what):
+    """Equal to 1e-4 relative to the largest magnitude: both sides are
+    float32 computations in a different order (outputs here reach ~60, so an
+    absolute 1e-4 would be below float32 rounding; mmpretrain's own fused
+    and train-time forms differ by ~5e-5)."""
+    assert_close(ours, theirs, 1e-4 * max(1., theirs.abs().max().item()),
+                 what)
+
+
+def test_mmpretrain_checkpoint_converts():
+    theirs = mmpretrain_repmlpnet()
+    ours = RepMLPNet(MMP_AS_MMREP, out_indices=(3, ), final_norm=True).eval()
     x = torch.randn(2, 3, 64, 64)
     mmrep.load_pretrained(ours, {'state_dict': {
         'backbone.' + k: v for k, v in theirs.state_dict().items()}})
     with torch.no_grad():
-        assert_close(ours(x)[0], theirs(x)[0], 1e-4, 'mmpretrain train form')
+        assert_matches_mmpretrain(ours(x)[0], theirs(x)[0],
+                                  'mmpretrain train form')
         theirs.switch_to_deploy()
         fused = RepMLPNet(copy.deepcopy(ours._build_args['arch']),
                           out_indices=(3, ), final_norm=True,
                           deploy=True).eval()
         mmrep.load_pretrained(fused, theirs.state_dict())
-        assert_close(fused(x)[0], theirs(x)[0], 1e-4, 'mmpretrain fused')
+        assert_matches_mmpretrain(fused(x)[0], theirs(x)[0],
+                                  'mmpretrain fused')
+
+
+@pytest.mark.parametrize('saved_as', ['classifier', 'backbone'])
+def test_mmpretrain_checkpoint_without_final_norm(saved_as, tmp_path):
+    """mmpretrain's ``final_norm=False`` saves no final-norm tensors: the
+    checkpoint loads into ``final_norm=False`` models (the unused
+    ``head_norm`` keeps its initialization) and is refused, naming the
+    missing keys, by ``final_norm=True``."""
+    theirs = mmpretrain_repmlpnet(final_norm=False)
+    state = theirs.state_dict()
+    assert not any(k.startswith('final_norm.') for k in state)
+    if saved_as == 'classifier':  # mmpretrain's ImageClassifier layout
+        clf = conftest.build_classifier(dict(
+            type='RepMLPNet', arch=copy.deepcopy(MMP_ARCH), img_size=64,
+            out_indices=(3, ), reparam_conv_kernels=(1, 3),
+            final_norm=False), 256, 5)
+        clf.backbone.load_state_dict(state)
+        clf.eval()
+        state = clf.state_dict()
+    ckpt = str(tmp_path / 'mmpretrain.pth')
+    torch.save({'state_dict': state, 'meta': {}}, ckpt)
+    x = torch.randn(2, 3, 64, 64)
+    backbone = load_via_init_cfg(RepMLPNet, ckpt, MMP_AS_MMREP,
+                                 out_indices=(3, ))
+    with torch.no_grad():
+        assert_matches_mmpretrain(backbone(x)[0], theirs(x)[0], 'features')
+        if saved_as == 'classifier':
+            ours = conftest.build_classifier(
+                dict(type='mmrep.RepMLPNet', arch=MMP_AS_MMREP,
+                     out_indices=(3, )), 256, 5)
+            mmrep.load_pretrained(ours, ckpt)
+            assert_matches_mmpretrain(ours.eval()(x, mode='tensor'),
+                                      clf(x, mode='tensor'), 'logits')
+    with pytest.raises(CheckpointMismatchError,
+                       match=r"missing keys \(5\): \['head_norm.weight', "
+                       r"'head_norm.bias', 'head_norm.running_mean', "
+                       r"'head_norm.running_var', "
+                       r"'head_norm.num_batches_tracked'\]"):
+        mmrep.load_pretrained(RepMLPNet(MMP_AS_MMREP, final_norm=True), ckpt)
 
 
 def test_bad_arch_is_refused():

@@ -27,7 +27,7 @@ class Classifier(nn.Module):
 
     def __init__(self, arch, num_classes, deploy=False):
         super().__init__()
-        self.backbone = RepVGG(arch, out_indices=(3, ), deploy=deploy)
+        self.backbone = RepVGG(arch, out_indices=(-1, ), deploy=deploy)
         self.head = nn.Module()
         self.head.fc = nn.Linear(self.backbone.channels[-1], num_classes)
 
@@ -96,13 +96,13 @@ def test_conformance_in_mmpretrain_classifier(fixture_path):
 
     def build(deploy=False):
         init_default_scope('mmpretrain')
-        channels = int(512 * arch['width_multiplier'][3])
+        num_classes, channels = fx['state_dict']['linear.weight'].shape
         return MMP_MODELS.build(dict(
             type='ImageClassifier',
-            backbone=dict(type='mmrep.RepVGG', arch=arch, out_indices=(3, ),
+            backbone=dict(type='mmrep.RepVGG', arch=arch, out_indices=(-1, ),
                           deploy=deploy),
             neck=dict(type='GlobalAveragePooling'),
-            head=dict(type='LinearClsHead', num_classes=arch['num_classes'],
+            head=dict(type='LinearClsHead', num_classes=num_classes,
                       in_channels=channels)))
 
     clf = build()

@@ -248,19 +248,28 @@ def test_repmlpnet_loads_other_partition_sizes(form, tmp_path, log):
     assert [o.shape[-2:] for o in outs] == [(13, 18), (7, 9), (4, 5), (2, 3)]
 
 
-def test_repmlpnet_train_checkpoint_into_fused_model(tmp_path, log):
+@pytest.mark.parametrize('order', ['spatial', 'original'])
+def test_repmlpnet_train_checkpoint_into_fused_model(order, tmp_path, log):
     """A train-time checkpoint of another partition size, loaded into a
     fused model, is resampled in train-time form and fused: the same as
-    loading it into a train-time model and fusing that."""
+    loading it into a train-time model and fusing that, in either partition
+    order (the resampling is per partition; the order only says where each
+    partition's result goes)."""
     torch.manual_seed(0)
     path = tmp_path / 'ckpt.pth'
-    save_checkpoint(RepMLPNet(net_arch()), 'train', path)
+    save_checkpoint(RepMLPNet(net_arch(), partition_order=order), 'train',
+                    path)
     parts = (12, 6, 5, 2)
-    fused = load_via_init_cfg(RepMLPNet, path, arch=net_arch(),
-                              partition_sizes=parts, deploy=True)
-    train = load_via_init_cfg(RepMLPNet, path, arch=net_arch(),
-                              partition_sizes=parts)
-    train.reparameterize()
+    kwargs = dict(arch=net_arch(), partition_sizes=parts,
+                  partition_order=order)
+    fused = load_via_init_cfg(RepMLPNet, path, deploy=True, **kwargs)
+    train = load_via_init_cfg(RepMLPNet, path, **kwargs)
+    x = torch.randn(1, 3, 100, 90)  # several partitions in stages 0-2
+    with torch.no_grad():
+        ref = train(x)
+        train.reparameterize()
+        for i, (a, b) in enumerate(zip(fused(x), ref)):
+            assert torch.allclose(a, b, atol=1e-4 * b.abs().max()), i
     expect = train.state_dict()
     for key, value in fused.state_dict().items():
         assert torch.equal(value, expect[key]), key

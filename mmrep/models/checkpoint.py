@@ -106,6 +106,27 @@ def _fits(state, expected):
         state[k].shape == expected[k].shape for k in expected)
 
 
+def fill_unused(backbone, state, expected):
+    """Give the tensors of modules the backbone never applies (its
+    ``unused_state_prefixes()``, e.g. RepMLPNet's ``head_norm`` without
+    ``final_norm``) their current values where the checkpoint lacks them, so
+    a checkpoint saved without such a module loads.
+
+    Args:
+        backbone (nn.Module): an mmrep backbone.
+        state (dict[str, Tensor]): converted backbone weights.
+        expected (dict[str, Tensor]): the backbone's state dict.
+
+    Returns:
+        dict[str, Tensor]: ``state``, completed.
+    """
+    prefixes = tuple(backbone.unused_state_prefixes())
+    missing = [k for k in expected if k.startswith(prefixes)
+               and k not in state] if prefixes else []
+    return {**state, **{k: expected[k] for k in missing}} if missing \
+        else state
+
+
 def match_form(backbone, state):
     """Bring ``state`` (mmrep names) to the backbone's train/fused form.
 
@@ -121,6 +142,7 @@ def match_form(backbone, state):
         CheckpointMismatchError: the weights do not fit either form.
     """
     expected = backbone.state_dict()
+    state = fill_unused(backbone, state, expected)
     if _fits(state, expected):
         return state
     adapt = getattr(backbone, 'adapt_state_dict', None)

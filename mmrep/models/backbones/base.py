@@ -173,6 +173,16 @@ class RepBackbone(BaseModule):
         """
         return split_classifier(state_dict)
 
+    def unused_state_prefixes(self):
+        """Key prefixes of modules that this backbone keeps but never
+        applies; a checkpoint may lack their tensors (they keep their
+        initialization). Default: none.
+
+        Returns:
+            tuple[str]: state-dict key prefixes.
+        """
+        return ()
+
     def stem_and_stages(self):
         """Return ``(stem, [stage_1, stage_2, ...])`` as module lists, each
         stage with the downsampling layer that starts it."""

@@ -6,8 +6,21 @@ Structure, parameter names and numbers follow the original release
 ``RepMLPNetUnit`` (pre-BN -> RepMLP block, pre-BN -> conv FFN, both residual)
 joined by 2x2 conv embeddings, and ``head_norm`` before a classifier.
 
-Differences from the original, all outside the numbers it produces:
+Differences from the original:
 
+* Partition order (``partition_order``). The original block's
+  ``partition_affine`` (and mmpretrain's copy) reads the partition FC's
+  output rows, ordered ``(N, h_parts, w_parts, C/S)``, as if they were
+  ordered ``(N, C/S, h_parts, w_parts)``: on a stage map of several
+  partitions, with more than one channel per share set, one partition's
+  result (for one channel group) is moved to another partition's place.
+  mmrep keeps every partition's result in place (``'spatial'``, the default,
+  the block the paper describes and what dense prediction needs);
+  ``partition_order='original'`` reproduces the release's order exactly, in
+  the train-time and fused forms, with padding and at any input size, for
+  weights trained with the original code on multi-partition maps. With one
+  partition per stage map (every ImageNet preset at its own resolution) both
+  orders compute exactly what the original does.
 * ``partition_sizes`` is a setting of its own. Inputs of any size run: the
   image and each embedding input are zero-padded on the bottom/right to a
   multiple of the stride, and each RepMLP block pads its map to a multiple of
@@ -86,10 +99,12 @@ class RepMLPNetUnit(nn.Module):
     """
 
     def __init__(self, channels, partition, num_sharesets, conv_kernels,
-                 gp_reduce, ffn_expand=4, deploy=False):
+                 gp_reduce, ffn_expand=4, deploy=False,
+                 partition_order='spatial'):
         super().__init__()
         self.repmlp_block = RepMLPBlock(channels, partition, num_sharesets,
-                                        conv_kernels, gp_reduce, deploy)
+                                        conv_kernels, gp_reduce, deploy,
+                                        partition_order)
         self.ffn_block = FFNBlock(channels, channels * ffn_expand, deploy)
         self.prebn1 = nn.BatchNorm2d(channels)
         self.prebn2 = nn.Identity() if deploy else nn.BatchNorm2d(channels)
@@ -154,6 +169,13 @@ class RepMLPNet(RepBackbone):
             docstring). False: refuse them instead, with a ValueError naming
             the stage, its map size and the image size multiple that fits
             (:meth:`input_multiple`). Default: True.
+        partition_order (str): how the partition FC's outputs are put back
+            in place: ``'spatial'`` (each partition's result at its own
+            place) or ``'original'`` (the original release's and
+            mmpretrain's order, which on stage maps of several partitions
+            moves results between partitions; see the module docstring).
+            Both are the same computation when every stage map is one
+            partition. Default: ``'spatial'``.
     """
 
     arch_settings = {
@@ -185,13 +207,14 @@ class RepMLPNet(RepBackbone):
     def __init__(self, arch='T224', in_channels=3, partition_sizes=None,
                  out_indices=(0, 1, 2, 3), final_norm=False, frozen_stages=-1,
                  norm_eval=False, with_cp=False, deploy=False, init_cfg=None,
-                 pad=True):
+                 pad=True, partition_order='spatial'):
         super().__init__(init_cfg=init_cfg)
         self._build_args = dict(
             arch=copy.deepcopy(arch), in_channels=in_channels,
             partition_sizes=partition_sizes, out_indices=out_indices,
             final_norm=final_norm, frozen_stages=frozen_stages,
-            norm_eval=norm_eval, with_cp=with_cp, deploy=deploy, pad=pad)
+            norm_eval=norm_eval, with_cp=with_cp, deploy=deploy, pad=pad,
+            partition_order=partition_order)
         self.pad = bool(pad)
         self.arch = self.parse_arch(arch)
         if partition_sizes is not None:
@@ -220,7 +243,8 @@ class RepMLPNet(RepBackbone):
             self.stages.append(nn.ModuleList(
                 RepMLPNetUnit(a['channels'][i], a['partition_sizes'][i],
                               a['sharesets'][i], a['conv_kernels'],
-                              a['gp_reduce'], a['ffn_expand'], deploy)
+                              a['gp_reduce'], a['ffn_expand'], deploy,
+                              partition_order)
                 for _ in range(a['num_blocks'][i])))
             if i < num_stages - 1:
                 self.embeds.append(ConvBN(a['channels'][i],
@@ -335,6 +359,13 @@ class RepMLPNet(RepBackbone):
         raise ValueError(
             f'RepMLPNet(pad=False): {what}; the image size must be a '
             f'multiple of {mh}x{mw} (or build with pad=True to zero-pad)')
+
+    def unused_state_prefixes(self):
+        """Without ``final_norm``, ``head_norm`` is never applied: a
+        checkpoint saved without a final norm (mmpretrain's
+        ``final_norm=False``) loads, and ``head_norm`` keeps its
+        initialization."""
+        return () if self.final_norm else ('head_norm.', )
 
     def stem_and_stages(self):
         return [self.conv_embedding], [

@@ -13,8 +13,19 @@ A RepMLP block mixes information at three ranges:
 Any input size runs. A map whose height or width is not a multiple of the
 partition is zero-padded on the bottom and right to the next multiple (a map
 smaller than one partition becomes one partition), processed, and cropped
-back. The global perceptron always averages the unpadded map, so a map that
-divides evenly is processed exactly as by the original implementation.
+back. The global perceptron always averages the unpadded map.
+
+Partition order. The partition FC produces one row per partition and channel
+group, ordered ``(N, h_parts, w_parts, C/S)``. The original release's
+``partition_affine`` (and mmpretrain's copy of it) reads those rows back as if
+they were ordered ``(N, C/S, h_parts, w_parts)``: with several partitions per
+map and ``C/S > 1`` the result of one partition and channel group lands in
+another partition's place. ``partition_order='spatial'`` (the default) keeps
+every partition's result in place, the block the paper describes;
+``partition_order='original'`` reproduces the release's order exactly, for
+weights trained with the original code on maps of several partitions. With
+one partition per map (every ImageNet preset at its own resolution) the two
+orders are the same computation.
 """
 import torch
 import torch.nn as nn
@@ -89,6 +100,9 @@ def conv_to_fc(kernel, bias, groups, h, w):
         bias.repeat_interleave(h * w)
 
 
+PARTITION_ORDERS = ('spatial', 'original')
+
+
 def pad_to_partition(x, h, w):
     """Zero-pad ``x`` on the bottom and right to multiples of ``(h, w)``."""
     H, W = x.shape[-2:]
@@ -111,11 +125,19 @@ class RepMLPBlock(nn.Module):
         gp_reduce (int): squeeze ratio of the global perceptron.
         deploy (bool): build the fused form (``fc3`` with bias, no BN and no
             conv branches) directly.
+        partition_order (str): ``'spatial'`` (every partition's result stays
+            in place) or ``'original'`` (the original release's row order,
+            see the module docstring). Default: ``'spatial'``.
     """
 
     def __init__(self, channels, partition, num_sharesets=1,
-                 conv_kernels=(1, 3), gp_reduce=4, deploy=False):
+                 conv_kernels=(1, 3), gp_reduce=4, deploy=False,
+                 partition_order='spatial'):
         super().__init__()
+        if partition_order not in PARTITION_ORDERS:
+            raise ValueError(f'partition_order must be one of '
+                             f'{PARTITION_ORDERS}, got {partition_order!r}')
+        self.partition_order = partition_order
         self.h, self.w = to_2tuple(partition)
         if channels % num_sharesets:
             raise ValueError(f'num_sharesets={num_sharesets} must divide '
@@ -167,9 +189,7 @@ class RepMLPBlock(nn.Module):
         if self.deploy:
             out = grouped_linear(rows, weight,
                                  self.fc3.bias.reshape(S, h * w))
-            # (S, N, hp, wp, C/S, h, w) -> (N, C/S, S, hp, h, wp, w)
-            out = out.reshape(S, N, hp, wp, C // S, h, w)
-            out = out.permute(1, 4, 0, 2, 5, 3, 6)
+            out = out.transpose(0, 1)  # (M, S, hw), a view
         else:
             out = grouped_linear(rows, weight).transpose(0, 1)
             out = self.fc3_bn(out.reshape(-1, S, h, w))
@@ -177,8 +197,7 @@ class RepMLPBlock(nn.Module):
                 local = rows.transpose(0, 1).reshape(-1, S, h, w)
                 for k in self.conv_kernels:
                     out = out + getattr(self, f'repconv{k}')(local)
-            out = out.reshape(N, hp, wp, C // S, S, h, w)
-            out = out.permute(0, 3, 4, 1, 5, 2, 6)
+        out = self.partitions_to_map(out, N, hp, wp)
         if Hp != H or Wp != W:
             out = out.reshape(N, C, Hp, Wp)[:, :, :H, :W]
         else:  # stay in the blocked layout; the result is NCHW-contiguous
@@ -188,6 +207,29 @@ class RepMLPBlock(nn.Module):
         out = out * gate if identity is None else \
             torch.addcmul(identity, out, gate)
         return out.reshape(N, C, H, W)
+
+    def partitions_to_map(self, out, N, hp, wp):
+        """Put the partition FC's output rows back in place.
+
+        Args:
+            out (Tensor): ``(M, S, h, w)`` (or ``(M, S, h*w)``), rows ordered
+                ``(N, hp, wp, C/S)``.
+            N (int): batch size.
+            hp (int): partitions per column.
+            wp (int): partitions per row.
+
+        Returns:
+            Tensor: ``(N, C/S, S, hp, h, wp, w)``, which reshapes to the
+            ``(N, C, hp*h, wp*w)`` map; rows are read in the order
+            :attr:`partition_order` names (see the module docstring).
+        """
+        h, w, S = self.h, self.w, self.num_sharesets
+        groups = self.channels // S
+        if self.partition_order == 'original':
+            out = out.reshape(N, groups, hp, wp, S, h, w)
+            return out.permute(0, 1, 4, 2, 5, 3, 6)
+        out = out.reshape(N, hp, wp, groups, S, h, w)
+        return out.permute(0, 3, 4, 1, 5, 2, 6)
 
     def fused_fc3(self):
         """Locality Injection: the single ``fc3`` equivalent to the branches.
