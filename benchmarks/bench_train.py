@@ -28,7 +28,8 @@ Usage::
     python benchmarks/bench_train.py [--repeats 3] [--warmup 1]
         [--threads 2] [--seg-repeats N] [--only NAME] [--no-seg]
         [--seg-exclude NAME ...] [--no-memory]
-        [--original-root DIR] [--no-readme]
+        [--original-root DIR] [--tables cyclemlp classifiers seg]
+        [--no-readme]
 
 Prints markdown tables and writes each into ``benchmarks/README.md`` as
 soon as it is done, between the ``<!-- NAME:start -->`` and
@@ -310,6 +311,11 @@ def cyclemlp_table(args, wanted, log):
     return lines
 
 
+TABLES = {'cyclemlp': ('train-bench-cyclemlp', cyclemlp_table),
+          'classifiers': ('train-bench', classifier_table),
+          'seg': ('train-bench-seg', seg_table)}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--repeats', type=int, default=3)
@@ -334,6 +340,9 @@ def main():
                         help='directory holding the original releases\' '
                         'model files (repmlpnet.py, repvgg.py, '
                         'cycle_mlp.py) to compare against')
+    parser.add_argument('--tables', nargs='+', default=list(TABLES),
+                        choices=list(TABLES),
+                        help='tables to produce (default: all)')
     parser.add_argument('--no-readme', action='store_true',
                         help='print only; leave benchmarks/README.md alone')
     args = parser.parse_args()
@@ -352,14 +361,10 @@ def main():
 
     # Each table is written into its own README section as soon as it is
     # done, so that an interrupted run keeps what it measured.
-    tables = [('train-bench-cyclemlp', cyclemlp_table),
-              ('train-bench', classifier_table),
-              ('train-bench-seg', seg_table)]
-    if args.no_seg:
-        tables = [tables[1]]
-    elif not wanted('CycleMLP-B1'):
-        tables = tables[1:]
-    for section, table in tables:
+    tables = [t for t in args.tables
+              if not (args.no_seg and t != 'classifiers')
+              and (t != 'cyclemlp' or wanted('CycleMLP-B1'))]
+    for section, table in (TABLES[t] for t in tables):
         started = time.perf_counter()
         lines = table(args, wanted, log)
         text = '\n'.join([
