@@ -2,6 +2,7 @@
 written: unknown or malformed archs, partitions that do not fit without
 padding, checkpoints of another family or variant, truncated or corrupt
 files, NaN/Inf weights before fusion, configs without custom_imports."""
+import logging
 import os
 import os.path as osp
 import random
@@ -222,3 +223,68 @@ def test_config_without_custom_imports(tool, demo_checkpoint, tmp_path,
     assert "uses 'mmrep.RepMLPNet' at model.backbone" in msg
     assert hint in msg
     assert not work.exists() and not (tmp_path / 'fused.pth').exists()
+
+
+@pytest.mark.parametrize('sizes, problem', [
+    ((0, 28, 14, 7), '0 is not a positive int or an (h, w) pair of them'),
+    ((-2, 28, 14, 7), '-2 is not a positive int or an (h, w) pair of them'),
+    (((56, 0), 28, 14, 7),
+     '(56, 0) is not a positive int or an (h, w) pair of them'),
+    ((56, 28, 14), 'needs one entry per stage (4)'),
+])
+def test_partition_sizes_are_validated_at_construction(sizes, problem):
+    """They used to build, then fail at the first forward (modulo by zero,
+    invalid shape dimension)."""
+    with pytest.raises(ValueError) as err:
+        RepMLPNet('T224', partition_sizes=sizes)
+    assert str(err.value) == f'RepMLPNet partition_sizes={sizes!r}: {problem}'
+
+
+@pytest.mark.parametrize('key, value, problem', [
+    ('channels', (8, 0, 32, 64), '0 is not a positive int'),
+    ('num_blocks', (1, 1.5, 1, 1), '1.5 is not a positive int'),
+    ('sharesets', (1, 3, 4, 8),
+     "stage 1's 3 share sets do not divide its 16 channels"),
+    ('partition_sizes', ((4, 8), (4, 4), (2, -4), (2, 2)),
+     '(2, -4) is not a positive int or an (h, w) pair of them'),
+    ('conv_kernels', (1, 2), '2 is not a positive odd int'),
+    ('gp_reduce', 16, "more than stage 0's 8 channels"),
+])
+def test_arch_values_are_validated_at_construction(key, value, problem):
+    with pytest.raises(ValueError) as err:
+        RepMLPNet(dict(TINY_REPMLPNET, **{key: value}))
+    assert str(err.value) == \
+        f"RepMLPNet arch['{key}']={value!r}: {problem}"
+
+
+def test_maps_much_smaller_than_partitions_warn_once(monkeypatch):
+    import mmrep.models.backbones.repmlpnet as repmlpnet
+    logged = []
+    monkeypatch.setattr(repmlpnet, 'print_log',
+                        lambda msg, **kwargs: logged.append((msg, kwargs)))
+    # The issue's case: T224's partitions on 128x128 crops (meta device:
+    # only the sizes matter).
+    with torch.device('meta'):
+        t224 = RepMLPNet('T224')
+    assert t224.warn_if_mostly_padding((128, 128))
+    assert logged[0][0] == (
+        'RepMLPNet at input 128x128: ' + '; '.join(
+            f'stage {i} map {m}x{m} in {p}x{p} partitions is 67% padding'
+            for i, (m, p) in enumerate(zip((32, 16, 8, 4), (56, 28, 14, 7))))
+        + '; every block computes on that padding and the partition FCs '
+        'are sized for the partitions: partition_sizes=(32, 16, 8, 4) '
+        'divide these maps')
+    assert logged[0][1]['level'] == logging.WARNING
+    # Once, at the first forward; maps that fit or barely pad are quiet.
+    logged.clear()
+    model = RepMLPNet(TINY_REPMLPNET).eval()
+    with torch.no_grad():
+        model(torch.randn(1, 3, 8, 16))  # stage 0 map 2x4, partition 4x8
+        model(torch.randn(1, 3, 8, 16))
+    assert len(logged) == 1 and logged[0][0].startswith(
+        'RepMLPNet at input 8x16: stage 0 map 2x4 in 4x8 partitions is 75% '
+        'padding; ')
+    logged.clear()
+    with torch.no_grad():
+        RepMLPNet(TINY_REPMLPNET).eval()(torch.randn(1, 3, 64, 112))
+    assert logged == []

@@ -4,6 +4,8 @@ import glob
 import json
 import os
 import os.path as osp
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -64,14 +66,47 @@ def test_every_config_fuses_losslessly(config):
     deployed.load_state_dict(fused.state_dict(), strict=True)
 
 
+def killed_write(path):
+    """Start writing ``path`` through ``atomic_write`` in another process
+    and SIGKILL that process midway.
+
+    Returns:
+        list[str]: the files the killed write left beside ``path``.
+    """
+    code = ('import sys, time\n'
+            'from mmrep.utils.fileio import atomic_write\n'
+            'def write(tmp):\n'
+            '    open(tmp, "wb").write(b"partial")\n'
+            '    print("writing", flush=True)\n'
+            '    time.sleep(600)\n'
+            'atomic_write(sys.argv[1], write)\n')
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [REPO, os.environ.get('PYTHONPATH', '')]))
+    proc = subprocess.Popen([sys.executable, '-c', code, path], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == 'writing'
+    proc.kill()
+    proc.wait()
+    folder = osp.dirname(path)
+    return sorted(osp.join(folder, f) for f in os.listdir(folder))
+
+
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
-    """A 2-iteration demo training with the hook; checkpoints every
-    iteration, the last 2 kept."""
+    """A 3-iteration demo training with the hook; checkpoints every
+    iteration, the last 2 kept. Its work dir already holds the temporary
+    file of a deploy-file write killed by SIGKILL, and another hidden
+    ``.tmp`` file that is not the hook's."""
     from mmrep.datasets import make_cityscapes_like
     tmp = tmp_path_factory.mktemp('deploy')
     data = make_cityscapes_like(str(tmp / 'data'), num_train=4, num_val=2)
     work = str(tmp / 'work')
+    os.makedirs(work)
+    stale = killed_write(osp.join(work, 'iter_7_deploy.pth'))
+    assert len(stale) == 1 and osp.basename(stale[0]).startswith(
+        '.iter_7_deploy.pth.') and stale[0].endswith('.tmp')
+    other = osp.join(work, '.notes.tmp')
+    open(other, 'w').close()
     opts = ['--cfg-options', f'train_dataloader.dataset.data_root={data}',
             f'val_dataloader.dataset.data_root={data}',
             f'test_dataloader.dataset.data_root={data}',
@@ -79,7 +114,33 @@ def trained(tmp_path_factory):
             'train_cfg.val_interval=3', 'default_hooks.checkpoint.interval=1',
             'default_hooks.checkpoint.max_keep_ckpts=2']
     out = run_tool('tools/train.py', DEMO, '--work-dir', work, *opts).stdout
-    return dict(work=work, opts=opts, log=out, data=data)
+    return dict(work=work, opts=opts, log=out, data=data, stale=stale[0],
+                other=other)
+
+
+def test_hook_removes_temporaries_of_a_killed_write(trained):
+    assert f'ReparamCheckpointHook: removed {trained["stale"]}, left by an ' \
+        f'interrupted write' in trained['log']
+    assert not osp.exists(trained['stale'])
+    assert osp.exists(trained['other'])  # not the hook's
+
+
+def test_deploy_files_get_the_mode_of_a_plain_write(trained, tmp_path):
+    """Not the temporary file's 0600: mmengine's checkpoints' mode."""
+    from mmrep.utils import atomic_save
+    work = trained['work']
+    for it in (2, 3):
+        mode = os.stat(osp.join(work, f'iter_{it}_deploy.pth')).st_mode
+        assert mode == os.stat(osp.join(work, f'iter_{it}.pth')).st_mode
+    umask = os.umask(0o027)
+    try:
+        atomic_save({'x': torch.zeros(1)}, str(tmp_path / 'new.pth'))
+        assert os.stat(tmp_path / 'new.pth').st_mode & 0o777 == 0o640
+        os.chmod(tmp_path / 'new.pth', 0o604)  # a rewrite keeps the mode
+        atomic_save({'x': torch.ones(1)}, str(tmp_path / 'new.pth'))
+        assert os.stat(tmp_path / 'new.pth').st_mode & 0o777 == 0o604
+    finally:
+        os.umask(umask)
 
 
 def test_hook_writes_fused_weights_beside_each_checkpoint(trained):
@@ -107,7 +168,7 @@ def test_failed_write_keeps_previous_file_and_training_goes_on(
         trained, tmp_path, monkeypatch):
     from mmengine.runner import Runner
 
-    import mmrep.deploy.hook as hook_module
+    import mmrep.utils.fileio as fileio  # the hook writes through it
     cfg = Config.fromfile(DEMO)
     cfg.merge_from_dict(
         {k: DictAction._parse_iterable(v)
@@ -131,21 +192,74 @@ def test_failed_write_keeps_previous_file_and_training_goes_on(
                 raise OSError('disk full (simulated)')
         return real_save(obj, f, *args, **kwargs)
 
-    monkeypatch.setattr(hook_module.torch, 'save', flaky_save)
+    monkeypatch.setattr(fileio.torch, 'save', flaky_save)
     runner = Runner.from_cfg(cfg)
     first = osp.join(str(tmp_path), 'iter_1_deploy.pth')
     runner.train()  # does not raise
     assert runner.iter == 2
     assert osp.isfile(osp.join(str(tmp_path), 'iter_2.pth'))
     assert not osp.exists(osp.join(str(tmp_path), 'iter_2_deploy.pth'))
-    monkeypatch.setattr(hook_module.torch, 'save', real_save)
+    monkeypatch.setattr(fileio.torch, 'save', real_save)
     torch.load(first, map_location='cpu', weights_only=True)  # intact
     assert not glob.glob(osp.join(str(tmp_path), '.*.tmp'))
     log = open(glob.glob(osp.join(str(tmp_path), '*', '*.log'))[0]).read()
     assert 'could not write' in log and 'disk full (simulated)' in log
 
 
-def test_reparam_tool_and_deploy_evaluation(trained, tmp_path):
+def evaluate(config, weights, trained, folder, *extra):
+    """``tools/test.py`` on the trained run's data.
+
+    Returns:
+        tuple[dict, str]: the metrics and the tool's output.
+    """
+    mfile = osp.join(folder, 'metrics.json')
+    proc = run_tool('tools/test.py', config, weights, '--work-dir', folder,
+                    '--out-metrics', mfile, *extra, *trained['opts'])
+    with open(mfile) as f:
+        return json.load(f), proc.stdout
+
+
+def assert_same_metrics(a, b):
+    for key in ('mIoU', 'aAcc', 'mAcc'):
+        assert abs(a[key] - b[key]) < 1e-2, (key, a[key], b[key])
+
+
+@pytest.fixture(scope='module')
+def train_metrics(trained, tmp_path_factory):
+    """The train-time checkpoint's metrics, predictions drawn with
+    ``--show-dir``."""
+    folder = tmp_path_factory.mktemp('train_eval')
+    show = str(folder / 'show')
+    metrics, log = evaluate(DEMO, osp.join(trained['work'], 'iter_3.pth'),
+                            trained, str(folder / 'work'), '--show-dir', show)
+    return dict(metrics=metrics, log=log, show=show)
+
+
+def test_show_dir_draws_predictions(trained, train_metrics):
+    """Every test image, in mmseg's layout (the visualizer's
+    LocalVisBackend under DIR)."""
+    images = glob.glob(osp.join(trained['data'], 'leftImg8bit', 'val', '*',
+                                '*.png'))
+    drawn = glob.glob(osp.join(train_metrics['show'], 'vis_data',
+                               'vis_image', '*.png'))
+    assert len(drawn) == len(images) > 0, os.listdir(train_metrics['show'])
+
+
+def test_test_tool_evaluates_the_hooks_fused_file(trained, train_metrics,
+                                                  tmp_path):
+    """Given the training config, the hook's ``iter_3_deploy.pth`` is
+    evaluated with the fused model, and scores as the checkpoint does."""
+    fused = osp.join(trained['work'], 'iter_3_deploy.pth')
+    metrics, log = evaluate(DEMO, fused, trained, str(tmp_path))
+    assert f'{fused} holds fused (deploy) weights: evaluating {DEMO} with ' \
+        f'its mmrep modules in deploy form' in log
+    assert f'evaluating {osp.join(trained["work"], "iter_3.pth")} with ' \
+        f'the model as configured' in train_metrics['log']
+    assert_same_metrics(metrics, train_metrics['metrics'])
+
+
+def test_reparam_tool_and_deploy_evaluation(trained, train_metrics,
+                                            tmp_path):
     work = trained['work']
     ckpt = osp.join(work, 'iter_3.pth')
     out = str(tmp_path / 'fused.pth')
@@ -170,14 +284,5 @@ def test_reparam_tool_and_deploy_evaluation(trained, tmp_path):
     assert not osp.exists(target)
 
     # Same metric from the fused model as from the train-time one.
-    metrics = {}
-    for name, config, weights in (('train', DEMO, ckpt),
-                                  ('deploy', deploy_cfg, out)):
-        mfile = str(tmp_path / f'{name}.json')
-        run_tool('tools/test.py', config, weights, '--work-dir',
-                 str(tmp_path / name), '--out-metrics', mfile,
-                 *trained['opts'])
-        with open(mfile) as f:
-            metrics[name] = json.load(f)
-    for key in ('mIoU', 'aAcc', 'mAcc'):
-        assert abs(metrics['train'][key] - metrics['deploy'][key]) < 1e-2
+    metrics, _ = evaluate(deploy_cfg, out, trained, str(tmp_path / 'deploy'))
+    assert_same_metrics(metrics, train_metrics['metrics'])

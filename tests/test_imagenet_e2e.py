@@ -220,7 +220,8 @@ def test_converted_release_evaluates(form, imagenet_data, tmp_path):
     """An original RepVGG-A0 release (its names and shapes, random values),
     converted by tools/convert_checkpoint.py, is evaluated by tools/test.py
     with the unchanged RepVGG-A0 config (1000 classes; the generated labels
-    are 0..4), fused weights with ``model.backbone.deploy=True``."""
+    are 0..4); the tool recognises fused weights and evaluates them with
+    the backbone in deploy form."""
     with open(osp.join(FIXTURES, 'repvgg_full_keys.json')) as f:
         shapes = json.load(f)['RepVGG-A0'][form]
     torch.manual_seed(0)
@@ -235,7 +236,10 @@ def test_converted_release_evaluates(form, imagenet_data, tmp_path):
     metrics_file = str(tmp_path / 'metrics.json')
     load_tool('test').main([
         config, ckpt, '--work-dir', str(tmp_path / 'work'), '--out-metrics',
-        metrics_file, '--cfg-options', f'experiment_name=converted_{form}',
-        f'model.backbone.deploy={form == "deploy"}'])
+        metrics_file, '--cfg-options', f'experiment_name=converted_{form}'])
     with open(metrics_file) as f:
         assert 0 <= json.load(f)['accuracy/top1'] <= 100
+    log, = glob.glob(osp.join(str(tmp_path / 'work'), '*', '*.log'))
+    with open(log) as f:
+        assert (f'{ckpt} holds fused (deploy) weights' in f.read()) == \
+            (form == 'deploy')

@@ -369,7 +369,8 @@ def test_bad_arch_is_refused():
         RepMLPNet(dict(channels=(8, 16), num_blocks=(1, 1)))
     with pytest.raises(ValueError, match='differ in length'):
         RepMLPNet(small_arch(num_blocks=(1, 1, 1)))
-    with pytest.raises(ValueError, match='must divide'):
+    with pytest.raises(ValueError, match="stage 0's 3 share sets do not "
+                       'divide its 16 channels'):
         RepMLPNet(small_arch(sharesets=(3, 4, 8, 16)))
     with pytest.raises(ValueError, match='out_indices'):
         RepMLPNet(small_arch(), out_indices=(4, ))

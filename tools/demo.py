@@ -35,28 +35,64 @@ def majority_miou(data_root):
     return 100 * counts.max() / labels.size / present
 
 
-def main():
+def positive_int(text):
+    """``argparse`` type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be at least 1, got {value}')
+    return value
+
+
+def config_options(data_root, iters):
+    """The ``--cfg-options`` that point the demo config at ``data_root`` and
+    train for ``iters`` iterations.
+
+    The warm-up (linear, 30 of the config's 300 iterations) scales with
+    ``iters``: a tenth of them, at least 1 and at most 30; the polynomial
+    decay takes the rest (with ``iters`` = 1 it starts after training ends).
+
+    Args:
+        data_root (str): the dataset folder.
+        iters (int): training iterations, >= 1.
+
+    Returns:
+        list[str]: ``key=value`` overrides.
+    """
+    warmup = max(1, min(30, iters // 10))
+    return [f'data_root={data_root}',
+            f'train_dataloader.dataset.data_root={data_root}',
+            f'val_dataloader.dataset.data_root={data_root}',
+            f'test_dataloader.dataset.data_root={data_root}',
+            f'train_cfg.max_iters={iters}',
+            f'train_cfg.val_interval={iters}',
+            f'default_hooks.checkpoint.interval={iters}',
+            f'param_scheduler.0.end={warmup}',
+            f'param_scheduler.1.begin={warmup}',
+            f'param_scheduler.1.end={max(iters, warmup + 1)}']
+
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs',
                                                        'demo'))
     parser.add_argument('--data-root',
                         default=osp.join(ROOT, 'data', 'demo_cityscapes'))
-    parser.add_argument('--iters', type=int, default=300)
-    args = parser.parse_args()
+    parser.add_argument('--iters', type=positive_int, default=300,
+                        help='training iterations (default: 300); the '
+                        'learning-rate warm-up takes a tenth of them, at '
+                        'most 30')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
 
     sys.path.insert(0, ROOT)
     from mmrep.datasets import make_cityscapes_like
     if not osp.isdir(osp.join(args.data_root, 'gtFine', 'val')):
         print(f'[demo] writing a Cityscapes-layout dataset to {args.data_root}')
         make_cityscapes_like(args.data_root, num_train=64, num_val=16)
-    opts = [f'data_root={args.data_root}',
-            f'train_dataloader.dataset.data_root={args.data_root}',
-            f'val_dataloader.dataset.data_root={args.data_root}',
-            f'test_dataloader.dataset.data_root={args.data_root}',
-            f'train_cfg.max_iters={args.iters}',
-            f'train_cfg.val_interval={args.iters}',
-            f'default_hooks.checkpoint.interval={args.iters}',
-            f'param_scheduler.1.end={args.iters}']
+    opts = config_options(args.data_root, args.iters)
     start = time.time()
     print(f'[demo] training {args.iters} iterations on the CPU '
           f'(work dir {args.work_dir})')

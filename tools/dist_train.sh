@@ -3,6 +3,23 @@
 # Without CUDA, tools/train.py runs the processes on the CPU with gloo (SyncBN
 # configs are converted to BN). PYTHON picks the interpreter, PORT the port.
 set -euo pipefail
+usage() {
+  echo "usage: tools/dist_train.sh CONFIG NUM_PROCS [tools/train.py arguments]"
+  echo "runs tools/train.py --launcher pytorch under torchrun; environment:"
+  echo "NNODES, NODE_RANK, MASTER_ADDR, PORT (default 29500), PYTHON"
+}
+case "${1:-}" in
+  -h|--help) usage; exit 0 ;;
+esac
+if [ $# -lt 2 ]; then
+  usage >&2
+  echo "error: CONFIG and NUM_PROCS are required" >&2
+  exit 2
+fi
+if ! [[ $2 =~ ^[1-9][0-9]*$ ]]; then
+  echo "error: NUM_PROCS must be a positive integer, got '$2'" >&2
+  exit 2
+fi
 CONFIG=$1
 NPROC=$2
 shift 2

@@ -1,18 +1,21 @@
 """Write fused (deploy) weights next to every checkpoint training saves."""
 import copy
+import glob
 import os
 import os.path as osp
-import tempfile
 
-import torch
 from mmengine.dist import is_main_process
-from mmengine.hooks import Hook
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.model import is_model_wrapper
 
 from ..registry import HOOKS
+from ..utils.fileio import atomic_save, atomic_write, temporary_prefix
 from ..version import __version__
 from .config import make_deploy_config
 from .walker import reparameterize_model
+
+__all__ = ['ReparamCheckpointHook', 'deploy_path', 'atomic_save',
+           'atomic_write']
 
 
 def deploy_path(checkpoint):
@@ -21,30 +24,20 @@ def deploy_path(checkpoint):
     return f'{stem}_deploy{ext or ".pth"}'
 
 
-def atomic_write(path, write):
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename
-    it to ``path``, so a crash or an error never leaves a truncated file
-    there (the temporary file is removed either way).
+def stale_temporaries(folder):
+    """Temporary files of interrupted deploy-file writes in ``folder``.
+
+    A process killed while :func:`~mmrep.utils.fileio.atomic_write` writes
+    ``<name>_deploy.pth`` leaves ``.<name>_deploy.pth.<random>.tmp``.
 
     Args:
-        path (str): the file to create or replace.
-        write (callable): writes the whole file to the path it is given.
+        folder (str): where the checkpoints are saved.
+
+    Returns:
+        list[str]: their paths, sorted.
     """
-    folder = osp.dirname(osp.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.',
-                               suffix='.tmp', dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
-
-
-def atomic_save(obj, path):
-    """``torch.save(obj, path)`` through :func:`atomic_write`."""
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    pattern = temporary_prefix(deploy_path('*')) + '*.tmp'
+    return sorted(glob.glob(osp.join(glob.escape(folder), pattern)))
 
 
 def fused_state(model):
@@ -67,9 +60,12 @@ class ReparamCheckpointHook(Hook):
     and ``meta`` (source checkpoint name, epoch, iter, mmrep version and the
     deploy config text, which builds the fused model for
     ``tools/test.py``). The file is written on rank 0 from a CPU copy of the
-    model, atomically; a failed write is logged and training goes on, and the
-    previous deploy file stays as it was. Deploy files whose checkpoint was
-    removed (``max_keep_ckpts``) are removed too.
+    model, atomically, with the mode a plain write gives; a failed write is
+    logged and training goes on, and the previous deploy file stays as it
+    was. Deploy files whose checkpoint was removed (``max_keep_ckpts``) are
+    removed too, and so are, when training starts, the temporary files that
+    a killed run's writes left in the checkpoint folder
+    (``.<name>_deploy.pth.<random>.tmp``).
     """
 
     priority = 'LOWEST'  # after CheckpointHook (VERY_LOW) has saved
@@ -79,6 +75,26 @@ class ReparamCheckpointHook(Hook):
 
     def before_train(self, runner):
         self._done.add(runner.message_hub.get_info('last_ckpt'))
+        if is_main_process():
+            self._remove_stale_temporaries(runner)
+
+    @staticmethod
+    def checkpoint_folder(runner):
+        """Where ``CheckpointHook`` saves (its ``out_dir``, set in its own
+        ``before_train``, which runs first), else the work dir."""
+        for hook in runner.hooks:
+            if isinstance(hook, CheckpointHook) and hook.out_dir:
+                return hook.out_dir
+        return runner.work_dir
+
+    def _remove_stale_temporaries(self, runner):
+        folder = self.checkpoint_folder(runner)
+        if not osp.isdir(folder):  # a remote out_dir (file backends)
+            return
+        for path in stale_temporaries(folder):
+            os.remove(path)
+            runner.logger.info(f'ReparamCheckpointHook: removed {path}, '
+                               f'left by an interrupted write')
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None):

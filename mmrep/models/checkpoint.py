@@ -240,3 +240,68 @@ def load_pretrained(module, checkpoint, prefix=None, map_location='cpu'):
                   f'checkpoint keys outside the backbone (e.g. {unused[:3]})',
                   logger='current')
     return unused
+
+
+FORM_NAMES = {'config': 'as configured', 'deploy': 'in fused (deploy) form'}
+
+
+def checkpoint_form(state, forms, meta=None, name='the checkpoint'):
+    """Which form of a model a whole-model checkpoint fits exactly.
+
+    Unlike :func:`load_pretrained`, nothing is converted or resampled:
+    every key and shape must match, as for evaluating or resuming.
+
+    Args:
+        state (dict[str, Tensor]): the checkpoint's weights
+            (:func:`read_state_dict`).
+        forms (dict[str, dict | callable]): ``'config'`` (the model as
+            configured) and, when it has mmrep modules, ``'deploy'`` (every
+            one fused): the model's state dict in that form (any device,
+            ``meta`` included; only names and shapes count), or a function
+            returning it, called only when needed.
+        meta (dict, optional): the checkpoint's ``meta``; a
+            ``deploy_config`` there (written by ``ReparamCheckpointHook`` and
+            ``tools/reparam.py``) marks fused weights.
+        name (str): how to call the checkpoint in the message (its path).
+
+    Returns:
+        str: the key of ``forms`` that ``state`` fits.
+
+    Raises:
+        CheckpointMismatchError: ``state`` fits no form. The message names
+            the form the checkpoint claims (fused when its ``meta`` says so,
+            or when more of its names are those of the fused form) and the
+            first mismatching keys and shapes.
+    """
+    forms = dict(forms)
+    for form, expected in forms.items():
+        forms[form] = expected() if callable(expected) else expected
+        if _fits(state, forms[form]):
+            return form
+
+    def shared(form):
+        return len(state.keys() & forms[form].keys())
+    claims_fused = 'deploy' in forms and (
+        'deploy_config' in (meta or {}) or shared('deploy') > shared('config'))
+    form = 'deploy' if claims_fused else 'config'
+    raise CheckpointMismatchError(
+        f'{name} does not fit the model {FORM_NAMES[form]}: '
+        + describe_mismatch(state, forms[form], limit=3))
+
+
+def load_state_strict(model, state):
+    """Load whole-model weights that must fit ``model`` exactly.
+
+    Args:
+        model (nn.Module): the model (not a DDP wrapper).
+        state (dict[str, Tensor]): its weights (:func:`read_state_dict`).
+
+    Raises:
+        CheckpointMismatchError: a key or shape differs; nothing is loaded.
+    """
+    expected = model.state_dict()
+    if not _fits(state, expected):
+        raise CheckpointMismatchError(
+            f'the checkpoint does not fit {type(model).__name__}: '
+            + describe_mismatch(state, expected, limit=3))
+    model.load_state_dict(state, strict=True)

@@ -4,8 +4,12 @@ A config that names ``type='mmrep.*'`` modules builds only where :mod:`mmrep`
 has been imported. mmrep's own tools import it, but mmseg's, mmdet's and
 mmpretrain's tools (and any other runner) import it only through the
 config's ``custom_imports``; a config without it would work here and fail
-elsewhere, so the tools refuse it up front.
+elsewhere, so the tools refuse it up front. The tools also build the
+config's model once on the meta device and read the checkpoints it
+initializes from before they create anything.
 """
+import copy
+import re
 
 CUSTOM_IMPORTS_HINT = ("custom_imports = dict(imports=['mmrep'], "
                        'allow_failed_imports=False)')
@@ -87,3 +91,124 @@ def check_custom_imports(cfg, name='the config'):
         f'{name} uses {kind!r} at {where}{more} but has no custom_imports '
         f'for mmrep, so the mmrep modules are not registered outside '
         f"mmrep's own tools; add\n    {CUSTOM_IMPORTS_HINT}\nto the config")
+
+
+class ModelConfigError(ValueError):
+    """A config's model cannot be built, or a checkpoint it names to
+    initialize from cannot be read."""
+
+
+_BUILD_CONTEXT = re.compile(r'class `\w+` in [\w/.\\-]+\.py: ')
+
+
+def model_config(cfg):
+    """``cfg.model`` as the runner builds it: with the top-level
+    ``data_preprocessor`` merged in when the model has none.
+
+    Args:
+        cfg (mmengine.Config): the config.
+
+    Returns:
+        dict: the model config (a copy).
+    """
+    model = copy.deepcopy(cfg.model)
+    model = model.to_dict() if hasattr(model, 'to_dict') else dict(model)
+    if cfg.get('data_preprocessor') is not None:
+        preprocessor = cfg.data_preprocessor
+        model.setdefault('data_preprocessor', preprocessor.to_dict()
+                         if hasattr(preprocessor, 'to_dict')
+                         else dict(preprocessor))
+    return model
+
+
+def build_model_state(cfg, name='the config'):
+    """Build the config's model without allocating its weights and return
+    its state dict (names and shapes; tensors on the meta device).
+
+    Every argument of every module is checked by its constructor, so a bad
+    ``arch`` or ``partition_sizes`` is refused here, before a runner
+    creates anything. Modules that cannot be built on the meta device are
+    built on the CPU instead.
+
+    Args:
+        cfg (mmengine.Config): the config.
+        name (str): how to call the config in messages (its path).
+
+    Returns:
+        dict[str, Tensor]: the model's state dict.
+
+    Raises:
+        ModelConfigError: the model cannot be built; the message names the
+            innermost error (e.g. ``ValueError: unknown RepMLPNet arch``).
+    """
+    import torch
+    from mmengine.registry import MODELS, DefaultScope
+    model = model_config(cfg)
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
+        try:
+            with torch.device('meta'):
+                return MODELS.build(copy.deepcopy(model)).state_dict()
+        except Exception:  # noqa: BLE001  retried on the CPU below
+            pass
+        try:
+            return MODELS.build(model).state_dict()
+        except Exception as e:  # noqa: BLE001  any constructor error
+            detail = _BUILD_CONTEXT.sub('', str(e)).strip()
+            raise ModelConfigError(
+                f'cannot build the model of {name}: {type(e).__name__}: '
+                f'{detail}') from e
+
+
+def pretrained_checkpoints(node, found=None):
+    """Local checkpoint files a model config initializes from.
+
+    Args:
+        node (dict | list | object): a model config or part of one.
+        found (list, optional): list to append to.
+
+    Returns:
+        list[str]: the ``checkpoint`` of every ``init_cfg`` of type
+        ``'Pretrained'`` and every string ``pretrained``, except URLs
+        (``scheme://...``), which mmengine downloads.
+    """
+    found = [] if found is None else found
+    if isinstance(node, dict):
+        init = node.get('init_cfg')
+        for cfg in init if isinstance(init, (list, tuple)) else [init]:
+            if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+                found.append(cfg.get('checkpoint'))
+        found.append(node.get('pretrained'))
+        for value in node.values():
+            pretrained_checkpoints(value, found)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            pretrained_checkpoints(value, found)
+    return [p for p in dict.fromkeys(found)
+            if isinstance(p, str) and p and '://' not in p]
+
+
+def check_model_config(cfg, name='the config'):
+    """Refuse a config whose model cannot be built or initialized.
+
+    Builds the model on the meta device (:func:`build_model_state`) and
+    reads every local checkpoint its ``init_cfg`` names with
+    :func:`~mmrep.utils.safe_load`: a run that would fail there fails here,
+    before a runner creates its work dir.
+
+    Args:
+        cfg (mmengine.Config): the config (after command-line overrides).
+        name (str): how to call the config in messages (its path).
+
+    Returns:
+        dict[str, Tensor]: the model's state dict (meta tensors).
+
+    Raises:
+        ModelConfigError: the model cannot be built.
+        FileNotFoundError: an ``init_cfg`` checkpoint does not exist.
+        CheckpointLoadError: one is truncated, corrupt or unsafe.
+    """
+    from .serialization import safe_load
+    state = build_model_state(cfg, name)
+    for path in pretrained_checkpoints(model_config(cfg)):
+        safe_load(path)
+    return state

@@ -99,6 +99,11 @@ class CheckpointLoadError(RuntimeError):
     """A checkpoint file could not be read safely."""
 
 
+class UnsafeCheckpointError(CheckpointLoadError):
+    """A checkpoint holds a pickled object outside the allow-list (which
+    was not executed): unlike a truncated file, not an accident."""
+
+
 def _unpickler_detail(error):
     """The specific reason in torch's long weights-only error message."""
     text = str(error)
@@ -125,8 +130,9 @@ def safe_load(path, map_location='cpu'):
 
     Raises:
         FileNotFoundError: the file does not exist.
-        CheckpointLoadError: the file is truncated, corrupt, or holds a
-            pickled object outside the allow-list (which is never executed).
+        CheckpointLoadError: the file is truncated or corrupt;
+            :class:`UnsafeCheckpointError` when it holds a pickled object
+            outside the allow-list (which is never executed).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -137,7 +143,7 @@ def safe_load(path, map_location='cpu'):
     except pickle.UnpicklingError as e:
         detail = _unpickler_detail(e)
         if 'global' in detail.lower() or 'getattr' in detail:
-            raise CheckpointLoadError(
+            raise UnsafeCheckpointError(
                 f'refused to load {path}: it holds a pickled object outside '
                 f"mmrep's allow-list of safe types, which was not executed "
                 f'({detail})') from e

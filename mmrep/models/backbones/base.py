@@ -1,5 +1,6 @@
 """What every mmrep backbone shares: pretrained loading, frozen stages,
 ``norm_eval`` and the ``reparameterize()`` protocol."""
+import numbers
 import re
 
 import torch.nn as nn
@@ -20,6 +21,35 @@ def check_out_indices(out_indices, num_stages):
             raise ValueError(f'out_indices {out_indices} out of range for '
                              f'{num_stages} stages')
     return tuple(i % num_stages for i in out_indices)
+
+
+def is_positive_int(value):
+    """Whether ``value`` is an int (not a bool) above 0."""
+    return isinstance(value, numbers.Integral) and \
+        not isinstance(value, bool) and value > 0
+
+
+def positive_ints(what, values, odd=False):
+    """Check that every entry of ``values`` is a positive (odd) integer.
+
+    Args:
+        what (str): the argument as the message names it, e.g.
+            ``"RepMLPNet arch['channels']"``.
+        values (int | Sequence[int]): the value(s).
+        odd (bool): require odd values too. Default: False.
+
+    Returns:
+        tuple[int]: the values as ints.
+
+    Raises:
+        ValueError: ``"<what>=<values>: <entry> is not a positive int"``.
+    """
+    items = values if isinstance(values, (list, tuple)) else [values]
+    for v in items:
+        if not is_positive_int(v) or (odd and v % 2 == 0):
+            kind = 'a positive odd int' if odd else 'a positive int'
+            raise ValueError(f'{what}={values!r}: {v!r} is not {kind}')
+    return tuple(int(v) for v in items)
 
 
 def arch_settings_of(arch, presets, family, renames=None, ignored=(),

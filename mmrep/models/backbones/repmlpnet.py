@@ -36,17 +36,21 @@ Differences from the original:
   (:mod:`mmrep.models.layers.linear`).
 """
 import copy
+import logging
 import math
 from types import SimpleNamespace
 
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
+from mmengine.logging import print_log
+
 from ...registry import MODELS
 from ..layers import ConvBN, RepMLPBlock, fold_input_bn, to_2tuple
 from ..layers.linear import linear, onednn_usable
 from .base import (RepBackbone, arch_settings_of, check_out_indices,
-                   complete_arch, split_classifier)
+                   complete_arch, is_positive_int, positive_ints,
+                   split_classifier)
 
 
 class FFNBlock(nn.Module):
@@ -218,12 +222,10 @@ class RepMLPNet(RepBackbone):
         self.pad = bool(pad)
         self.arch = self.parse_arch(arch)
         if partition_sizes is not None:
-            if len(partition_sizes) != len(self.arch['channels']):
-                raise ValueError(
-                    f'partition_sizes needs one entry per stage '
-                    f'({len(self.arch["channels"])}), got {partition_sizes}')
-            self.arch['partition_sizes'] = tuple(
-                to_2tuple(p) for p in partition_sizes)
+            self.arch['partition_sizes'] = self.check_partition_sizes(
+                'RepMLPNet partition_sizes', partition_sizes,
+                len(self.arch['channels']))
+        self._padding_checked = False  # see warn_if_mostly_padding
         a = self.arch
         num_stages = len(a['channels'])
         self.out_indices = check_out_indices(out_indices, num_stages)
@@ -269,8 +271,11 @@ class RepMLPNet(RepBackbone):
             patch_size.
 
         Raises:
-            ValueError: unknown preset name, unknown or missing keys, or
-                per-stage lists of different lengths.
+            ValueError: unknown preset name, unknown or missing keys,
+                per-stage lists of different lengths, or a value that does
+                not build (not a positive int; share sets that do not divide
+                the channels; even conv kernels); the message names the
+                arch key and its value.
         """
         arch = arch_settings_of(arch, cls.arch_settings, 'RepMLPNet',
                                 cls._original_names)
@@ -283,11 +288,71 @@ class RepMLPNet(RepBackbone):
             arch, 'RepMLPNet',
             ('channels', 'num_blocks', 'sharesets', 'partition_sizes'),
             cls.arch_defaults)
-        out['partition_sizes'] = tuple(
-            to_2tuple(p) for p in out['partition_sizes'])
-        for k in ('channels', 'num_blocks', 'sharesets'):
-            out[k] = tuple(int(v) for v in out[k])
-        out['conv_kernels'] = tuple(out['conv_kernels'] or ())
+        return cls.check_arch(out)
+
+    @staticmethod
+    def check_partition_sizes(what, sizes, num_stages):
+        """Validate partition sizes: one positive int or ``(h, w)`` pair of
+        them per stage.
+
+        Args:
+            what (str): the argument, as the message names it.
+            sizes (Sequence[int | Sequence[int]]): the sizes.
+            num_stages (int): the number of stages.
+
+        Returns:
+            tuple[tuple[int, int]]: ``(h, w)`` per stage.
+
+        Raises:
+            ValueError: naming ``what``, its value and the bad entry.
+        """
+        if not isinstance(sizes, (list, tuple)) or len(sizes) != num_stages:
+            raise ValueError(f'{what}={sizes!r}: needs one entry per stage '
+                             f'({num_stages})')
+        pairs = []
+        for size in sizes:
+            pair = tuple(size) if isinstance(size, (list, tuple)) \
+                else (size, size)
+            if len(pair) != 2 or not all(map(is_positive_int, pair)):
+                raise ValueError(f'{what}={sizes!r}: {size!r} is not a '
+                                 f'positive int or an (h, w) pair of them')
+            pairs.append(tuple(int(v) for v in pair))
+        return tuple(pairs)
+
+    @classmethod
+    def check_arch(cls, arch):
+        """Validate a completed arch dict (see :meth:`parse_arch`).
+
+        Returns:
+            dict: ``arch`` with ints, ``(h, w)`` partition pairs and a
+            ``conv_kernels`` tuple.
+
+        Raises:
+            ValueError: naming the arch key, its value and the problem.
+        """
+        def name(key):
+            return f"RepMLPNet arch['{key}']"
+
+        out = dict(arch)
+        for key in ('channels', 'num_blocks', 'sharesets'):
+            out[key] = positive_ints(name(key), out[key])
+        out['partition_sizes'] = cls.check_partition_sizes(
+            name('partition_sizes'), out['partition_sizes'],
+            len(out['channels']))
+        for key in ('gp_reduce', 'ffn_expand'):
+            out[key] = positive_ints(name(key), out[key])[0]
+        positive_ints(name('patch_size'), out['patch_size'])
+        out['conv_kernels'] = positive_ints(
+            name('conv_kernels'), tuple(out['conv_kernels'] or ()), odd=True)
+        for i, (c, s) in enumerate(zip(out['channels'], out['sharesets'])):
+            if c % s:
+                raise ValueError(
+                    f"{name('sharesets')}={arch['sharesets']!r}: stage {i}'s "
+                    f'{s} share sets do not divide its {c} channels')
+            if c < out['gp_reduce']:
+                raise ValueError(
+                    f"{name('gp_reduce')}={out['gp_reduce']}: more than stage "
+                    f"{i}'s {c} channels")
         return out
 
     def forward(self, x):
@@ -301,6 +366,8 @@ class RepMLPNet(RepBackbone):
         """
         if not self.pad:
             self._check_fits(x)
+        elif not self._padding_checked:
+            self.warn_if_mostly_padding(x.shape[-2:])
         x = self.conv_embedding(_pad_to_stride(x, self.patch_size))
         outs = []
         last = len(self.stages) - 1
@@ -331,6 +398,67 @@ class RepMLPNet(RepBackbone):
             mh = math.lcm(mh, ph * 2**i * h)
             mw = math.lcm(mw, pw * 2**i * w)
         return mh, mw
+
+    def stage_map_sizes(self, image_size):
+        """The map size of each stage for an image of ``image_size``.
+
+        Args:
+            image_size (tuple[int, int]): ``(H, W)``.
+
+        Returns:
+            list[tuple[int, int]]: ``(h, w)`` per stage (padding rounds up).
+        """
+        (H, W), (ph, pw) = image_size, self.patch_size
+        h, w = -(-H // ph), -(-W // pw)
+        sizes = []
+        for i in range(len(self.stages)):
+            if i:
+                h, w = -(-h // 2), -(-w // 2)
+            sizes.append((h, w))
+        return sizes
+
+    def warn_if_mostly_padding(self, image_size, threshold=0.5):
+        """Warn (once) when the stage maps of ``image_size`` are mostly
+        zero padding inside their partitions.
+
+        A map smaller than its partition (the T224 preset's 56x56 partitions
+        on the 32x32 first-stage map of a 128x128 crop) is padded to a whole
+        partition, and every block computes on the padding. The warning
+        names each such stage, its map and partition sizes and the padded
+        fraction, and suggests ``partition_sizes`` that divide the maps.
+
+        Args:
+            image_size (tuple[int, int]): the input's ``(H, W)``.
+            threshold (float): warn when the padding is more than this
+                fraction of a stage's padded map. Default: 0.5.
+
+        Returns:
+            bool: whether a warning was logged.
+        """
+        self._padding_checked = True
+
+        def divisor(n, limit):  # the largest divisor of n up to limit
+            return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
+
+        stages, suggested = [], []
+        for i, ((h, w), (sh, sw)) in enumerate(zip(
+                self.stage_map_sizes(image_size),
+                self.arch['partition_sizes'])):
+            padded = (-(-h // sh) * sh) * (-(-w // sw) * sw)
+            if 1 - h * w / padded > threshold:
+                stages.append(f'stage {i} map {h}x{w} in {sh}x{sw} '
+                              f'partitions is {1 - h * w / padded:.0%} '
+                              f'padding')
+            dh, dw = divisor(h, sh), divisor(w, sw)
+            suggested.append(dh if dh == dw else (dh, dw))
+        if stages:
+            print_log(
+                f'RepMLPNet at input {image_size[0]}x{image_size[1]}: '
+                f'{"; ".join(stages)}; every block computes on that padding '
+                f'and the partition FCs are sized for the partitions: '
+                f'partition_sizes={tuple(suggested)} divide these maps',
+                logger='current', level=logging.WARNING)
+        return bool(stages)
 
     def _check_fits(self, x):
         """With ``pad=False``: refuse an image that needs padding."""
