@@ -14,7 +14,10 @@ from torchvision.ops import deform_conv2d
 import mmrep
 from mmrep.models import CheckpointMismatchError
 from mmrep.models.backbones import CycleMLP
-from mmrep.models.layers import CycleFC, cycle_shift
+from mmrep.models.backbones import cyclemlp as cyclemlp_module
+from mmrep.models.layers import (CycleFC, cycle_shift, cycle_stack,
+                                 cycle_stack_sum)
+from mmrep.utils.testing import cycle_block_step_by_step
 
 SMALL = dict(channels=(16, 32, 64, 128), num_blocks=(1, 1, 2, 1),
              mlp_ratios=(2, 2, 2, 2))
@@ -108,6 +111,48 @@ def test_cycle_fc_refuses_bad_settings_and_offsets():
     state['offset'] = CycleFC(6, 6, (3, 1)).offset
     with pytest.raises(CheckpointMismatchError, match='offset'):
         layer.load_state_dict(state)
+
+
+@pytest.mark.parametrize('size', [(5, 7), (1, 1), (2, 1)])
+def test_cycle_stack_is_shifted_copies_and_its_sum(size):
+    """The stacked mixer inputs are the Cycle FC shifts, the map and a
+    column of ones; their pixel sums come without the stack; the gradient
+    is the adjoint of the shifts."""
+    torch.manual_seed(0)
+    kernels = ((1, 3), (3, 1))
+    x = torch.randn(2, *size, 7, dtype=torch.float64, requires_grad=True)
+    nchw = x.detach().permute(0, 3, 1, 2)
+    expected = torch.cat(
+        [cycle_shift(nchw, k).permute(0, 2, 3, 1) for k in kernels]
+        + [x.detach(), torch.ones(2, *size, 1, dtype=x.dtype)], dim=-1)
+    assert torch.equal(cycle_stack(x, kernels), expected)
+    assert_close(cycle_stack_sum(x.detach(), kernels), expected.sum((1, 2)),
+                 1e-12, 'stack sum')
+    assert torch.autograd.gradcheck(lambda t: cycle_stack(t, kernels), (x, ))
+    assert torch.autograd.gradcheck(lambda t: cycle_stack_sum(t, kernels),
+                                    (x, ))
+
+
+def test_block_products_and_pieces_equal_the_step_by_step_form(monkeypatch):
+    """One product for the mixer and the residual, and (without autograd)
+    pieces of rows with the rows the vertical shift reads: same outputs and
+    gradients as the step-by-step form."""
+    torch.manual_seed(0)
+    block = cyclemlp_module.CycleBlock(12, 2., qkv_bias=True, skip_lam=2.)
+    for p in block.parameters():
+        nn.init.normal_(p, std=0.3)
+    x = torch.randn(2, 9, 5, 12, requires_grad=True)
+    out, ref = block(x), cycle_block_step_by_step(block, x)
+    assert_close(out, ref, 1e-5, 'train-mode output')
+    grad = torch.randn_like(ref)
+    params = [x] + list(block.parameters())
+    names = ['input'] + [n for n, _ in block.named_parameters()]
+    for a, b, name in zip(torch.autograd.grad(out, params, grad),
+                          torch.autograd.grad(ref, params, grad), names):
+        assert_close(a, b, 1e-5, f'gradient of {name}')
+    monkeypatch.setattr(cyclemlp_module, '_PIECE_PIXELS', 10)  # 1-row pieces
+    with torch.no_grad():
+        assert_close(block.eval()(x), ref, 1e-5, 'output by pieces')
 
 
 # --------------------------------------------------------------------

@@ -260,6 +260,51 @@ def assert_matches_mmpretrain(ours, theirs, what):
                  what)
 
 
+def tall_local_perceptron(block, x, hp, wp):
+    """The conv branches as the original runs them: ``M`` images of ``S``
+    channels, each ConvBN module applied in turn."""
+    N, C = x.shape[:2]
+    h, w, S = block.h, block.w, block.num_sharesets
+    local = x.reshape(N, C, hp, h, wp, w).permute(0, 2, 4, 1, 3, 5)
+    local = local.reshape(-1, S, h, w)
+    return sum(getattr(block, f'repconv{k}')(local)
+               for k in block.conv_kernels).view(-1, C, h, w)
+
+
+@pytest.mark.parametrize('size', [(8, 12), (7, 10)])
+def test_training_step_equals_straightforward_branches(size, monkeypatch):
+    """The local perceptron computed channels-last over all channels gives
+    the straightforward form's outputs, every gradient and the same BN
+    running statistics after one training step. In float64: the 1x1
+    branch's weight gradient is zero up to rounding (BN in training mode
+    makes the output invariant to that weight's scale), so float32 would
+    compare rounding noise."""
+    torch.manual_seed(0)
+    block = randomize_bn(RepMLPBlock(8, (4, 4), num_sharesets=2,
+                                     conv_kernels=(1, 3, 5))).double()
+    block.train()
+    ref_block = copy.deepcopy(block)
+    x = torch.randn(2, 8, *size, dtype=torch.float64)
+    grad = torch.randn(2, 8, *size, dtype=torch.float64)
+    x_ref = x.clone().requires_grad_()
+    x.requires_grad_()
+    out = block(x)
+    out.backward(grad)
+    with monkeypatch.context() as m:
+        m.setattr(RepMLPBlock, 'local_perceptron', tall_local_perceptron)
+        ref = ref_block(x_ref)
+        ref.backward(grad)
+    pairs = [('output', out, ref), ('input gradient', x.grad, x_ref.grad)]
+    pairs += [(f'gradient of {name}', p.grad, q.grad) for (name, p), q in
+              zip(block.named_parameters(), ref_block.parameters())]
+    pairs += [(name, b, c) for (name, b), c in
+              zip(block.named_buffers(), ref_block.buffers())]
+    for what, a, b in pairs:  # in float64, unlike assert_close
+        diff = (a - b).abs().max().item()
+        assert diff <= 1e-10, f'{what}: max abs diff {diff:.3g}'
+
+
+
 def test_mmpretrain_checkpoint_converts():
     theirs = mmpretrain_repmlpnet()
     ours = RepMLPNet(MMP_AS_MMREP, out_indices=(3, ), final_norm=True).eval()

@@ -26,13 +26,14 @@ Differences from the original, all outside the numbers it produces:
 import copy
 import re
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmengine.logging import print_log
 
 from ...registry import MODELS
-from ..layers import CycleFC
+from ..layers import CycleFC, cycle_stack, cycle_stack_sum
 from .base import (RepBackbone, arch_settings_of, check_out_indices,
                    complete_arch)
 
@@ -77,6 +78,14 @@ class CycleTokenMixer(nn.Module):
     (pseudo-kernels ``(1, 3)`` and ``(3, 1)``), mixed by softmax weights
     computed from their averaged sum, then projected.
 
+    Computed as one matrix product per sample: the softmax weights scale the
+    output channels of the three FCs, and ``proj`` is linear, so
+    ``proj(h * a_0 + w * a_1 + c * a_2)`` is the product of the stacked
+    inputs ``[shift_w(x), shift_h(x), x, 1]`` (:func:`cycle_stack`) with the
+    per-sample matrix of :meth:`mixing_matrix`. The averages that give the
+    softmax weights come from the input's channel sums
+    (:func:`cycle_stack_sum`), so the three FC outputs are never formed.
+
     Args:
         dim (int): channels.
         qkv_bias (bool): bias of the channel FC ``mlp_c``. Default: False.
@@ -90,23 +99,62 @@ class CycleTokenMixer(nn.Module):
         self.reweight = Mlp(dim, dim // 4, dim * 3)
         self.proj = nn.Linear(dim, dim)
 
+    @property
+    def kernel_sizes(self):
+        """Pseudo-kernels of the stacked inputs, in stacking order."""
+        return self.sfc_h.kernel_size, self.sfc_w.kernel_size
+
+    def mixing_matrix(self, x):
+        """The per-sample matrix that maps the stacked inputs of ``x`` to the
+        mixer's output.
+
+        Args:
+            x (Tensor): the mixer's input ``(N, H, W, C)``.
+
+        Returns:
+            Tensor: ``(N, 3 * C + 1, C)``; ``cycle_stack(x, kernel_sizes)``
+            times it is ``forward(x)``.
+        """
+        n, c = x.shape[0], x.shape[-1]
+        weight = torch.cat([
+            self.sfc_h.weight.view(c, c).t(), self.sfc_w.weight.view(c, c).t(),
+            self.mlp_c.weight.t()
+        ]).view(3, c, c)
+        biases = [self.sfc_h.bias, self.sfc_w.bias, self.mlp_c.bias]
+        bias = torch.stack([b if b is not None else x.new_zeros(c)
+                            for b in biases])
+        mean = cycle_stack_sum(x, self.kernel_sizes)[:, :3 * c] / (
+            x.shape[1] * x.shape[2])
+        mean = mean @ weight.view(3 * c, c) + bias.sum(0)
+        # The original lays the reweight output out as (C, 3).
+        a = self.reweight(mean).reshape(n, c, 3).permute(0, 2, 1).softmax(1)
+        mix = (weight * a[:, :, None, :]).view(n, 3 * c, c)
+        mix_bias = (bias * a).sum(1, keepdim=True)
+        proj = self.proj.weight.t()
+        return torch.cat([mix @ proj, mix_bias @ proj + self.proj.bias], 1)
+
     def forward(self, x):
         """``x``: ``(N, H, W, C)``; returns the same shape."""
-        n, _, _, c = x.shape
-        nchw = x.permute(0, 3, 1, 2)
-        h = self.sfc_h(nchw).permute(0, 2, 3, 1)
-        w = self.sfc_w(nchw).permute(0, 2, 3, 1)
-        ch = self.mlp_c(x)
-        a = (h + w + ch).mean(dim=(1, 2))
-        # The original lays the reweight output out as (C, 3).
-        a = self.reweight(a).reshape(n, c, 3).permute(2, 0, 1).softmax(dim=0)
-        a = a[:, :, None, None, :]
-        return self.proj(h * a[0] + w * a[1] + ch * a[2])
+        stack = cycle_stack(x, self.kernel_sizes)
+        return torch.bmm(stack.flatten(1, 2),
+                         self.mixing_matrix(x)).view_as(x)
+
+
+# Pixels per piece when a block runs without autograd: a piece's stacked
+# inputs and MLP activations stay in the CPU caches.
+_PIECE_PIXELS = 16384
 
 
 class CycleBlock(nn.Module):
     """``x + mixer(LN(x)) / skip_lam``, then ``y + MLP(LN(y)) / skip_lam``
-    (channels-last)."""
+    (channels-last).
+
+    Unless stochastic depth is active, the first residual is added by the
+    mixer's matrix product itself; without autograd the block runs over
+    pieces of rows (:data:`_PIECE_PIXELS` pixels, the rows that the
+    ``(3, 1)`` shift reads around a piece included), so that large maps are
+    read and written once per block instead of once per operation.
+    """
 
     def __init__(self, dim, mlp_ratio=4., qkv_bias=False, drop_path=0.,
                  skip_lam=1.0):
@@ -119,20 +167,53 @@ class CycleBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.skip_lam = skip_lam
 
+    def _scaled(self, x):
+        return x if self.skip_lam == 1. else x / self.skip_lam
+
+    def _mixer_and_mlp(self, x, stack, mix):
+        """Both residual steps of the pixels ``x`` (``(N, P, C)``) whose
+        stacked mixer inputs are ``stack`` (``(N, P, 3C + 1)``)."""
+        x = torch.baddbmm(x, stack, mix, alpha=1. / self.skip_lam)
+        return x + self._scaled(self.mlp(self.norm2(x)))
+
     def forward(self, x):
-        x = x + self.drop_path(self.attn(self.norm1(x))) / self.skip_lam
-        return x + self.drop_path(self.mlp(self.norm2(x))) / self.skip_lam
+        if self.training and not isinstance(self.drop_path, nn.Identity):
+            x = x + self.drop_path(self._scaled(self.attn(self.norm1(x))))
+            return x + self.drop_path(self._scaled(self.mlp(self.norm2(x))))
+        y = self.norm1(x)
+        mix = self.attn.mixing_matrix(y)
+        needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(
+            p.requires_grad for p in self.parameters()))
+        if needs_grad or torch.jit.is_tracing():
+            stack = cycle_stack(y, self.attn.kernel_sizes)
+            return self._mixer_and_mlp(x.flatten(1, 2), stack.flatten(1, 2),
+                                       mix).view_as(x)
+        out = torch.empty_like(x)
+        n, height, width, _ = x.shape
+        rows = max(1, _PIECE_PIXELS // (n * width))
+        halo = max(k[0] for k in self.attn.kernel_sizes) // 2
+        for top in range(0, height, rows):
+            end = min(top + rows, height)
+            lo, hi = max(top - halo, 0), min(end + halo, height)
+            stack = cycle_stack(y[:, lo:hi], self.attn.kernel_sizes)
+            stack = stack[:, top - lo:end - lo].flatten(1, 2)
+            piece = self._mixer_and_mlp(x[:, top:end].flatten(1, 2), stack,
+                                        mix)
+            out[:, top:end] = piece.view(n, end - top, width, -1)
+        return out
 
 
 class PatchEmbed(nn.Module):
-    """7x7 stride-4 padding-2 conv embedding (NCHW in, NHWC out)."""
+    """7x7 stride-4 padding-2 conv embedding (NCHW in, contiguous NHWC
+    out: the convolution runs channels-last)."""
 
     def __init__(self, in_channels, embed_dim):
         super().__init__()
         self.proj = nn.Conv2d(in_channels, embed_dim, 7, stride=4, padding=2)
 
     def forward(self, x):
-        return self.proj(x).permute(0, 2, 3, 1)
+        x = self.proj(x.contiguous(memory_format=torch.channels_last))
+        return x.permute(0, 2, 3, 1).contiguous()
 
 
 class Downsample(nn.Module):

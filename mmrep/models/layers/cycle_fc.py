@@ -190,6 +190,138 @@ def cycle_shift(x, kernel_size):
     return _CycleShift.apply(x, shifts, x.dim() + dim)
 
 
+def _channel_residue(t, j, k):
+    """Channels ``j, j + k, ...`` of a channels-last ``(N, H, W, C)`` map."""
+    return t[..., j::k]
+
+
+def _stack_plan(kernel_sizes):
+    """``(dim, shifts)`` of each pseudo-kernel in an ``(N, H, W, C)`` map: a
+    ``(1, k)`` kernel shifts along W (dim 2), a ``(k, 1)`` along H (dim 1)."""
+    return tuple((2 if d == -1 else 1, s)
+                 for d, s in map(cycle_shifts, kernel_sizes))
+
+
+def _stack_shifts(x, plan, out):
+    """Write ``[shift_1(x), ..., shift_m(x), x, 1]`` into ``out`` (see
+    :func:`cycle_stack`); ``plan`` holds ``(dim, shifts)`` per shift."""
+    c = x.shape[-1]
+    for i, (dim, shifts) in enumerate(plan):
+        part, size, k = out[..., i * c:(i + 1) * c], x.shape[dim], len(shifts)
+        for j, d in enumerate(shifts[:c]):
+            src, dst = _channel_residue(x, j, k), _channel_residue(part, j, k)
+            n = size - abs(d)
+            if n <= 0:
+                dst.zero_()
+                continue
+            lo = max(d, 0)  # out[p] = x[p + d] for p in [max(-d, 0), +n)
+            dst.narrow(dim, max(-d, 0), n).copy_(src.narrow(dim, lo, n))
+            dst.narrow(dim, 0, max(-d, 0)).zero_()
+            dst.narrow(dim, n + max(-d, 0), max(d, 0)).zero_()
+    m = len(plan)
+    out[..., m * c:(m + 1) * c].copy_(x)
+    out[..., (m + 1) * c:].fill_(1.)
+    return out
+
+
+def _stack_shifts_functional(x, plan):
+    """The same as :func:`_stack_shifts`, from out-of-place ops only (for
+    tracing, as :func:`_shift_channels_functional`)."""
+    nchw = x.permute(0, 3, 1, 2)
+    parts = [
+        _shift_channels_functional(nchw, shifts, dim + 1).permute(0, 2, 3, 1)
+        for dim, shifts in plan
+    ]
+    return torch.cat(parts + [x, x.new_ones(x.shape[:-1] + (1, ))], dim=-1)
+
+
+class _CycleStack(torch.autograd.Function):
+    """:func:`cycle_stack`; the gradient of each shifted copy is added back
+    into the input's gradient at the positions it was read from."""
+
+    @staticmethod
+    def forward(ctx, x, plan):
+        ctx.plan = plan
+        c = x.shape[-1]
+        out = x.new_empty(x.shape[:-1] + ((len(plan) + 1) * c + 1, ))
+        return _stack_shifts(x, plan, out)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        plan = ctx.plan
+        m = len(plan)
+        c = (grad.shape[-1] - 1) // (m + 1)
+        gx = grad[..., m * c:(m + 1) * c].contiguous()
+        for i, (dim, shifts) in enumerate(plan):
+            part, size, k = grad[..., i * c:(i + 1) * c], gx.shape[dim], \
+                len(shifts)
+            for j, d in enumerate(shifts[:c]):
+                n = size - abs(d)
+                if n > 0:
+                    _channel_residue(gx, j, k).narrow(dim, max(d, 0), n).add_(
+                        _channel_residue(part, j, k).narrow(
+                            dim, max(-d, 0), n))
+        return gx, None
+
+
+def cycle_stack(x, kernel_sizes):
+    """The inputs of several Cycle FCs and a channel FC side by side, for one
+    matrix product over channels-last maps.
+
+    For pseudo-kernels ``k_1 .. k_m`` the result holds, per pixel, the
+    channels of ``cycle_shift(x, k_i)`` for each ``i``, then ``x`` itself,
+    then a constant 1 (so that a product with the stacked weights also adds
+    the biases). Cycle FC ``i`` with ``weight`` ``W_i`` and ``bias`` ``b_i``
+    is then ``stack[..., i * C:(i + 1) * C] @ W_i.T + b_i``.
+
+    Args:
+        x (Tensor): channels-last ``(N, H, W, C)`` map, contiguous.
+        kernel_sizes (Sequence[int | tuple[int, int]]): the pseudo-kernels.
+
+    Returns:
+        Tensor: ``(N, H, W, (m + 1) * C + 1)``; differentiable with respect
+        to ``x``.
+    """
+    if x.dim() != 4:
+        raise ValueError(f'cycle_stack expects an (N, H, W, C) tensor, got '
+                         f'shape {tuple(x.shape)}')
+    plan = _stack_plan(kernel_sizes)
+    if torch.jit.is_tracing():
+        return _stack_shifts_functional(x, plan)
+    return _CycleStack.apply(x.contiguous(), plan)
+
+
+def cycle_stack_sum(x, kernel_sizes):
+    """``cycle_stack(x, kernel_sizes).sum(dim=(1, 2))`` without building the
+    stack: the sum of a shifted channel is the channel's sum less the rows or
+    columns that the shift never reads. Computed from the map's row and
+    column sums, so that its gradient is two broadcasts.
+
+    Args:
+        x (Tensor): channels-last ``(N, H, W, C)`` map.
+        kernel_sizes (Sequence[int | tuple[int, int]]): the pseudo-kernels.
+
+    Returns:
+        Tensor: ``(N, (m + 1) * C + 1)``; differentiable.
+    """
+    c = x.shape[-1]
+    lines = {2: x.sum(dim=1), 1: x.sum(dim=2)}  # (N, W, C) and (N, H, C)
+    total = lines[2].sum(dim=1)
+    parts = []
+    for dim, shifts in _stack_plan(kernel_sizes):
+        size, k = x.shape[dim], len(shifts)
+        # unread[p, c]: line p is never read by channel c's shift.
+        unread = x.new_zeros(size, c)
+        for j, d in enumerate(shifts[:c]):
+            start = 0 if d > 0 else max(size + d, 0)
+            _channel_residue(unread, j, k).narrow(
+                0, start, min(abs(d), size)).fill_(1)
+        parts.append(total - (lines[dim] * unread).sum(dim=1))
+    ones = total.new_full((x.shape[0], 1), float(x.shape[1] * x.shape[2]))
+    return torch.cat(parts + [total, ones], dim=1)
+
+
 def cycle_offset(in_channels, kernel_size, device=None):
     """The original's deform-conv offset tensor for a Cycle FC.
 

@@ -103,6 +103,35 @@ def conv_to_fc(kernel, bias, groups, h, w):
 PARTITION_ORDERS = ('spatial', 'original')
 
 
+def batch_norm_rows(bn, x, channels):
+    """Apply ``bn`` (any ``_BatchNorm``, with its running statistics and
+    momentum, as its own forward does) to ``x`` whose last dimension cycles
+    through ``bn``'s ``channels`` channels.
+
+    Args:
+        bn (nn.Module): the BatchNorm.
+        x (Tensor): any shape whose last size is a multiple of
+            ``channels``; element ``[..., i]`` belongs to channel
+            ``i % channels``.
+        channels (int): ``bn.num_features``.
+
+    Returns:
+        Tensor: the normalized ``x``, same shape.
+    """
+    momentum = 0. if bn.momentum is None else bn.momentum
+    if bn.training and bn.track_running_stats:
+        bn.num_batches_tracked.add_(1)
+        if bn.momentum is None:
+            momentum = 1. / float(bn.num_batches_tracked)
+    use_batch = bn.training or bn.running_mean is None
+    track = not bn.training or bn.track_running_stats
+    rows = x.reshape(-1, channels)
+    out = F.batch_norm(rows, bn.running_mean if track else None,
+                       bn.running_var if track else None, bn.weight, bn.bias,
+                       use_batch, momentum, bn.eps)
+    return out.view(x.shape)
+
+
 def pad_to_partition(x, h, w):
     """Zero-pad ``x`` on the bottom and right to multiples of ``(h, w)``.
 
@@ -201,9 +230,8 @@ class RepMLPBlock(nn.Module):
             out = grouped_linear(rows, weight).transpose(0, 1)
             out = self.fc3_bn(out.reshape(-1, S, h, w))
             if self.conv_kernels:
-                local = rows.transpose(0, 1).reshape(-1, S, h, w)
-                for k in self.conv_kernels:
-                    out = out + getattr(self, f'repconv{k}')(local)
+                out = out.view(-1, C, h, w) + self.local_perceptron(
+                    x, hp, wp)
         out = self.partitions_to_map(out, N, hp, wp)
         if torch.jit.is_tracing() or Hp != H or Wp != W:
             out = out.reshape(N, C, Hp, Wp)[:, :, :H, :W]
@@ -214,6 +242,38 @@ class RepMLPBlock(nn.Module):
         out = out * gate if identity is None else \
             torch.addcmul(identity, out, gate)
         return out.reshape(N, C, H, W)
+
+    def local_perceptron(self, x, hp, wp):
+        """The conv branches (each conv with its BN) summed, per partition.
+
+        Computed on the partitions as channels-last images of all ``C``
+        channels: the depthwise kernel of share set ``s`` is repeated for
+        the channels ``c`` with ``c % S == s``, and each BN normalizes its
+        ``S`` share sets over the rows of a ``(pixels, C/S, S)`` view, so
+        every statistic is the one the ``(M, S, h, w)`` branch input gives
+        (the original's layout, in which the convolutions see ``M`` images
+        of ``S`` channels and run many times slower on the CPU).
+
+        Args:
+            x (Tensor): the padded ``(N, C, hp*h, wp*w)`` map.
+            hp (int): partitions per column.
+            wp (int): partitions per row.
+
+        Returns:
+            Tensor: ``(N*hp*wp, C, h, w)``, channels-last.
+        """
+        N, C = x.shape[:2]
+        h, w, S = self.h, self.w, self.num_sharesets
+        local = x.reshape(N, C, hp, h, wp, w).permute(0, 2, 4, 3, 5, 1)
+        local = local.reshape(-1, h, w, C).permute(0, 3, 1, 2)
+        out = 0
+        for k in self.conv_kernels:
+            branch = getattr(self, f'repconv{k}')
+            y = F.conv2d(local, branch.conv.weight.repeat(C // S, 1, 1, 1),
+                         padding=k // 2, groups=C)
+            out = out + batch_norm_rows(branch.bn, y.permute(0, 2, 3, 1),
+                                        S).permute(0, 3, 1, 2)
+        return out
 
     def partitions_to_map(self, out, N, hp, wp):
         """Put the partition FC's output rows back in place.
