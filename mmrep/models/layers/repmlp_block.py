@@ -103,35 +103,6 @@ def conv_to_fc(kernel, bias, groups, h, w):
 PARTITION_ORDERS = ('spatial', 'original')
 
 
-def batch_norm_rows(bn, x, channels):
-    """Apply ``bn`` (any ``_BatchNorm``, with its running statistics and
-    momentum, as its own forward does) to ``x`` whose last dimension cycles
-    through ``bn``'s ``channels`` channels.
-
-    Args:
-        bn (nn.Module): the BatchNorm.
-        x (Tensor): any shape whose last size is a multiple of
-            ``channels``; element ``[..., i]`` belongs to channel
-            ``i % channels``.
-        channels (int): ``bn.num_features``.
-
-    Returns:
-        Tensor: the normalized ``x``, same shape.
-    """
-    momentum = 0. if bn.momentum is None else bn.momentum
-    if bn.training and bn.track_running_stats:
-        bn.num_batches_tracked.add_(1)
-        if bn.momentum is None:
-            momentum = 1. / float(bn.num_batches_tracked)
-    use_batch = bn.training or bn.running_mean is None
-    track = not bn.training or bn.track_running_stats
-    rows = x.reshape(-1, channels)
-    out = F.batch_norm(rows, bn.running_mean if track else None,
-                       bn.running_var if track else None, bn.weight, bn.bias,
-                       use_batch, momentum, bn.eps)
-    return out.view(x.shape)
-
-
 def pad_to_partition(x, h, w):
     """Zero-pad ``x`` on the bottom and right to multiples of ``(h, w)``.
 
@@ -248,8 +219,9 @@ class RepMLPBlock(nn.Module):
 
         Computed on the partitions as channels-last images of all ``C``
         channels: the depthwise kernel of share set ``s`` is repeated for
-        the channels ``c`` with ``c % S == s``, and each BN normalizes its
-        ``S`` share sets over the rows of a ``(pixels, C/S, S)`` view, so
+        the channels ``c`` with ``c % S == s``, and each BN (its own module,
+        so SyncBN synchronizes) normalizes its ``S`` share sets over a
+        ``(pixels * C/S, S, 1, 1)`` view, so
         every statistic is the one the ``(M, S, h, w)`` branch input gives
         (the original's layout, in which the convolutions see ``M`` images
         of ``S`` channels and run many times slower on the CPU).
@@ -271,8 +243,11 @@ class RepMLPBlock(nn.Module):
             branch = getattr(self, f'repconv{k}')
             y = F.conv2d(local, branch.conv.weight.repeat(C // S, 1, 1, 1),
                          padding=k // 2, groups=C)
-            out = out + batch_norm_rows(branch.bn, y.permute(0, 2, 3, 1),
-                                        S).permute(0, 3, 1, 2)
+            # (P, h, w, C) rows of S share sets as a (P*h*w*C/S, S, 1, 1)
+            # batch: the branch's own BN (BN or SyncBN) normalizes it.
+            rows = y.permute(0, 2, 3, 1)
+            y = branch.bn(rows.reshape(-1, S, 1, 1)).view(rows.shape)
+            out = out + y.permute(0, 3, 1, 2)
         return out
 
     def partitions_to_map(self, out, N, hp, wp):
