@@ -262,7 +262,7 @@ def test_unsafe_pickles_are_refused(tool, tmp_path, capsys):
     src, dst = str(tmp_path / 'src.pth'), str(tmp_path / 'dst.pth')
     torch.save({'state_dict': {'x': torch.zeros(1)}, 'p': Payload()}, src)
     assert tool.main([src, dst, '--family', 'repvgg']) == 1
-    assert 'CheckpointLoadError' in capsys.readouterr().err
+    assert 'UnsafeCheckpointError: refused to load' in capsys.readouterr().err
     assert not os.path.exists(dst)
 
 

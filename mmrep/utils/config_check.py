@@ -109,15 +109,14 @@ def model_config(cfg):
         cfg (mmengine.Config): the config.
 
     Returns:
-        dict: the model config (a copy).
+        ConfigDict: the model config (a copy; a ConfigDict, as the runner
+        passes it: mmdet's detectors read ``train_cfg.rpn`` as attributes).
     """
-    model = copy.deepcopy(cfg.model)
-    model = model.to_dict() if hasattr(model, 'to_dict') else dict(model)
+    from mmengine.config import ConfigDict
+    model = ConfigDict(copy.deepcopy(cfg.model))
     if cfg.get('data_preprocessor') is not None:
-        preprocessor = cfg.data_preprocessor
-        model.setdefault('data_preprocessor', preprocessor.to_dict()
-                         if hasattr(preprocessor, 'to_dict')
-                         else dict(preprocessor))
+        model.setdefault('data_preprocessor',
+                         copy.deepcopy(cfg.data_preprocessor))
     return model
 
 

@@ -201,7 +201,7 @@ class RepMLPBlock(nn.Module):
             out = grouped_linear(rows, weight).transpose(0, 1)
             out = self.fc3_bn(out.reshape(-1, S, h, w))
             if self.conv_kernels:
-                out = out.view(-1, C, h, w) + self.local_perceptron(
+                out = out.reshape(-1, C, h, w) + self.local_perceptron(
                     x, hp, wp)
         out = self.partitions_to_map(out, N, hp, wp)
         if torch.jit.is_tracing() or Hp != H or Wp != W:
