@@ -13,3 +13,8 @@ MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmrep',
                   locations=['mmrep.models'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmrep',
                  locations=['mmrep.deploy'])
+
+# The function behind ``init_cfg=dict(type='Pretrained')`` of mmrep backbones,
+# registered as ``'pretrained'`` by :mod:`mmrep.checkpoints` (the backbones,
+# a lower layer, cannot import the loading package).
+CHECKPOINT_LOADERS = Registry('checkpoint loader', scope='mmrep')

@@ -34,7 +34,9 @@ import torch.nn as nn
 import torch.utils.checkpoint as cp
 
 from ...registry import MODELS
-from ..layers import RepMLPBottleneckBlock, RepMLPLightBlock, to_2tuple
+from ..layers import (RepMLPBottleneckBlock, RepMLPLightBlock,  # noqa: F401
+                      RepMLPUnit,
+                      to_2tuple)
 from ..layers.repmlp_unit import conv_bn_act
 from .base import RepBackbone, arch_settings_of, check_out_indices
 
