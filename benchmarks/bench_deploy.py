@@ -73,17 +73,17 @@ T224_MMPRETRAIN = dict(channels=[64, 128, 256, 512], depths=[2, 2, 6, 2],
 def presets(quick):
     """``[(family, preset, build_fn, input_size)]`` at batch 8."""
     rows = []
-    for name in RepMLPNet.arch_settings:
+    for name in RepMLPNet.arch_zoo:
         rows.append(('RepMLPNet', name,
                      lambda n=name: RepMLPNet(n, out_indices=(3, ),
                                               final_norm=True),
                      int(name[-3:])))
-    for name in RepVGG.arch_settings:
+    for name in RepVGG.arch_zoo:
         rows.append(('RepVGG', name, lambda n=name: RepVGG(n), 224))
-    for name in RepMLPResNet.arch_settings:
+    for name in RepMLPResNet.arch_zoo:
         rows.append(('RepMLP-Res50', name,
                      lambda n=name: RepMLPResNet(n), 224))
-    for name in CycleMLP.arch_settings:
+    for name in CycleMLP.arch_zoo:
         rows.append(('CycleMLP', name, lambda n=name: CycleMLP(n), 224))
     if quick:
         keep = {'T224', 'A0', 'bottleneck-224', 'B1'}

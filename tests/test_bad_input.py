@@ -46,7 +46,7 @@ def test_unknown_arch_name_lists_the_presets(family):
         cls(arch=name)
     msg = str(err.value)
     assert f'unknown {family} arch {name!r}' in msg
-    assert 'presets' in msg and repr(sorted(cls.arch_settings)) in msg
+    assert 'presets' in msg and repr(sorted(cls.arch_zoo)) in msg
 
 
 @pytest.mark.parametrize('family', sorted(FAMILIES))

@@ -251,7 +251,7 @@ def test_preset_matches_original_keys_and_counts(name):
     assert sum(p.numel() for p in clf.parameters()) + n_head == \
         ref['params']
     # Dense prediction: the original's fork_feat layout (norm0/2/4/6).
-    dims = CycleMLP.arch_settings[name]['channels']
+    dims = CycleMLP.arch_zoo[name]['channels']
     expected = {k: v for k, v in shapes.items() if not k.startswith('norm.')}
     for i, c in enumerate(dims):
         expected.update({f'norm{2 * i}.weight': [c], f'norm{2 * i}.bias': [c]})

@@ -11,7 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_cyclemlp import deform_cycle_fc
 
-from mmrep.models.layers import CycleFC, RepMLPBlock, RepMLPUnit, RepVGGBlock
+from mmrep.deploy import reparameterize_model
+from mmrep.models.backbones.repmlp_resnet import RepMLPUnit
+from mmrep.models.backbones.repmlpnet import RepMLPBlock
+from mmrep.models.backbones.repvgg import RepVGGBlock
+from mmrep.models.layers import CycleFC
 
 FUZZ = dict(deadline=None, derandomize=True, database=None,
             suppress_health_check=[HealthCheck.too_slow])
@@ -34,7 +38,7 @@ def assert_fused_equal(module, x):
     """``module`` before and after ``reparameterize()`` on ``x``."""
     with torch.no_grad():
         ref = module(x)
-        module.reparameterize()
+        reparameterize_model(module, inplace=True)
         assert module.deploy
         out = module(x)
     scale = ref.abs().max().clamp_min(1e-6)

@@ -41,7 +41,7 @@ CASES = original_counts()
 def test_every_listed_model_is_a_preset():
     assert len(CASES) >= 6 + 11 * 2 + 2 * 2 + 5
     for family, arch, _, _ in CASES:
-        assert arch in table.FAMILIES[family][0].arch_settings
+        assert arch in table.FAMILIES[family][0].arch_zoo
     assert {(f, a) for f, a, _, _ in CASES} <= {
         (f, a) for f, a, _ in table.presets()}
 

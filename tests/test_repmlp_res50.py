@@ -15,8 +15,9 @@ from conftest import (FIXTURES, assert_close, build_in_scope,
 import mmrep
 from mmrep.models import CheckpointMismatchError
 from mmrep.models.backbones import RepMLPResNet
-from mmrep.models.layers import (RepMLPBottleneckBlock, RepMLPLightBlock,
-                                 RepMLPUnit)
+from mmrep.models.backbones.repmlp_resnet import (RepMLPBottleneckBlock,
+                                                RepMLPLightBlock,
+                                                RepMLPUnit)
 from mmrep.utils.testing import randomize_bn
 
 
@@ -136,7 +137,7 @@ def test_presets_match_original_keys_and_counts(preset, ref_name):
     for form in ('train', 'deploy'):
         if form == 'deploy':
             with torch.device('meta'):
-                model.reparameterize()
+                mmrep.reparameterize_model(model, inplace=True)
         shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
         assert shapes == {k: v for k, v in ref[form].items()
                           if not k.startswith('linear.')}, form
@@ -302,7 +303,7 @@ def test_frozen_stages_and_norm_eval():
     assert model.stage2.training
     assert model.stage2[1].btnk_repmlp.fc3_bn.training
     # Fusion replaces layers; frozen ones stay frozen.
-    model.reparameterize()
+    mmrep.reparameterize_model(model, inplace=True)
     assert not model.stage1[0].conv1.conv.weight.requires_grad
     assert model.stage2[1].btnk_repmlp.fc3.weight.requires_grad
     with pytest.raises(ValueError, match='frozen_stages'):
@@ -363,5 +364,5 @@ def test_bottleneck_224_parameter_counts():
     with torch.device('meta'):
         model = RepMLPResNet('bottleneck-224')
         assert sum(p.numel() for p in model.parameters()) + head == 41071144
-        model.reparameterize()
+        mmrep.reparameterize_model(model, inplace=True)
         assert sum(p.numel() for p in model.parameters()) + head == 40871528

@@ -15,7 +15,7 @@ from conftest import (FIXTURES, assert_close, build_in_scope,
 import mmrep
 from mmrep.models import CheckpointMismatchError
 from mmrep.models.backbones import RepMLPNet
-from mmrep.models.layers import RepMLPBlock
+from mmrep.models.backbones.repmlpnet import RepMLPBlock
 from mmrep.utils.testing import randomize_bn
 
 
@@ -157,7 +157,7 @@ def test_preset_matches_original_keys_and_counts(name):
 
     # The original fused form fits mmrep's fused form (conv-BN folded).
     with torch.device('meta'):
-        model.reparameterize()
+        mmrep.reparameterize_model(model, inplace=True)
     deploy = {k: v for k, v in ref['deploy'].items() if k not in head}
     fused = {k: list(v.shape) for k, v in model.state_dict().items()}
     for key, shape in fused.items():
@@ -406,7 +406,7 @@ def test_frozen_stages_and_norm_eval():
     assert model.stages[1][0].prebn1.training
     assert not model.conv_embedding.training
     # Fusion replaces layers; frozen ones stay frozen.
-    model.reparameterize()
+    mmrep.reparameterize_model(model, inplace=True)
     assert not model.stages[0][0].repmlp_block.fc3.weight.requires_grad
     assert model.stages[1][0].repmlp_block.fc3.weight.requires_grad
     with pytest.raises(ValueError, match='frozen_stages'):

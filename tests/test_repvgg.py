@@ -13,7 +13,7 @@ from conftest import (FIXTURES, assert_close, build_in_scope,
 import mmrep
 from mmrep.models import CheckpointMismatchError
 from mmrep.models.backbones import RepVGG
-from mmrep.models.layers import RepVGGBlock
+from mmrep.models.backbones.repvgg import RepVGGBlock
 from mmrep.registry import MODELS
 from mmrep.utils.testing import randomize_bn
 
@@ -149,7 +149,7 @@ def _check_against_listing(name, ref):
         ref['params_train']
 
     with torch.device('meta'):
-        model.reparameterize()
+        mmrep.reparameterize_model(model, inplace=True)
         built_fused = RepVGG(name, deploy=True)
     deploy = {k: v for k, v in ref['deploy'].items() if k not in head}
     for m in (model, built_fused):
@@ -172,7 +172,7 @@ def test_g2_preset_matches_grouped_original(name):
     """The listing lacks B2g2 and B3g2: derive them from B2 / B3 by halving
     the input width of the kernels of blocks 2, 4, .., 26."""
     base = _full_keys()[f'RepVGG-{name[:2]}']
-    num_blocks = RepVGG.arch_settings[name]['num_blocks']
+    num_blocks = RepVGG.arch_zoo[name]['num_blocks']
     first = [sum(num_blocks[:i]) + 1 for i in range(len(num_blocks))]
 
     def grouped(shapes):
@@ -199,7 +199,7 @@ def test_a0_parameter_counts():
     head = 1280 * 1000 + 1000
     assert sum(p.numel() for p in model.parameters()) + head == 9108968
     with torch.device('meta'):
-        model.reparameterize()
+        mmrep.reparameterize_model(model, inplace=True)
     assert sum(p.numel() for p in model.parameters()) + head == 8309384
 
 
@@ -282,7 +282,7 @@ def test_frozen_stages_and_norm_eval():
             assert m.training != name.startswith(('stage0.', 'stage1.')), \
                 name
     # Frozen stays frozen after fusion.
-    model.reparameterize()
+    mmrep.reparameterize_model(model, inplace=True)
     assert not model.stage1[0].rbr_reparam.weight.requires_grad
     assert model.stage2[0].rbr_reparam.weight.requires_grad
 

@@ -16,7 +16,7 @@ import mmrep
 from mmrep.deploy.resample import (hidden_mapping, resample_fc1_fc2,
                                    resample_grid, resize_matrix)
 from mmrep.models.backbones import RepMLPNet, RepMLPResNet
-from mmrep.models.layers import RepMLPUnit
+from mmrep.models.backbones.repmlp_resnet import RepMLPUnit
 from mmrep.utils.testing import randomize_bn
 from conftest import load_via_init_cfg
 
@@ -77,7 +77,7 @@ def save_checkpoint(model, form, path):
     """Save ``model`` (train-time) as a train-time or fused checkpoint."""
     model = randomize_bn(model).eval()
     if form == 'fused':
-        model.reparameterize()
+        mmrep.reparameterize_model(model, inplace=True)
     torch.save({'state_dict': model.state_dict()}, path)
     return model
 
@@ -267,7 +267,7 @@ def test_repmlpnet_train_checkpoint_into_fused_model(order, tmp_path, log):
     x = torch.randn(1, 3, 100, 90)  # several partitions in stages 0-2
     with torch.no_grad():
         ref = train(x)
-        train.reparameterize()
+        mmrep.reparameterize_model(train, inplace=True)
         for i, (a, b) in enumerate(zip(fused(x), ref)):
             assert torch.allclose(a, b, atol=1e-4 * b.abs().max()), i
     expect = train.state_dict()
@@ -363,7 +363,7 @@ def test_res50_train_checkpoint_into_fused_dilated_model(tmp_path, log):
               strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4))
     fused = load_via_init_cfg(RepMLPResNet, path, deploy=True, **kw)
     train = load_via_init_cfg(RepMLPResNet, path, **kw)
-    train.reparameterize()
+    mmrep.reparameterize_model(train, inplace=True)
     expect = train.state_dict()
     for key, value in fused.state_dict().items():
         assert torch.equal(value, expect[key]), key

@@ -192,7 +192,7 @@ def infer_arch(family, backbone_state):
     """
     cls = FAMILIES[family]
     fits, closest = [], None
-    for arch in cls.arch_settings:
+    for arch in cls.arch_zoo:
         forms = []
         for deploy in (False, True):
             model = _meta_backbone(family, arch, backbone_state, deploy)

@@ -52,7 +52,7 @@ def presets(families=None):
     for family, (cls, _) in FAMILIES.items():
         if families and family not in families:
             continue
-        for arch in cls.arch_settings:
+        for arch in cls.arch_zoo:
             size = int(arch[1:]) if family == 'repmlpnet' else 224
             rows.append((family, arch, size))
     return rows

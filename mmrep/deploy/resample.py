@@ -344,7 +344,8 @@ def adapt_resolution(model, state):
     Returns:
         dict[str, Tensor]: a new dict; ``state`` itself is not modified.
     """
-    from ..models.layers import RepMLPBlock, RepMLPUnit
+    from ..models.backbones.repmlp_resnet import RepMLPUnit  # TEMP
+    from ..models.backbones.repmlpnet import RepMLPBlock  # TEMP
     state = dict(state)
     for name, module in model.named_modules():
         prefix = name + '.' if name else ''

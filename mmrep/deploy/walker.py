@@ -1,9 +1,13 @@
 """The re-parameterization protocol.
 
 A module that has a fused (deploy) form implements ``reparameterize()``,
-which switches it to that form in place. :func:`reparameterize_model` walks
-any model (a bare backbone, or a segmentor, detector or classifier holding
-one) and calls it on every such module, outermost first; then it folds the
+which switches that module itself to the fused form in place and sets its
+own state (its ``deploy`` flag); it never walks its submodules.
+:func:`reparameterize_model`, the only traversal, walks any model (a bare
+backbone, or a segmentor, detector or classifier holding one) and calls it
+on every such module, children before their parents (so a unit that folds a
+BN into a fused child, and a backbone that records its fused form, come
+after their blocks); then it folds the
 BatchNorm of every mmcv ``ConvModule`` outside the backbone whose norm
 directly follows its convolution (the necks and heads of mmseg and mmdet
 models). The deploy hook, ``tools/reparam.py``, ``tools/export_onnx.py`` and
@@ -21,28 +25,29 @@ class NonFiniteWeightsError(ValueError):
 
 
 def fusable_modules(model):
-    """The modules :func:`reparameterize_model` fuses, outermost first.
-
-    A module with a callable ``reparameterize`` fuses its own children, so
-    they are not listed.
+    """The modules :func:`reparameterize_model` fuses, children before their
+    parents.
 
     Args:
         model (nn.Module): any model.
 
     Returns:
-        list[tuple[str, nn.Module]]: ``(qualified name, module)`` pairs.
+        list[tuple[str, nn.Module]]: ``(qualified name, module)`` pairs of
+        the modules with a callable ``reparameterize``, in the order they
+        are fused (reversed pre-order: every module after all of its
+        descendants).
     """
-    found = []
-    pending = [('', model)]
-    while pending:
-        name, module = pending.pop()
-        if callable(getattr(module, 'reparameterize', None)):
-            found.append((name, module))
-            continue
-        children = [(f'{name}.{n}' if name else n, m)
-                    for n, m in module.named_children()]
-        pending.extend(reversed(children))
-    return found
+    return [(name, module) for name, module in
+            reversed(list(model.named_modules()))
+            if callable(getattr(module, 'reparameterize', None))]
+
+
+def outermost(named_modules):
+    """The entries of ``named_modules`` not inside another entry."""
+    names = [name for name, _ in named_modules]
+    return [(name, module) for name, module in named_modules
+            if not any(name.startswith(f'{other}.') or (other == '' and name)
+                       for other in names if other != name)]
 
 
 def foldable_conv_modules(model):
@@ -123,9 +128,9 @@ def check_finite(named_modules, when='before fusion'):
     bad = []
     for prefix, module in named_modules:
         for key, tensor in module.state_dict(keep_vars=True).items():
-            if not torch.is_tensor(tensor) or \
+            if not torch.is_tensor(tensor) or tensor.is_meta or \
                     not torch.is_floating_point(tensor):
-                continue
+                continue  # meta tensors: shapes only, nothing to check
             t = tensor.detach()
             if bool(torch.isfinite(t).all()):  # one pass for the usual case
                 continue
@@ -169,7 +174,8 @@ def reparameterize_model(model, inplace=False):
         NonFiniteWeightsError: a weight or buffer to fuse, or a fused
             weight, is NaN or Inf; the message names the tensor.
     """
-    check_finite(fusable_modules(model) + foldable_conv_modules(model))
+    check_finite(outermost(fusable_modules(model)) +
+                 foldable_conv_modules(model))
     if not inplace:
         model = copy.deepcopy(model)
     model.eval()
@@ -180,12 +186,7 @@ def reparameterize_model(model, inplace=False):
             fold_conv_bn(module)
         for _, module in targets:
             module.reparameterize()
-            if hasattr(module, 'deploy'):
-                try:
-                    module.deploy = True
-                except AttributeError:  # a read-only property (ConvBN)
-                    pass
-    check_finite(targets + folded, when='after fusion')
+    check_finite(outermost(targets) + folded, when='after fusion')
     # A SyncBN-trained model fuses to the same model as a BN-trained one:
     # the BNs that stay (RepMLPNet's prebn1, head_norm) become plain BNs.
     return revert_sync_batchnorm(model)

@@ -172,8 +172,8 @@ def match_form(backbone, state):
             print_log(f'{name}: fusing a train-time checkpoint into the '
                       f'deploy model', logger='current')
             twin.load_state_dict(state, strict=True)
-            twin.eval()
-            twin.reparameterize()
+            from ..deploy.walker import reparameterize_model  # TEMP(loading package merge)
+            reparameterize_model(twin, inplace=True)
             return twin.state_dict()
     else:
         from ..deploy.walker import is_fused_state
@@ -358,3 +358,8 @@ def load_state_strict(model, state):
             f'the checkpoint does not fit {type(model).__name__}: '
             + describe_mismatch(state, expected, limit=3))
     model.load_state_dict(state, strict=True)
+
+
+# TEMP(loading package merge)
+from ..registry import CHECKPOINT_LOADERS  # noqa: E402
+CHECKPOINT_LOADERS.register_module(name='pretrained', module=load_pretrained)

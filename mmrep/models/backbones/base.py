@@ -1,12 +1,18 @@
-"""What every mmrep backbone shares: pretrained loading, frozen stages,
-``norm_eval`` and the ``reparameterize()`` protocol."""
+"""What every mmrep backbone shares: the arch presets, the OpenMMLab
+switches (``out_indices``, ``frozen_stages``, ``norm_eval``, ``with_cp``,
+``deploy``, ``norm_cfg``, ``init_cfg``) and the backbone's own part of the
+re-parameterization contract."""
+import copy
+import functools
+import inspect
 import numbers
 import re
 
 import torch.nn as nn
+import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule
 
-from ..checkpoint import load_pretrained
+from ...registry import CHECKPOINT_LOADERS
 
 
 def check_out_indices(out_indices, num_stages):
@@ -52,95 +58,11 @@ def positive_ints(what, values, odd=False):
     return tuple(int(v) for v in items)
 
 
-def arch_settings_of(arch, presets, family, renames=None, ignored=(),
-                     prefixes=None):
-    """A copy of a preset's settings, or of an arch dict, with the original
-    releases' argument names mapped to mmrep's.
-
-    Preset names match case-insensitively, with or without the family prefix
-    and separators (``'T224'``, ``'RepMLPNet-T224'``, ``'CycleMLP_B1'``,
-    ``'repmlp-res50-bottleneck-224-g4/8'``).
-
-    Args:
-        arch (str | dict): a preset name or a settings dict.
-        presets (dict): the family's ``arch_settings``.
-        family (str): the family's name, also its optional prefix.
-        renames (dict, optional): original argument name -> mmrep's.
-        ignored (Sequence[str]): original arguments that belong elsewhere
-            (e.g. ``num_classes``) and are dropped.
-        prefixes (Sequence[str], optional): the optional name prefixes;
-            default: ``family``.
-
-    Returns:
-        dict: the settings, to be validated by the family's ``parse_arch``.
-
-    Raises:
-        ValueError: unknown preset, neither a name nor a dict, or an
-            argument given under both its names.
-    """
-    if isinstance(arch, str):
-        def norm(name):
-            return re.sub(r'[-_/ ]', '', name).upper()
-
-        key = norm(arch)
-        for prefix in map(norm, prefixes or (family, )):
-            if key.startswith(prefix) and key != prefix:
-                key = key[len(prefix):]
-                break
-        names = {norm(k): k for k in presets}
-        if key not in names:
-            raise ValueError(f'unknown {family} arch {arch!r}; presets: '
-                             f'{sorted(presets)}')
-        arch = presets[names[key]]
-    if not isinstance(arch, dict):
-        raise ValueError(f'arch must be a preset name or a dict, got '
-                         f'{type(arch).__name__}')
-    arch = dict(arch)
-    for old, new in (renames or {}).items():
-        if old in arch:
-            if new in arch:
-                raise ValueError(f'arch gives both {old!r} and {new!r}')
-            arch[new] = arch.pop(old)
-    for key in ignored:
-        arch.pop(key, None)
-    return arch
+def _preset_key(name):
+    return re.sub(r'[-_/ ]', '', name).upper()
 
 
-def complete_arch(arch, family, per_stage, defaults, same_length=True):
-    """Check an arch dict's keys and fill in the defaults.
-
-    Args:
-        arch (dict): settings from :func:`arch_settings_of`.
-        family (str): the family's name, for messages.
-        per_stage (Sequence[str]): required per-stage settings.
-        defaults (dict): optional settings and their defaults.
-        same_length (bool): require the per-stage settings to have one,
-            equal, non-zero length. Default: True.
-
-    Returns:
-        dict: ``defaults`` updated with ``arch``.
-
-    Raises:
-        ValueError: unknown or missing keys, or per-stage settings of
-            different (or zero) lengths.
-    """
-    unknown = set(arch) - set(per_stage) - set(defaults)
-    missing = set(per_stage) - set(arch)
-    if unknown or missing:
-        raise ValueError(
-            f'malformed {family} arch dict: unknown keys {sorted(unknown)}, '
-            f'missing keys {sorted(missing)}; expected {sorted(per_stage)} '
-            f'plus optional {sorted(defaults)}')
-    if same_length:
-        lengths = {k: len(arch[k]) for k in per_stage}
-        if len(set(lengths.values())) != 1 or not lengths[per_stage[0]]:
-            raise ValueError(f'arch per-stage settings differ in length or '
-                             f'are empty: {lengths}')
-    out = dict(defaults)
-    out.update(arch)
-    return out
-
-
+# TEMP(loading package merge)
 def split_classifier(state_dict, rename=None):
     """Split a classifier's state dict into backbone and head weights.
 
@@ -172,19 +94,158 @@ def split_classifier(state_dict, rename=None):
 class RepBackbone(BaseModule):
     """Base class of mmrep backbones.
 
-    Subclasses set ``self.frozen_stages``, ``self.norm_eval`` and
-    ``self._build_args`` (the constructor's arguments, used to build a
-    train-time twin when a train-time checkpoint is loaded into a fused
-    model), implement :meth:`stem_and_stages`, override
-    :meth:`convert_state_dict` where checkpoints use other names than the
-    original release's, and call :meth:`_freeze_stages` at the end of
-    ``__init__``.
+    A family sets :attr:`arch_zoo` (preset name -> settings, plain data),
+    :attr:`arch_keys` (the required settings, one entry per stage; the first
+    gives the number of stages) and :attr:`arch_defaults` (the optional
+    ones), validates a settings dict in :meth:`check_arch`, lists its modules
+    by stage in :meth:`stem_and_stages`, and calls ``super().__init__`` with
+    the switches below before building its layers.
 
-    ``frozen_stages`` follows mmseg's and mmdet's ResNet: -1 freezes
-    nothing, 0 the stem, ``n`` the stem and the first ``n`` stages (frozen
-    modules stay in eval mode and get no gradients).
+    The constructor's arguments are recorded in ``_build_args`` (without
+    ``init_cfg``), so the loader can build a train-time twin of a fused
+    backbone; the stages named by ``frozen_stages`` are frozen once the
+    subclass's ``__init__`` has built them.
+
+    Args:
+        arch (str | dict): a preset name of :attr:`arch_zoo`
+            (case-insensitive; separators and the family prefix optional) or
+            a settings dict.
+        out_indices (Sequence[int]): stages whose outputs are returned.
+        frozen_stages (int): as mmseg's and mmdet's ResNet: -1 freezes
+            nothing, 0 the stem, ``n`` the stem and the first ``n`` stages
+            (frozen modules stay in eval mode and get no gradients).
+        norm_eval (bool): keep the norm layers of :attr:`norm_eval_types` in
+            eval mode while training.
+        with_cp (bool): gradient checkpointing of each block
+            (:meth:`run_block`).
+        deploy (bool): build the fused (re-parameterized) form.
+        norm_cfg (dict | None): config of the BatchNorms (mmcv
+            ``build_norm_layer``).
+        init_cfg (dict, optional): ``dict(type='Pretrained',
+            checkpoint=...)`` goes through mmrep's checkpoint loader.
     """
 
+    arch_zoo = {}
+    arch_keys = ()
+    arch_defaults = {}
+    arch_prefixes = ()  # preset name prefixes besides the class name
+    norm_eval_types = (nn.modules.batchnorm._BatchNorm, )
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get('__init__')
+        if init is None:
+            return
+        signature = inspect.signature(init)
+
+        @functools.wraps(init)
+        def __init__(self, *args, **kw):
+            outermost = '_build_args' not in self.__dict__
+            if outermost:
+                bound = signature.bind(self, *args, **kw)
+                bound.apply_defaults()
+                build_args = dict(bound.arguments)
+                for name in ('self', 'init_cfg'):
+                    build_args.pop(name, None)
+                self.__dict__['_build_args'] = copy.deepcopy(build_args)
+            init(self, *args, **kw)
+            if outermost:
+                self._freeze_stages()
+
+        cls.__init__ = __init__
+
+    def __init__(self, arch, out_indices=(0, 1, 2, 3), frozen_stages=-1,
+                 norm_eval=False, with_cp=False, deploy=False,
+                 norm_cfg=dict(type='BN'), init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.arch = self.parse_arch(arch)
+        self.num_stages = len(self.arch[self.arch_keys[0]])
+        self.out_indices = check_out_indices(out_indices, self.num_stages)
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+        self.deploy = deploy
+        self.norm_cfg = copy.deepcopy(norm_cfg)
+
+    @classmethod
+    def arch_settings_of(cls, arch):
+        """A complete copy of a preset's settings or of an arch dict.
+
+        Args:
+            arch (str | dict): a preset name or a settings dict.
+
+        Returns:
+            dict: :attr:`arch_defaults` updated with the settings.
+
+        Raises:
+            ValueError: unknown preset, neither a name nor a dict, unknown
+                or missing keys, or per-stage settings of different (or
+                zero) lengths.
+        """
+        family = cls.__name__
+        if isinstance(arch, str):
+            key = _preset_key(arch)
+            for prefix in map(_preset_key, (family, *cls.arch_prefixes)):
+                if key.startswith(prefix) and key != prefix:
+                    key = key[len(prefix):]
+                    break
+            names = {_preset_key(k): k for k in cls.arch_zoo}
+            if key not in names:
+                raise ValueError(f'unknown {family} arch {arch!r}; presets: '
+                                 f'{sorted(cls.arch_zoo)}')
+            arch = cls.arch_zoo[names[key]]
+        if not isinstance(arch, dict):
+            raise ValueError(f'arch must be a preset name or a dict, got '
+                             f'{type(arch).__name__}')
+        unknown = set(arch) - set(cls.arch_keys) - set(cls.arch_defaults)
+        missing = set(cls.arch_keys) - set(arch)
+        if unknown or missing:
+            raise ValueError(
+                f'malformed {family} arch dict: unknown keys '
+                f'{sorted(unknown)}, missing keys {sorted(missing)}; '
+                f'expected {sorted(cls.arch_keys)} plus optional '
+                f'{sorted(cls.arch_defaults)}')
+        lengths = {k: len(arch[k]) for k in cls.arch_keys}
+        if len(set(lengths.values())) != 1 or not lengths[cls.arch_keys[0]]:
+            raise ValueError(f'{family} arch needs one '
+                             f'{" and ".join(cls.arch_keys)} entry per stage '
+                             f'(and at least one stage); got lengths '
+                             f'{lengths}')
+        return copy.deepcopy({**cls.arch_defaults, **arch})
+
+    @classmethod
+    def parse_arch(cls, arch):
+        """The complete, validated settings of a preset name or arch dict
+        (:meth:`arch_settings_of`, then :meth:`check_arch`).
+
+        Args:
+            arch (str | dict): a preset name or a settings dict.
+
+        Returns:
+            dict: the settings the backbone is built from.
+        """
+        return cls.check_arch(cls.arch_settings_of(arch))
+
+    @classmethod
+    def check_arch(cls, arch):
+        """Validate and normalize complete settings; the family's own rules.
+
+        Args:
+            arch (dict): from :meth:`arch_settings_of`.
+
+        Returns:
+            dict: the settings, normalized.
+        """
+        return arch
+
+    def run_block(self, block, x):
+        """``block(x)``, gradient-checkpointed when ``with_cp`` is set and
+        ``x`` needs gradients."""
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(block, x, use_reentrant=False)
+        return block(x)
+
+    # TEMP(loading package merge)
     @classmethod
     def convert_state_dict(cls, state_dict):
         """Split an original (or mmrep) state dict into backbone and head.
@@ -236,29 +297,29 @@ class RepBackbone(BaseModule):
         self._freeze_stages()
         if mode and self.norm_eval:
             for m in self.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                if isinstance(m, self.norm_eval_types):
                     m.eval()
         return self
 
     def reparameterize(self):
-        """Fuse every re-parameterizable submodule in place (eval-mode
-        equivalent); the backbone then builds and loads as ``deploy=True``."""
-        for m in self.modules():
-            if m is not self and callable(getattr(m, 'reparameterize', None)):
-                m.reparameterize()
+        """The backbone's own step of the switch to the fused form, taken by
+        :func:`mmrep.deploy.reparameterize_model` after every block has
+        fused itself: it then builds and loads as ``deploy=True``, and the
+        frozen stages' new fused layers are frozen too."""
         self.deploy = True
         self._build_args['deploy'] = True
-        self._freeze_stages()  # the fused layers are new parameters
+        self._freeze_stages()
 
     def init_weights(self):
         """``init_cfg=dict(type='Pretrained', checkpoint=...)`` goes through
-        :func:`mmrep.models.load_pretrained`, which converts original and
-        mmpretrain checkpoints; other init configs go to mmengine."""
+        mmrep's checkpoint loader (:func:`mmrep.checkpoints.load_pretrained`),
+        which converts original and mmpretrain checkpoints; other init
+        configs go to mmengine."""
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            load_pretrained(self, cfg['checkpoint'],
-                            prefix=cfg.get('prefix', None),
-                            map_location=cfg.get('map_location', 'cpu'))
+            load = CHECKPOINT_LOADERS.get('pretrained')
+            load(self, cfg['checkpoint'], prefix=cfg.get('prefix', None),
+                 map_location=cfg.get('map_location', 'cpu'))
             self._is_init = True
             return
         super().init_weights()

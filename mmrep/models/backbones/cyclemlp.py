@@ -23,41 +23,17 @@ Differences from the original, all outside the numbers it produces:
   (the original's embedding cannot run on them); every other size runs as in
   the original.
 """
-import copy
 import re
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
+from mmcv.cnn.bricks import DropPath
 from mmengine.logging import print_log
 
 from ...registry import MODELS
 from ..layers import CycleFC, cycle_stack, cycle_stack_sum
-from .base import (RepBackbone, arch_settings_of, check_out_indices,
-                   complete_arch)
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: drop whole residual branches per sample.
-
-    Args:
-        drop_prob (float): probability of dropping a sample's branch.
-    """
-
-    def __init__(self, drop_prob=0.):
-        super().__init__()
-        self.drop_prob = float(drop_prob)
-
-    def forward(self, x):
-        if self.drop_prob == 0. or not self.training:
-            return x
-        keep = 1. - self.drop_prob
-        mask = x.new_empty((x.shape[0], ) + (1, ) * (x.dim() - 1))
-        return x * mask.bernoulli_(keep).div_(keep)
-
-    def extra_repr(self):
-        return f'drop_prob={self.drop_prob}'
+from .base import RepBackbone
 
 
 class Mlp(nn.Module):
@@ -238,14 +214,9 @@ class CycleMLP(RepBackbone):
         arch (str | dict): a preset name (``'B1'`` .. ``'B5'``, also as
             ``'CycleMLP_B1'``) or a dict with ``channels``, ``num_blocks``
             and ``mlp_ratios`` (one entry per stage) and optionally
-            ``qkv_bias`` (False) and ``skip_lam`` (1.0). The original
-            constructor's names are accepted too: ``embed_dims``,
-            ``layers``, ``transitions`` (every stage but the last must
-            downsample, as the original requires), and the arguments the
-            original ignores or spends on its classifier (``num_classes``,
-            ``img_size``, ``patch_size``, ``in_chans``, ``segment_dim``,
-            ``qk_scale``, ``drop_rate``, ``attn_drop_rate``), which are
-            dropped.
+            ``qkv_bias`` (False) and ``skip_lam`` (1.0).
+            (``tools/convert_checkpoint.py`` translates the original
+            constructor's arguments into such a dict.)
         in_channels (int): image channels. Default: 3.
         out_indices (Sequence[int]): stages whose outputs are returned, each
             normalized by its own LayerNorm ``norm{2 * i}``. Default: all.
@@ -277,7 +248,7 @@ class CycleMLP(RepBackbone):
             original's detection and segmentation setups do.
     """
 
-    arch_settings = {
+    arch_zoo = {
         'B1': dict(channels=(64, 128, 320, 512), num_blocks=(2, 2, 4, 2),
                    mlp_ratios=(4, 4, 4, 4)),
         'B2': dict(channels=(64, 128, 320, 512), num_blocks=(2, 3, 10, 3),
@@ -289,25 +260,17 @@ class CycleMLP(RepBackbone):
         'B5': dict(channels=(96, 192, 384, 768), num_blocks=(3, 4, 24, 3),
                    mlp_ratios=(4, 4, 4, 4)),
     }
+    arch_keys = ('channels', 'num_blocks', 'mlp_ratios')
     arch_defaults = dict(qkv_bias=False, skip_lam=1.0)
-    _original_names = dict(embed_dims='channels', layers='num_blocks')
-    _ignored_original_keys = ('num_classes', 'img_size', 'patch_size',
-                              'in_chans', 'segment_dim', 'qk_scale',
-                              'drop_rate', 'attn_drop_rate')
+    # CycleMLP's norms are LayerNorms (no BatchNorm at all).
+    norm_eval_types = (nn.LayerNorm, nn.GroupNorm)
 
     def __init__(self, arch='B1', in_channels=3, out_indices=(0, 1, 2, 3),
                  final_norm=False, drop_path_rate=0., frozen_stages=-1,
                  norm_eval=False, with_cp=False, deploy=False, init_cfg=None):
-        super().__init__(init_cfg=init_cfg)
-        self._build_args = dict(
-            arch=copy.deepcopy(arch), in_channels=in_channels,
-            out_indices=out_indices, final_norm=final_norm,
-            drop_path_rate=drop_path_rate, frozen_stages=frozen_stages,
-            norm_eval=norm_eval, with_cp=with_cp, deploy=deploy)
-        self.arch = self.parse_arch(arch)
-        a = self.arch
-        num_stages = len(a['channels'])
-        self.out_indices = check_out_indices(out_indices, num_stages)
+        super().__init__(arch, out_indices, frozen_stages, norm_eval,
+                         with_cp, deploy, None, init_cfg)
+        a, num_stages = self.arch, self.num_stages
         if final_norm and num_stages - 1 not in self.out_indices:
             raise ValueError(f'final_norm normalizes the last stage, which is '
                              f'not in out_indices {tuple(out_indices)}')
@@ -315,10 +278,6 @@ class CycleMLP(RepBackbone):
             raise ValueError(f'drop_path_rate must be in [0, 1), got '
                              f'{drop_path_rate}')
         self.final_norm = final_norm
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
-        self.with_cp = with_cp
-        self.deploy = deploy
 
         self.patch_embed = PatchEmbed(in_channels, a['channels'][0])
         total = sum(a['num_blocks'])
@@ -338,7 +297,6 @@ class CycleMLP(RepBackbone):
             self.add_module(self._out_norm_name(i),
                             nn.LayerNorm(a['channels'][i]))
         self.apply(self._init_like_original)
-        self._freeze_stages()
 
     def _out_norm_name(self, stage):
         if self.final_norm and stage == len(self.arch['channels']) - 1:
@@ -359,36 +317,17 @@ class CycleMLP(RepBackbone):
             nn.init.zeros_(m.bias)
 
     @classmethod
-    def parse_arch(cls, arch):
-        """Resolve a preset name or dict into a complete settings dict.
-
-        Args:
-            arch (str | dict): see the class docstring.
+    def check_arch(cls, arch):
+        """Validate a complete arch dict (see the class docstring).
 
         Returns:
             dict: channels, num_blocks, mlp_ratios (tuples, one entry per
             stage), qkv_bias, skip_lam.
 
         Raises:
-            ValueError: unknown preset name, unknown or missing keys,
-                per-stage lists of different lengths, non-positive values,
-                or a stage transition without downsampling.
+            ValueError: non-positive values.
         """
-        arch = arch_settings_of(arch, cls.arch_settings, 'CycleMLP',
-                                cls._original_names,
-                                cls._ignored_original_keys)
-        transitions = arch.pop('transitions', None)
-        out = complete_arch(arch, 'CycleMLP',
-                            ('channels', 'num_blocks', 'mlp_ratios'),
-                            cls.arch_defaults)
-        num_stages = len(out['channels'])
-        if transitions is not None:
-            if (len(transitions) < num_stages - 1
-                    or not all(transitions[:num_stages - 1])):
-                raise ValueError(
-                    f'transitions {list(transitions)}: every stage but the '
-                    f'last must end with a (stride-2) downsampling, as the '
-                    f'original requires')
+        out = dict(arch)
         for k in ('channels', 'num_blocks'):
             out[k] = tuple(int(v) for v in out[k])
         out['mlp_ratios'] = tuple(float(v) for v in out['mlp_ratios'])
@@ -427,10 +366,7 @@ class CycleMLP(RepBackbone):
             if i > 0:
                 x = self.network[2 * i - 1](x)
             for block in self.network[2 * i]:
-                if self.with_cp and x.requires_grad:
-                    x = cp.checkpoint(block, x, use_reentrant=False)
-                else:
-                    x = block(x)
+                x = self.run_block(block, x)
             if i in self.out_indices:
                 norm = getattr(self, self._out_norm_name(i))
                 outs.append(norm(x).permute(0, 3, 1, 2).contiguous())
@@ -446,14 +382,6 @@ class CycleMLP(RepBackbone):
                 group.append(getattr(self, self._out_norm_name(i)))
             stages.append(group)
         return [self.patch_embed], stages
-
-    def train(self, mode=True):
-        super().train(mode)
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, (nn.LayerNorm, nn.GroupNorm)):
-                    m.eval()
-        return self
 
     # ----------------------------------------------------------------
     # Checkpoint conversion (used by mmrep.models.checkpoint)

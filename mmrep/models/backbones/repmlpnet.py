@@ -6,6 +6,21 @@ Structure, parameter names and numbers follow the original release
 ``RepMLPNetUnit`` (pre-BN -> RepMLP block, pre-BN -> conv FFN, both residual)
 joined by 2x2 conv embeddings, and ``head_norm`` before a classifier.
 
+A RepMLP block (:class:`RepMLPBlock`) mixes information at three ranges:
+
+* global perceptron: a squeeze-and-excitation style channel gate from the
+  average of the whole map;
+* partition perceptron ``fc3``: a fully-connected layer over each ``h x w``
+  partition, with weights shared by channel groups (``num_sharesets`` sets);
+* local perceptron: depthwise ``k x k`` conv + BN branches inside each
+  partition, which Locality Injection (:meth:`RepMLPBlock.reparameterize`)
+  merges into ``fc3`` after training.
+
+Any input size runs. A map whose height or width is not a multiple of the
+partition is zero-padded on the bottom and right to the next multiple (a map
+smaller than one partition becomes one partition), processed, and cropped
+back. The global perceptron always averages the unpadded map.
+
 Differences from the original:
 
 * Partition order (``partition_order``). The original block's
@@ -24,35 +39,246 @@ Differences from the original:
 * ``partition_sizes`` is a setting of its own. Inputs of any size run: the
   image and each embedding input are zero-padded on the bottom/right to a
   multiple of the stride, and each RepMLP block pads its map to a multiple of
-  its partition (see :mod:`mmrep.models.layers.repmlp_block`).
+  its partition (see above).
 * Stage outputs (before the next embedding) are returned as NCHW maps for
   ``out_indices``; ``final_norm=True`` applies ``head_norm`` to the last one,
   which is what a classifier needs.
 * The partition FC runs as matrix products, not a grouped convolution, and
-  :meth:`RepMLPNet.reparameterize` also folds every conv-BN pair and each
-  unit's ``prebn2`` into ``ffn_fc1`` (so the fused form has no ``prebn2``;
+  the fused form also folds every conv-BN pair and each unit's ``prebn2``
+  into ``ffn_fc1`` (so the fused form has no ``prebn2``;
   fused checkpoints that keep it are folded on load). For inference on the
   CPU those products, and the fused FFN's, run on oneDNN
   (:mod:`mmrep.models.layers.linear`).
 """
-import copy
 import logging
+from types import SimpleNamespace  # TEMP(loading package merge)
 import math
-from types import SimpleNamespace
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 from mmengine.logging import print_log
+from mmengine.utils import to_2tuple
 
 from ...registry import MODELS
-from ..layers import ConvBN, RepMLPBlock, fold_input_bn, to_2tuple
-from ..layers.conv_bn import build_bn
-from ..layers.linear import linear, onednn_usable
-from .base import (RepBackbone, arch_settings_of, check_out_indices,
-                   complete_arch, is_positive_int, positive_ints,
-                   split_classifier)
+from ..layers import (ConvBN, build_bn, conv_to_fc, fold_input_bn, fuse_bn,
+                      fused_conv, pad_to_partition)
+from ..layers.linear import grouped_linear, linear, onednn_usable
+from .base import RepBackbone, is_positive_int, positive_ints, split_classifier
+
+
+PARTITION_ORDERS = ('spatial', 'original')
+
+
+class GlobalPerceptron(nn.Module):
+    """Channel gate: ``sigmoid(fc2(relu(fc1(mean(x)))))``.
+
+    Args:
+        channels (int): input and output channels.
+        reduce (int): squeeze ratio; ``fc1`` has ``channels // reduce``
+            outputs.
+    """
+
+    def __init__(self, channels, reduce=4):
+        super().__init__()
+        hidden = channels // reduce
+        self.fc1 = nn.Conv2d(channels, hidden, 1)
+        self.fc2 = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, x):
+        # Linear layers on (N, C): the 1x1 convs on a 1x1 map, cheaper.
+        v = x.mean((2, 3))
+        v = F.relu(F.linear(v, self.fc1.weight.flatten(1), self.fc1.bias))
+        v = F.linear(v, self.fc2.weight.flatten(1), self.fc2.bias)
+        return torch.sigmoid(v).reshape(*v.shape, 1, 1)
+
+
+class RepMLPBlock(nn.Module):
+    """RepMLP block with global, partition and local perceptrons.
+
+    Args:
+        channels (int): input and output channels.
+        partition (int | tuple[int, int]): partition size ``(h, w)``.
+        num_sharesets (int): channel groups sharing one ``fc3``; must
+            divide ``channels``.
+        conv_kernels (Sequence[int] | None): kernel sizes of the local
+            perceptron branches (odd). Default: ``(1, 3)``.
+        gp_reduce (int): squeeze ratio of the global perceptron.
+        deploy (bool): build the fused form (``fc3`` with bias, no BN and no
+            conv branches) directly.
+        norm_cfg (dict, optional): config of ``fc3_bn`` and the conv
+            branches' BNs. Default: ``dict(type='BN')``.
+        partition_order (str): ``'spatial'`` (every partition's result stays
+            in place) or ``'original'`` (the original release's row order,
+            see the module docstring). Default: ``'spatial'``.
+    """
+
+    def __init__(self, channels, partition, num_sharesets=1,
+                 conv_kernels=(1, 3), gp_reduce=4, deploy=False,
+                 norm_cfg=None, partition_order='spatial'):
+        super().__init__()
+        if partition_order not in PARTITION_ORDERS:
+            raise ValueError(f'partition_order must be one of '
+                             f'{PARTITION_ORDERS}, got {partition_order!r}')
+        self.partition_order = partition_order
+        self.h, self.w = to_2tuple(partition)
+        if channels % num_sharesets:
+            raise ValueError(f'num_sharesets={num_sharesets} must divide '
+                             f'channels={channels}')
+        for k in conv_kernels or ():
+            if k % 2 == 0:
+                raise ValueError(f'conv kernel sizes must be odd, got {k}')
+        self.channels = channels
+        self.num_sharesets = num_sharesets
+        self.conv_kernels = tuple(conv_kernels or ())
+        self.deploy = deploy
+        self.gp = GlobalPerceptron(channels, gp_reduce)
+        hw = self.h * self.w
+        # Stored as the original's grouped 1x1 convolution so that original
+        # checkpoints load unchanged; applied as S matrix products
+        # (:func:`~mmrep.models.layers.linear.grouped_linear`).
+        self.fc3 = nn.Conv2d(num_sharesets * hw, num_sharesets * hw, 1,
+                             groups=num_sharesets, bias=deploy)
+        if not deploy:
+            self.fc3_bn = build_bn(norm_cfg, num_sharesets)
+            for k in self.conv_kernels:
+                self.add_module(f'repconv{k}',
+                                ConvBN(num_sharesets, num_sharesets, k,
+                                       padding=k // 2, groups=num_sharesets,
+                                       norm_cfg=norm_cfg))
+
+    def forward(self, x, identity=None):
+        """Apply the block; ``identity`` (the unit's residual) is added in
+        the same pass as the gate.
+
+        Args:
+            x (Tensor): ``(N, C, H, W)`` input.
+            identity (Tensor, optional): ``(N, C, H, W)`` tensor to add.
+
+        Returns:
+            Tensor: ``identity + block(x)``, or ``block(x)``.
+        """
+        N, C, H, W = x.shape
+        h, w, S = self.h, self.w, self.num_sharesets
+        gate = self.gp(x)
+        x = pad_to_partition(x, h, w)
+        Hp, Wp = x.shape[-2:]
+        hp, wp = Hp // h, Wp // w
+        # (N, C, Hp, Wp) -> (N, hp, wp, C, h, w): one row per partition; a
+        # view when the map is one partition.
+        parts = x.reshape(N, C, hp, h, wp, w).permute(0, 2, 4, 1, 3, 5)
+        rows = parts.reshape(-1, S, h * w).transpose(0, 1)  # (S, M, hw)
+        # Channel s of every row uses fc3 group s.
+        weight = self.fc3.weight.reshape(S, h * w, h * w)
+        if self.deploy:
+            out = grouped_linear(rows, weight,
+                                 self.fc3.bias.reshape(S, h * w))
+            out = out.transpose(0, 1)  # (M, S, hw), a view
+        else:
+            out = grouped_linear(rows, weight).transpose(0, 1)
+            out = self.fc3_bn(out.reshape(-1, S, h, w))
+            if self.conv_kernels:
+                out = out.reshape(-1, C, h, w) + self.local_perceptron(
+                    x, hp, wp)
+        out = self.partitions_to_map(out, N, hp, wp)
+        if torch.jit.is_tracing() or Hp != H or Wp != W:
+            out = out.reshape(N, C, Hp, Wp)[:, :, :H, :W]
+        else:  # stay in the blocked layout; the result is NCHW-contiguous
+            gate = gate.reshape(N, C // S, S, 1, 1, 1, 1)
+            if identity is not None:
+                identity = identity.reshape(out.shape)
+        out = out * gate if identity is None else \
+            torch.addcmul(identity, out, gate)
+        return out.reshape(N, C, H, W)
+
+    def local_perceptron(self, x, hp, wp):
+        """The conv branches (each conv with its BN) summed, per partition.
+
+        Computed on the partitions as channels-last images of all ``C``
+        channels: the depthwise kernel of share set ``s`` is repeated for
+        the channels ``c`` with ``c % S == s``, and each BN (its own module,
+        so SyncBN synchronizes) normalizes its ``S`` share sets over a
+        ``(pixels * C/S, S, 1, 1)`` view, so
+        every statistic is the one the ``(M, S, h, w)`` branch input gives
+        (the original's layout, in which the convolutions see ``M`` images
+        of ``S`` channels and run many times slower on the CPU).
+
+        Args:
+            x (Tensor): the padded ``(N, C, hp*h, wp*w)`` map.
+            hp (int): partitions per column.
+            wp (int): partitions per row.
+
+        Returns:
+            Tensor: ``(N*hp*wp, C, h, w)``, channels-last.
+        """
+        N, C = x.shape[:2]
+        h, w, S = self.h, self.w, self.num_sharesets
+        local = x.reshape(N, C, hp, h, wp, w).permute(0, 2, 4, 3, 5, 1)
+        local = local.reshape(-1, h, w, C).permute(0, 3, 1, 2)
+        out = 0
+        for k in self.conv_kernels:
+            branch = getattr(self, f'repconv{k}')
+            y = F.conv2d(local, branch.conv.weight.repeat(C // S, 1, 1, 1),
+                         padding=k // 2, groups=C)
+            # (P, h, w, C) rows of S share sets as a (P*h*w*C/S, S, 1, 1)
+            # batch: the branch's own BN (BN or SyncBN) normalizes it.
+            rows = y.permute(0, 2, 3, 1)
+            y = branch.bn(rows.reshape(-1, S, 1, 1)).view(rows.shape)
+            out = out + y.permute(0, 3, 1, 2)
+        return out
+
+    def partitions_to_map(self, out, N, hp, wp):
+        """Put the partition FC's output rows back in place.
+
+        Args:
+            out (Tensor): ``(M, S, h, w)`` (or ``(M, S, h*w)``), rows ordered
+                ``(N, hp, wp, C/S)``.
+            N (int): batch size.
+            hp (int): partitions per column.
+            wp (int): partitions per row.
+
+        Returns:
+            Tensor: ``(N, C/S, S, hp, h, wp, w)``, which reshapes to the
+            ``(N, C, hp*h, wp*w)`` map; rows are read in the order
+            :attr:`partition_order` names (see the module docstring).
+        """
+        h, w, S = self.h, self.w, self.num_sharesets
+        groups = self.channels // S
+        if self.partition_order == 'original':
+            out = out.reshape(N, groups, hp, wp, S, h, w)
+            return out.permute(0, 1, 4, 2, 5, 3, 6)
+        out = out.reshape(N, hp, wp, groups, S, h, w)
+        return out.permute(0, 3, 4, 1, 5, 2, 6)
+
+    def fused_weights(self):
+        """Locality Injection: the single ``fc3`` equivalent to the branches
+        (differentiable; BN running statistics, i.e. eval mode).
+
+        Returns:
+            tuple[Tensor, Tensor]: weight ``(S*h*w, h*w, 1, 1)``, bias
+            ``(S*h*w,)``.
+        """
+        if self.deploy:
+            return self.fc3.weight, self.fc3.bias
+        weight, bias = fuse_bn(self.fc3.weight, self.fc3_bn)
+        weight = weight.reshape(weight.size(0), -1)
+        for k in self.conv_kernels:
+            kernel, k_bias = getattr(self, f'repconv{k}').fused_weights()
+            fc_w, fc_b = conv_to_fc(kernel, k_bias, kernel.size(0), self.h,
+                                    self.w)
+            weight = weight + fc_w
+            bias = bias + fc_b
+        return weight.reshape(*self.fc3.weight.shape), bias
+
+    def reparameterize(self):
+        """Merge BN and conv branches into ``fc3`` in place (deploy form)."""
+        if self.deploy:
+            return
+        self.fc3 = fused_conv(self.fc3, *self.fused_weights())
+        del self.fc3_bn
+        for k in self.conv_kernels:
+            delattr(self, f'repconv{k}')
+        self.deploy = True
 
 
 class FFNBlock(nn.Module):
@@ -124,18 +350,19 @@ class RepMLPNetUnit(nn.Module):
         return self.ffn_block(self.prebn2(x), identity=x)
 
     def reparameterize(self):
-        """Fuse the RepMLP block and the FFN, then fold ``prebn2`` into
-        ``ffn_fc1``, in place."""
-        self.repmlp_block.reparameterize()
-        fc1 = self.ffn_block.ffn_fc1
-        fc1.reparameterize()
-        self.ffn_block.ffn_fc2.reparameterize()
-        if not isinstance(self.prebn2, nn.Identity):  # BN or SyncBN
-            weight, bias = fold_input_bn(fc1.conv.weight, fc1.conv.bias,
-                                         self.prebn2)
-            fc1.conv.weight.data.copy_(weight.detach())
-            fc1.conv.bias.data.copy_(bias.detach())
-            self.prebn2 = nn.Identity()
+        """Fold ``prebn2`` into the fused ``ffn_fc1``, in place (the walker
+        has fused the RepMLP block and the FFN's conv-BN pairs first)."""
+        if isinstance(self.prebn2, nn.Identity):
+            return
+        if not self.ffn_block.ffn_fc1.deploy:
+            raise RuntimeError('RepMLPNetUnit.reparameterize folds prebn2 '
+                               'into the fused ffn_fc1: fuse that first '
+                               '(mmrep.reparameterize_model does)')
+        conv = self.ffn_block.ffn_fc1.conv
+        conv.weight.data, conv.bias.data = (
+            t.detach() for t in fold_input_bn(conv.weight, conv.bias,
+                                              self.prebn2))
+        self.prebn2 = nn.Identity()
 
 
 def _pad_to_stride(x, stride):
@@ -155,9 +382,9 @@ class RepMLPNet(RepBackbone):
             ``'B256'``, ``'D256'``, ``'L256'``) or a dict with ``channels``,
             ``num_blocks``, ``sharesets`` and ``partition_sizes`` (one entry
             per stage) and optionally ``conv_kernels`` (default ``(1, 3)``),
-            ``gp_reduce`` (4), ``ffn_expand`` (4), ``patch_size`` (4). The
-            original constructor's names (``hs``/``ws``, ``sharesets_nums``,
-            ``reparam_conv_k``, ``globalperceptron_reduce``) are accepted too.
+            ``gp_reduce`` (4), ``ffn_expand`` (4), ``patch_size`` (4).
+            (``tools/convert_checkpoint.py`` translates the original
+            constructor's arguments into such a dict.)
         in_channels (int): image channels. Default: 3.
         partition_sizes (Sequence[int | tuple[int, int]], optional): the
             partition ``(h, w)`` of each stage, overriding the preset's (which
@@ -194,7 +421,7 @@ class RepMLPNet(RepBackbone):
             ``dict(type='BN')``.
     """
 
-    arch_settings = {
+    arch_zoo = {
         'T224': dict(channels=(64, 128, 256, 512), num_blocks=(2, 2, 6, 2),
                      sharesets=(1, 4, 16, 128),
                      partition_sizes=(56, 28, 14, 7)),
@@ -214,40 +441,24 @@ class RepMLPNet(RepBackbone):
                      sharesets=(1, 4, 32, 256),
                      partition_sizes=(64, 32, 16, 8)),
     }
+    arch_keys = ('channels', 'num_blocks', 'sharesets', 'partition_sizes')
     arch_defaults = dict(conv_kernels=(1, 3), gp_reduce=4, ffn_expand=4,
                          patch_size=4)
-    _original_names = dict(sharesets_nums='sharesets',
-                           reparam_conv_k='conv_kernels',
-                           globalperceptron_reduce='gp_reduce')
 
     def __init__(self, arch='T224', in_channels=3, partition_sizes=None,
                  out_indices=(0, 1, 2, 3), final_norm=False, frozen_stages=-1,
                  norm_eval=False, with_cp=False, deploy=False, init_cfg=None,
                  pad=True, norm_cfg=dict(type='BN'),
                  partition_order='spatial'):
-        super().__init__(init_cfg=init_cfg)
-        self._build_args = dict(
-            arch=copy.deepcopy(arch), in_channels=in_channels,
-            partition_sizes=partition_sizes, out_indices=out_indices,
-            final_norm=final_norm, frozen_stages=frozen_stages,
-            norm_eval=norm_eval, with_cp=with_cp, deploy=deploy, pad=pad,
-            norm_cfg=copy.deepcopy(norm_cfg),
-            partition_order=partition_order)
+        super().__init__(arch, out_indices, frozen_stages, norm_eval,
+                         with_cp, deploy, norm_cfg, init_cfg)
         self.pad = bool(pad)
-        self.arch = self.parse_arch(arch)
         if partition_sizes is not None:
             self.arch['partition_sizes'] = self.check_partition_sizes(
-                'RepMLPNet partition_sizes', partition_sizes,
-                len(self.arch['channels']))
+                'RepMLPNet partition_sizes', partition_sizes, self.num_stages)
         self._padding_checked = False  # see warn_if_mostly_padding
-        a = self.arch
-        num_stages = len(a['channels'])
-        self.out_indices = check_out_indices(out_indices, num_stages)
         self.final_norm = final_norm
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
-        self.with_cp = with_cp
-        self.deploy = deploy
+        a, num_stages = self.arch, self.num_stages
         self.patch_size = to_2tuple(a['patch_size'])
 
         self.conv_embedding = ConvBN(in_channels, a['channels'][0],
@@ -272,39 +483,6 @@ class RepMLPNet(RepBackbone):
         self.head_norm = build_bn(norm_cfg, a['channels'][-1])
         if not final_norm:  # unused: DDP must not wait for its gradients
             self.head_norm.requires_grad_(False)
-        self._freeze_stages()
-
-    @classmethod
-    def parse_arch(cls, arch):
-        """Resolve a preset name or dict into a complete settings dict.
-
-        Args:
-            arch (str | dict): see the class docstring.
-
-        Returns:
-            dict: channels, num_blocks, sharesets, partition_sizes (as
-            ``(h, w)`` pairs), conv_kernels, gp_reduce, ffn_expand,
-            patch_size.
-
-        Raises:
-            ValueError: unknown preset name, unknown or missing keys,
-                per-stage lists of different lengths, or a value that does
-                not build (not a positive int; share sets that do not divide
-                the channels; even conv kernels); the message names the
-                arch key and its value.
-        """
-        arch = arch_settings_of(arch, cls.arch_settings, 'RepMLPNet',
-                                cls._original_names)
-        if 'hs' in arch or 'ws' in arch:
-            hs, ws = arch.pop('hs', None), arch.pop('ws', None)
-            if hs is None or ws is None or len(hs) != len(ws):
-                raise ValueError('arch needs both hs and ws, of equal length')
-            arch['partition_sizes'] = tuple(zip(hs, ws))
-        out = complete_arch(
-            arch, 'RepMLPNet',
-            ('channels', 'num_blocks', 'sharesets', 'partition_sizes'),
-            cls.arch_defaults)
-        return cls.check_arch(out)
 
     @staticmethod
     def check_partition_sizes(what, sizes, num_stages):
@@ -337,7 +515,7 @@ class RepMLPNet(RepBackbone):
 
     @classmethod
     def check_arch(cls, arch):
-        """Validate a completed arch dict (see :meth:`parse_arch`).
+        """Validate a complete arch dict (see the class docstring).
 
         Returns:
             dict: ``arch`` with ints, ``(h, w)`` partition pairs and a
@@ -391,10 +569,7 @@ class RepMLPNet(RepBackbone):
             if i > 0:
                 x = self.embeds[i - 1](_pad_to_stride(x, (2, 2)))
             for unit in stage:
-                if self.with_cp and x.requires_grad:
-                    x = cp.checkpoint(unit, x, use_reentrant=False)
-                else:
-                    x = unit(x)
+                x = self.run_block(unit, x)
             if i in self.out_indices:
                 outs.append(self.head_norm(x)
                             if self.final_norm and i == last else x)

@@ -1,13 +1,9 @@
-from .conv_bn import ConvBN, fold_input_bn, fuse_bn
+"""What several backbone families share: conv-BN algebra and the fused-conv
+swap, partition padding and conv-to-FC, Cycle FC, and the oneDNN products."""
+from .conv_bn import ConvBN, build_bn, fold_input_bn, fuse_bn, fused_conv
 from .cycle_fc import CycleFC, cycle_shift, cycle_stack, cycle_stack_sum
-from .repmlp_block import (GlobalPerceptron, RepMLPBlock, conv_to_fc,
-                           pad_to_partition, to_2tuple)
-from .repmlp_unit import (RepMLPBottleneckBlock, RepMLPLightBlock,
-                          RepMLPUnit)
-from .repvgg_block import RepVGGBlock
+from .partition import conv_to_fc, pad_to_partition
 
-__all__ = ['ConvBN', 'fuse_bn', 'fold_input_bn', 'GlobalPerceptron',
-           'RepMLPBlock', 'conv_to_fc', 'pad_to_partition', 'to_2tuple',
-           'RepVGGBlock', 'RepMLPUnit', 'RepMLPBottleneckBlock',
-           'RepMLPLightBlock', 'CycleFC', 'cycle_shift', 'cycle_stack',
-           'cycle_stack_sum']
+__all__ = ['ConvBN', 'build_bn', 'fuse_bn', 'fold_input_bn', 'fused_conv',
+           'conv_to_fc', 'pad_to_partition', 'CycleFC', 'cycle_shift',
+           'cycle_stack', 'cycle_stack_sum']

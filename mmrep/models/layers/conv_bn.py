@@ -1,7 +1,10 @@
-"""Convolution followed by BatchNorm, the algebra that fuses the two, and
-the one place where mmrep builds its BatchNorms."""
+"""Convolution followed by BatchNorm, the algebra that fuses the two, the
+one helper that swaps a convolution for its biased fused twin, and the one
+place where mmrep builds its BatchNorms."""
+import torch
 import torch.nn as nn
 from mmcv.cnn import build_norm_layer
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 BN_TYPES_1D = {'BN': 'BN1d', 'BN2d': 'BN1d'}
 
@@ -80,6 +83,28 @@ def fold_input_bn(weight, bias, bn):
         extra if bias is None else bias + extra
 
 
+def fused_conv(conv, weight, bias):
+    """The biased twin of ``conv`` holding the fused ``weight`` and ``bias``.
+
+    Args:
+        conv (nn.Conv2d): the convolution whose geometry (channels, kernel,
+            stride, padding, dilation, groups) the twin takes.
+        weight (Tensor): the twin's weight, shaped like ``conv.weight``.
+        bias (Tensor): the twin's bias, ``(out_channels,)``.
+
+    Returns:
+        nn.Conv2d: a new convolution with ``bias=True``, on ``weight``'s
+        device and dtype.
+    """
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
+                      conv.stride, conv.padding, conv.dilation, conv.groups,
+                      bias=True, device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        fused.weight.copy_(weight)
+        fused.bias.copy_(bias)
+    return fused
+
+
 class ConvBN(nn.Module):
     """``Conv2d`` (no bias) -> BatchNorm -> optional activation.
 
@@ -117,23 +142,23 @@ class ConvBN(nn.Module):
     def forward(self, x):
         return self.act(self.bn(self.conv(x)))
 
-    def fused_kernel(self):
-        """Return the (weight, bias) of the equivalent biased convolution."""
+    def fused_weights(self):
+        """The weight and bias of the equivalent biased convolution
+        (differentiable; the BN's running statistics, i.e. eval mode).
+
+        Returns:
+            tuple[Tensor, Tensor]: ``(out, in // groups, kh, kw)`` weight and
+            ``(out,)`` bias.
+        """
         if self.deploy:
             return self.conv.weight, self.conv.bias
         return fuse_bn(self.conv.weight, self.bn)
 
     def reparameterize(self):
-        """Fold the BatchNorm into the convolution, in place."""
+        """Fold the BatchNorm into the convolution, in place (torch's
+        ``fuse_conv_bn_eval``; eval-mode semantics)."""
         if self.deploy:
             return
-        weight, bias = self.fused_kernel()
-        conv = self.conv
-        fused = nn.Conv2d(conv.in_channels, conv.out_channels,
-                          conv.kernel_size, conv.stride, conv.padding,
-                          conv.dilation, conv.groups, bias=True,
-                          device=weight.device, dtype=weight.dtype)
-        fused.weight.data.copy_(weight.detach())
-        fused.bias.data.copy_(bias.detach())
-        self.conv = fused
+        with torch.no_grad():
+            self.conv = fuse_conv_bn_eval(self.conv.eval(), self.bn.eval())
         self.bn = nn.Identity()
