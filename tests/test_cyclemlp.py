@@ -12,7 +12,7 @@ from conftest import (FIXTURES, assert_close, check_pretrained_features,
 from torchvision.ops import deform_conv2d
 
 import mmrep
-from mmrep.models import CheckpointMismatchError
+from mmrep.checkpoints import CheckpointMismatchError
 from mmrep.models.backbones import CycleMLP
 from mmrep.models.backbones import cyclemlp as cyclemlp_module
 from mmrep.models.layers import (CycleFC, cycle_shift, cycle_stack,

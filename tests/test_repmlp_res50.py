@@ -13,7 +13,7 @@ from conftest import (FIXTURES, assert_close, build_in_scope,
                       check_pretrained_features, fixture_params, load_fixture)
 
 import mmrep
-from mmrep.models import CheckpointMismatchError
+from mmrep.checkpoints import CheckpointMismatchError
 from mmrep.models.backbones import RepMLPResNet
 from mmrep.models.layers import (RepMLPBottleneckBlock, RepMLPLightBlock,
                                  RepMLPUnit)

@@ -13,7 +13,7 @@ from conftest import (FIXTURES, assert_close, build_in_scope,
                       load_via_init_cfg)
 
 import mmrep
-from mmrep.models import CheckpointMismatchError
+from mmrep.checkpoints import CheckpointMismatchError
 from mmrep.models.backbones import RepMLPNet
 from mmrep.models.layers import RepMLPBlock
 from mmrep.utils.testing import randomize_bn

@@ -11,7 +11,7 @@ from conftest import (FIXTURES, assert_close, build_in_scope,
                       check_pretrained_features, fixture_params, load_fixture)
 
 import mmrep
-from mmrep.models import CheckpointMismatchError
+from mmrep.checkpoints import CheckpointMismatchError, convert_state_dict
 from mmrep.models.backbones import RepVGG
 from mmrep.models.layers import RepVGGBlock
 from mmrep.registry import MODELS
@@ -47,7 +47,7 @@ def test_conformance_with_original(fixture_path, tmp_path):
     check_pretrained_features(RepVGG, arch, ckpt, x, fx['features'])
 
     # The original classifier's linear.* becomes the head's fc.*.
-    _, head = RepVGG.convert_state_dict(fx['state_dict'])
+    _, head = convert_state_dict(RepVGG, fx['state_dict'])
     assert set(head) == {'fc.weight', 'fc.bias'}
     assert torch.equal(head['fc.weight'], fx['state_dict']['linear.weight'])
 
@@ -234,7 +234,7 @@ def test_mmpretrain_names_are_converted():
         'stage_4.0.branch_reparam.weight': t,
         'head.fc.weight': t,
     }
-    backbone, head = RepVGG.convert_state_dict(state)
+    backbone, head = convert_state_dict(RepVGG, state)
     assert set(backbone) == {
         'stage0.rbr_dense.conv.weight', 'stage0.rbr_dense.bn.running_var',
         'stage0.rbr_1x1.bn.weight', 'stage2.1.rbr_identity.bias',

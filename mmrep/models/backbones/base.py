@@ -6,7 +6,7 @@ import re
 import torch.nn as nn
 from mmengine.model import BaseModule
 
-from ..checkpoint import load_pretrained
+from ...registry import CHECKPOINT_LOADERS
 
 
 def check_out_indices(out_indices, num_stages):
@@ -141,67 +141,19 @@ def complete_arch(arch, family, per_stage, defaults, same_length=True):
     return out
 
 
-def split_classifier(state_dict, rename=None):
-    """Split a classifier's state dict into backbone and head weights.
-
-    The original releases name their classifier ``linear.*`` (RepVGG,
-    RepMLP-Res50) or ``head.*`` (RepMLPNet, CycleMLP), mmpretrain
-    ``head.fc.*``; all become mmpretrain ``LinearClsHead`` names.
-
-    Args:
-        state_dict (dict[str, Tensor]): classifier or backbone weights,
-            without any ``backbone.`` prefix.
-        rename (callable, optional): maps a backbone key to mmrep's name.
-
-    Returns:
-        tuple[dict, dict]: backbone weights and head weights (``fc.weight``,
-        ``fc.bias``).
-    """
-    backbone, head = {}, {}
-    for key, value in state_dict.items():
-        if key.startswith('linear.'):
-            head['fc.' + key[len('linear.'):]] = value
-        elif key.startswith('head.'):
-            name = key[len('head.'):]
-            head[name if name.startswith('fc.') else 'fc.' + name] = value
-        else:
-            backbone[rename(key) if rename else key] = value
-    return backbone, head
-
-
 class RepBackbone(BaseModule):
     """Base class of mmrep backbones.
 
     Subclasses set ``self.frozen_stages``, ``self.norm_eval`` and
     ``self._build_args`` (the constructor's arguments, used to build a
     train-time twin when a train-time checkpoint is loaded into a fused
-    model), implement :meth:`stem_and_stages`, override
-    :meth:`convert_state_dict` where checkpoints use other names than the
-    original release's, and call :meth:`_freeze_stages` at the end of
-    ``__init__``.
+    model), implement :meth:`stem_and_stages`, and call
+    :meth:`_freeze_stages` at the end of ``__init__``.
 
     ``frozen_stages`` follows mmseg's and mmdet's ResNet: -1 freezes
     nothing, 0 the stem, ``n`` the stem and the first ``n`` stages (frozen
     modules stay in eval mode and get no gradients).
     """
-
-    @classmethod
-    def convert_state_dict(cls, state_dict):
-        """Split an original (or mmrep) state dict into backbone and head.
-
-        mmrep keeps the original releases' parameter names, so their
-        checkpoints, train-time or fused, pass through; the classifier
-        (``linear.*`` or ``head.*``) is split off.
-
-        Args:
-            state_dict (dict[str, Tensor]): backbone or classifier weights,
-                without any ``backbone.`` prefix.
-
-        Returns:
-            tuple[dict, dict]: backbone weights and classifier head weights
-            (mmpretrain ``LinearClsHead`` names: ``fc.weight``, ``fc.bias``).
-        """
-        return split_classifier(state_dict)
 
     def unused_state_prefixes(self):
         """Key prefixes of modules that this backbone keeps but never
@@ -252,10 +204,13 @@ class RepBackbone(BaseModule):
 
     def init_weights(self):
         """``init_cfg=dict(type='Pretrained', checkpoint=...)`` goes through
-        :func:`mmrep.models.load_pretrained`, which converts original and
-        mmpretrain checkpoints; other init configs go to mmengine."""
+        the ``'pretrained'`` loader of :data:`mmrep.registry.
+        CHECKPOINT_LOADERS` (:func:`mmrep.checkpoints.load_pretrained`,
+        which converts original and mmpretrain checkpoints); other init
+        configs go to mmengine."""
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            load_pretrained = CHECKPOINT_LOADERS.get('pretrained')
             load_pretrained(self, cfg['checkpoint'],
                             prefix=cfg.get('prefix', None),
                             map_location=cfg.get('map_location', 'cpu'))
