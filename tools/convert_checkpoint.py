@@ -35,11 +35,11 @@ import sys
 import torch
 
 from mmrep.deploy.hook import atomic_save
+from mmrep.checkpoints import (CheckpointMismatchError, convert_state_dict,
+                               describe_mismatch, fits_backbone,
+                               load_pretrained, read_state_dict, same_layout,
+                               split_model_state)
 from mmrep.models.backbones import CycleMLP, RepMLPNet, RepMLPResNet, RepVGG
-from mmrep.models.checkpoint import (CheckpointMismatchError, _fits,
-                                     describe_mismatch, fold_bn_pairs,
-                                     load_pretrained, read_state_dict,
-                                     split_model_state)
 from mmrep.utils.serialization import CheckpointLoadError
 from mmrep.version import __version__
 
@@ -113,7 +113,7 @@ def split_source(state, family):
             f'classifier head: {stray[:8]}')
     combined = dict(backbone)
     combined.update(rest)
-    return FAMILIES[family].convert_state_dict(combined)
+    return convert_state_dict(FAMILIES[family], combined)
 
 
 def backbone_kwargs(family, arch, backbone_state, deploy):
@@ -134,30 +134,6 @@ def backbone_kwargs(family, arch, backbone_state, deploy):
         else:
             kwargs['out_indices'] = (0, 1, 2, 3)
     return kwargs
-
-
-def _form_fits(state, model):
-    """Whether ``state`` fits ``model`` by names and shapes, as it is or in
-    the fused form of the original releases: their fused checkpoints keep
-    conv-BN pairs (and RepMLPNet's ``prebn2``) that mmrep's fused form folds.
-    Weights built for another resolution do not fit (no resampling here).
-
-    Args:
-        state (dict[str, Tensor]): converted backbone weights.
-        model (nn.Module): the backbone (on any device, meta included).
-
-    Returns:
-        bool: whether the weights fit.
-    """
-    expected = model.state_dict()
-    if _fits(state, expected):
-        return True
-    if not getattr(model, 'deploy', False):
-        return False
-    fold_prebn2 = getattr(model, 'fold_prebn2_state', None)
-    if fold_prebn2 is not None:
-        state = fold_prebn2(state)
-    return _fits(fold_bn_pairs(state, expected), expected)
 
 
 def _meta_backbone(family, arch, backbone_state, deploy):
@@ -196,11 +172,12 @@ def infer_arch(family, backbone_state):
         forms = []
         for deploy in (False, True):
             model = _meta_backbone(family, arch, backbone_state, deploy)
-            if forms and _fits(forms[0].state_dict(), model.state_dict()):
+            if forms and same_layout(forms[0].state_dict(),
+                                     model.state_dict()):
                 continue  # nothing to fuse (CycleMLP): one form
             forms.append(model)
         for model in forms:
-            if _form_fits(backbone_state, model):
+            if fits_backbone(backbone_state, model):
                 fits.append((arch, model.deploy))
                 continue
             expected = model.state_dict()
@@ -281,8 +258,8 @@ def convert(src, family, arch=None, source=None, backbone_only=False):
         cls.parse_arch(arch)  # unknown presets fail here, with the list
         deploy = None
         for form in (False, True):
-            if _form_fits(backbone_state,
-                          _meta_backbone(family, arch, backbone_state, form)):
+            if fits_backbone(backbone_state, _meta_backbone(
+                    family, arch, backbone_state, form)):
                 deploy = form
                 break
         if deploy is None:
