@@ -8,7 +8,8 @@ import torch
 import torch.nn as nn
 import conftest
 from conftest import (FIXTURES, assert_close, build_in_scope,
-                      check_pretrained_features, fixture_params, load_fixture)
+                      check_pretrained_features, fixture_params, load_fixture,
+                      mmrep_arch)
 
 import mmrep
 from mmrep.checkpoints import CheckpointMismatchError, convert_state_dict
@@ -38,8 +39,8 @@ class Classifier(nn.Module):
 @fixture_params('repvgg_small_s*.pt')
 def test_conformance_with_original(fixture_path, tmp_path):
     fx = load_fixture(fixture_path)
-    arch, x = fx['arch'], fx['input']
-    num_classes = arch['num_classes']
+    arch, x = mmrep_arch('repvgg', fx['arch']), fx['input']
+    num_classes = fx['arch']['num_classes']
     ckpt = str(tmp_path / 'original.pth')
     torch.save(fx['state_dict'], ckpt)
 
@@ -92,7 +93,7 @@ def test_conformance_in_mmpretrain_classifier(fixture_path):
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS as MMP_MODELS
     fx = load_fixture(fixture_path)
-    arch = fx['arch']
+    arch = mmrep_arch('repvgg', fx['arch'])
 
     def build(deploy=False):
         init_default_scope('mmpretrain')
@@ -210,7 +211,7 @@ def test_mmpretrain_checkpoint_converts():
     torch.manual_seed(0)
     theirs = randomize_bn(MMPRepVGG(arch, out_indices=(0, 1, 2, 3)))
     theirs.eval()  # mmpretrain's train() does not return the module
-    ours = RepVGG(arch).eval()
+    ours = RepVGG(mmrep_arch('repvgg', arch)).eval()
     x = torch.randn(2, 3, 45, 61)
     mmrep.load_pretrained(ours, {'state_dict': {
         'backbone.' + k: v for k, v in theirs.state_dict().items()}})
@@ -352,7 +353,8 @@ def test_preset_names_and_registry():
     orig = dict(num_blocks=[1, 2, 2, 1], num_classes=10,
                 width_multiplier=[0.25, 0.25, 0.25, 0.5],
                 override_groups_map={3: 2, 5: 4})
-    assert RepVGG.parse_arch(orig) == RepVGG.parse_arch(SMALL)
+    assert RepVGG.parse_arch(mmrep_arch('repvgg', orig)) == \
+        RepVGG.parse_arch(SMALL)
     model = MODELS.build(dict(type='mmrep.RepVGG', arch=SMALL,
                               out_indices=(3, )))
     assert isinstance(model, RepVGG) and model.out_indices == (3, )
