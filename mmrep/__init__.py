@@ -6,8 +6,9 @@ from .version import __version__
 # torch's weights-only unpickler; allow exactly those.
 allow_checkpoint_globals()
 
-from . import deploy, models  # noqa: E402,F401  (registers modules)
+# ``checkpoints`` registers the loader behind ``init_cfg=Pretrained``.
+from . import checkpoints, deploy, models  # noqa: E402,F401
+from .checkpoints import load_pretrained  # noqa: E402
 from .deploy import reparameterize_model  # noqa: E402
-from .models import load_pretrained  # noqa: E402
 
 __all__ = ['__version__', 'reparameterize_model', 'load_pretrained']

@@ -10,6 +10,7 @@ import os.path as osp
 
 import pytest
 import torch
+from tool_runner import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 FIXTURES = os.environ.get('MMREP_FIXTURES',
@@ -47,6 +48,22 @@ def assert_close(actual, expected, atol=1e-4, what=''):
     assert diff <= atol, f'{what}: max abs diff {diff:.3g} > {atol}'
 
 
+def mmrep_arch(family, original_kwargs):
+    """An original release's constructor arguments as an mmrep arch dict
+    (``tools/convert_checkpoint.py``'s translator).
+
+    Args:
+        family (str): ``repmlpnet``, ``repvgg``, ``repmlp-res50`` or
+            ``cyclemlp``.
+        original_kwargs (dict): the original's arguments.
+
+    Returns:
+        dict: the arch, in mmrep's names.
+    """
+    return load_tool('convert_checkpoint').mmrep_arch(family,
+                                                      original_kwargs)
+
+
 def load_via_init_cfg(cls, checkpoint, *args, **kwargs):
     """Build ``cls(*args, **kwargs)`` with ``init_cfg=Pretrained`` on
     ``checkpoint`` (the path a config takes), initialize it, eval mode."""
@@ -62,7 +79,8 @@ def check_pretrained_features(cls, arch, checkpoint, x, expected, **kwargs):
 
     Args:
         cls (type): the backbone class.
-        arch (dict): its arch, in the original's names.
+        arch (dict): its arch (translate the original's names with
+            :func:`mmrep_arch`).
         checkpoint (str): the original's weights file.
         x (Tensor): the fixture's input.
         expected (list[Tensor]): the fixture's features, one per stage.

@@ -15,7 +15,7 @@ from tool_runner import DEMO, load_tool
 
 import mmrep  # noqa: F401
 from mmrep.deploy import NonFiniteWeightsError, reparameterize_model
-from mmrep.models import CheckpointMismatchError, load_pretrained
+from mmrep.checkpoints import CheckpointMismatchError, load_pretrained
 from mmrep.models.backbones import CycleMLP, RepMLPNet, RepMLPResNet, RepVGG
 from mmrep.utils import CheckpointLoadError
 from mmrep.utils.testing import randomize_bn

@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn as nn
 from conftest import (FIXTURES, assert_close, check_pretrained_features,
-                      fixture_params, load_fixture)
+                      fixture_params, load_fixture, mmrep_arch)
 from torchvision.ops import deform_conv2d
 
 import mmrep
-from mmrep.models import CheckpointMismatchError
+from mmrep.checkpoints import CheckpointMismatchError
 from mmrep.models.backbones import CycleMLP
 from mmrep.models.backbones import cyclemlp as cyclemlp_module
 from mmrep.models.layers import (CycleFC, cycle_shift, cycle_stack,
@@ -177,11 +177,11 @@ class Classifier(nn.Module):
 @fixture_params('cyclemlp_small_s*.pt')
 def test_conformance_with_original(fixture_path, tmp_path):
     fx = load_fixture(fixture_path)
-    arch, x = fx['arch'], fx['input']
-    num_stages = len(arch['layers'])
+    arch, x = mmrep_arch('cyclemlp', fx['arch']), fx['input']
+    num_stages = len(arch['num_blocks'])
 
     # Logits: the original classifier's file, head included.
-    clf = Classifier(arch, arch['num_classes'])
+    clf = Classifier(arch, fx['arch']['num_classes'])
     mmrep.load_pretrained(clf, fx['state_dict'])
     clf.eval()
     with torch.no_grad():
@@ -213,7 +213,7 @@ def test_conformance_with_original(fixture_path, tmp_path):
         if k.startswith(('patch_embed.', 'network.')):
             assert torch.equal(dense.state_dict()[k], v), k
     last_norm = getattr(dense, f'norm{2 * (num_stages - 1)}')
-    assert torch.equal(last_norm.weight, torch.ones(arch['embed_dims'][-1]))
+    assert torch.equal(last_norm.weight, torch.ones(arch['channels'][-1]))
 
 
 @fixture_params('cyclemlp_small_s*.pt')
@@ -225,7 +225,8 @@ def test_mmpretrain_classifier_loads_original_checkpoint(fixture_path):
     init_default_scope('mmpretrain')
     clf = MODELS.build(dict(
         type='ImageClassifier',
-        backbone=dict(type='mmrep.CycleMLP', arch=fx['arch'],
+        backbone=dict(type='mmrep.CycleMLP',
+                      arch=mmrep_arch('cyclemlp', fx['arch']),
                       out_indices=(-1, ), final_norm=True),
         neck=dict(type='GlobalAveragePooling'),
         head=dict(type='LinearClsHead', num_classes=num_classes,
@@ -296,8 +297,9 @@ def test_bad_arch_is_refused():
     with pytest.raises(ValueError, match='differ in length'):
         CycleMLP(dict(SMALL, num_blocks=(1, 1, 1)))
     with pytest.raises(ValueError, match='transitions'):
-        CycleMLP(dict(layers=(1, 1), embed_dims=(8, 16), mlp_ratios=(2, 2),
-                      transitions=(False, True)))
+        mmrep_arch('cyclemlp', dict(layers=(1, 1), embed_dims=(8, 16),
+                                    mlp_ratios=(2, 2),
+                                    transitions=(False, True)))
     with pytest.raises(ValueError, match='out_indices'):
         CycleMLP(SMALL, out_indices=(4, ))
     with pytest.raises(ValueError, match='final_norm'):

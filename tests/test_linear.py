@@ -4,7 +4,8 @@ differ, and the original RepMLPNet's outputs on either path."""
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_close, fixture_params, load_fixture
+from conftest import (assert_close, fixture_params, load_fixture,
+                      mmrep_arch)
 
 import mmrep
 from mmrep.models.layers import linear as lin
@@ -99,7 +100,9 @@ def test_fused_repmlpnet_matches_original_on_either_path(
     from test_repmlpnet import build_classifier
     fx = load_fixture(fixture_path)
     arch = dict(fx['arch'])
-    clf = build_classifier(arch, arch.pop('num_class'), deploy=True)
+    num_classes = arch.pop('num_class')
+    clf = build_classifier(mmrep_arch('repmlpnet', arch), num_classes,
+                           deploy=True)
     mmrep.load_pretrained(clf, fx['deploy_state_dict'])
     clf.eval()
     monkeypatch.setattr(lin, 'MIN_ONEDNN_MACS', 0)

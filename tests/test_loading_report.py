@@ -6,7 +6,8 @@ import torch
 from conftest import load_via_init_cfg
 
 import mmrep
-from mmrep.models import CheckpointMismatchError, checkpoint
+from mmrep.checkpoints import CheckpointMismatchError
+from mmrep.checkpoints import load as checkpoint
 from mmrep.models.backbones import CycleMLP, RepVGG
 
 TINY = dict(num_blocks=(1, 1, 1, 1), width_multiplier=(0.25, 0.25, 0.25, 0.25))

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 from conftest import (assert_close, check_pretrained_features, fixture_files,
-                      load_fixture)
+                      load_fixture, mmrep_arch)
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import mmrep
@@ -14,25 +14,25 @@ from mmrep.models.backbones import CycleMLP, RepMLPNet, RepMLPResNet, RepVGG
 SYNC_BN = dict(type='SyncBN', requires_grad=True)
 
 
-def _arch_without(key):
+def _arch_without(family, key):
     def prepare(fx):
         arch = dict(fx['arch'])
         arch.pop(key, None)
-        return arch, fx['state_dict']
+        return mmrep_arch(family, arch), fx['state_dict']
     return prepare
 
 
 def _res50(fx):
     state = {k: v.float() if v.is_floating_point() else v
              for k, v in fx['state_dict'].items()}
-    return dict(fx['arch']), state
+    return mmrep_arch('repmlp-res50', fx['arch']), state
 
 
 # family -> (class, fixture pattern, fixture -> (arch, original state dict))
 FAMILIES = {
-    'repvgg': (RepVGG, 'repvgg_small_s*.pt', _arch_without('num_classes')),
+    'repvgg': (RepVGG, 'repvgg_small_s*.pt', _arch_without('repvgg', 'num_classes')),
     'repmlpnet': (RepMLPNet, 'repmlpnet_small_s*.pt',
-                  _arch_without('num_class')),
+                  _arch_without('repmlpnet', 'num_class')),
     'repmlp-res50': (RepMLPResNet, 'repmlp_res50_img64_s*.pt', _res50),
 }
 

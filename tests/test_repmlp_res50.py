@@ -10,10 +10,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 import conftest
 from conftest import (FIXTURES, assert_close, build_in_scope,
-                      check_pretrained_features, fixture_params, load_fixture)
+                      check_pretrained_features, fixture_params, load_fixture,
+                      mmrep_arch)
 
 import mmrep
-from mmrep.models import CheckpointMismatchError
+from mmrep.checkpoints import CheckpointMismatchError
 from mmrep.models.backbones import RepMLPResNet
 from mmrep.models.backbones.repmlp_resnet import (RepMLPBottleneckBlock,
                                                 RepMLPLightBlock,
@@ -31,7 +32,7 @@ def small_arch(**kw):
                 img_W=64, h=4, w=4, reparam_conv_k=(1, 3),
                 fc1_fc2_reduction=1, fc3_groups=4)
     arch.update(kw)
-    return arch
+    return mmrep_arch('repmlp-res50', arch)
 
 
 def build_classifier(arch, num_classes, deploy=False, channels=2048):
@@ -84,7 +85,7 @@ def test_res50_conforms(fixture_path, tmp_path):
     fx = load_fixture(fixture_path)
     state = {k: v.float() if v.is_floating_point() else v
              for k, v in fx['state_dict'].items()}
-    arch = dict(fx['arch'])
+    arch = mmrep_arch('repmlp-res50', fx['arch'])
     num_classes, channels = state['linear.weight'].shape
     ckpt = str(tmp_path / 'original.pth')
     torch.save(state, ckpt)

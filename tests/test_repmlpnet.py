@@ -10,10 +10,10 @@ import torch.nn as nn
 import conftest
 from conftest import (FIXTURES, assert_close, build_in_scope,
                       check_pretrained_features, fixture_params, load_fixture,
-                      load_via_init_cfg)
+                      load_via_init_cfg, mmrep_arch)
 
 import mmrep
-from mmrep.models import CheckpointMismatchError
+from mmrep.checkpoints import CheckpointMismatchError
 from mmrep.models.backbones import RepMLPNet
 from mmrep.models.backbones.repmlpnet import RepMLPBlock
 from mmrep.utils.testing import randomize_bn
@@ -46,6 +46,7 @@ def check_original_fixture(fx, tmp_path, suffix='', **kwargs):
     """
     arch = dict(fx['arch'])
     num_classes = arch.pop('num_class')
+    arch = mmrep_arch('repmlpnet', arch)
     ckpt = str(tmp_path / 'original.pth')
     torch.save(fx['state_dict'], ckpt)
 

@@ -8,10 +8,11 @@ import torch
 import torch.nn as nn
 import conftest
 from conftest import (FIXTURES, assert_close, build_in_scope,
-                      check_pretrained_features, fixture_params, load_fixture)
+                      check_pretrained_features, fixture_params, load_fixture,
+                      mmrep_arch)
 
 import mmrep
-from mmrep.models import CheckpointMismatchError
+from mmrep.checkpoints import CheckpointMismatchError, convert_state_dict
 from mmrep.models.backbones import RepVGG
 from mmrep.models.backbones.repvgg import RepVGGBlock
 from mmrep.registry import MODELS
@@ -38,8 +39,8 @@ class Classifier(nn.Module):
 @fixture_params('repvgg_small_s*.pt')
 def test_conformance_with_original(fixture_path, tmp_path):
     fx = load_fixture(fixture_path)
-    arch, x = fx['arch'], fx['input']
-    num_classes = arch['num_classes']
+    arch, x = mmrep_arch('repvgg', fx['arch']), fx['input']
+    num_classes = fx['arch']['num_classes']
     ckpt = str(tmp_path / 'original.pth')
     torch.save(fx['state_dict'], ckpt)
 
@@ -47,7 +48,7 @@ def test_conformance_with_original(fixture_path, tmp_path):
     check_pretrained_features(RepVGG, arch, ckpt, x, fx['features'])
 
     # The original classifier's linear.* becomes the head's fc.*.
-    _, head = RepVGG.convert_state_dict(fx['state_dict'])
+    _, head = convert_state_dict(RepVGG, fx['state_dict'])
     assert set(head) == {'fc.weight', 'fc.bias'}
     assert torch.equal(head['fc.weight'], fx['state_dict']['linear.weight'])
 
@@ -92,7 +93,7 @@ def test_conformance_in_mmpretrain_classifier(fixture_path):
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS as MMP_MODELS
     fx = load_fixture(fixture_path)
-    arch = fx['arch']
+    arch = mmrep_arch('repvgg', fx['arch'])
 
     def build(deploy=False):
         init_default_scope('mmpretrain')
@@ -210,7 +211,7 @@ def test_mmpretrain_checkpoint_converts():
     torch.manual_seed(0)
     theirs = randomize_bn(MMPRepVGG(arch, out_indices=(0, 1, 2, 3)))
     theirs.eval()  # mmpretrain's train() does not return the module
-    ours = RepVGG(arch).eval()
+    ours = RepVGG(mmrep_arch('repvgg', arch)).eval()
     x = torch.randn(2, 3, 45, 61)
     mmrep.load_pretrained(ours, {'state_dict': {
         'backbone.' + k: v for k, v in theirs.state_dict().items()}})
@@ -234,7 +235,7 @@ def test_mmpretrain_names_are_converted():
         'stage_4.0.branch_reparam.weight': t,
         'head.fc.weight': t,
     }
-    backbone, head = RepVGG.convert_state_dict(state)
+    backbone, head = convert_state_dict(RepVGG, state)
     assert set(backbone) == {
         'stage0.rbr_dense.conv.weight', 'stage0.rbr_dense.bn.running_var',
         'stage0.rbr_1x1.bn.weight', 'stage2.1.rbr_identity.bias',
@@ -352,7 +353,8 @@ def test_preset_names_and_registry():
     orig = dict(num_blocks=[1, 2, 2, 1], num_classes=10,
                 width_multiplier=[0.25, 0.25, 0.25, 0.5],
                 override_groups_map={3: 2, 5: 4})
-    assert RepVGG.parse_arch(orig) == RepVGG.parse_arch(SMALL)
+    assert RepVGG.parse_arch(mmrep_arch('repvgg', orig)) == \
+        RepVGG.parse_arch(SMALL)
     model = MODELS.build(dict(type='mmrep.RepVGG', arch=SMALL,
                               out_indices=(3, )))
     assert isinstance(model, RepVGG) and model.out_indices == (3, )

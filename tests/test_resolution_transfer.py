@@ -1,6 +1,6 @@
 """Resolution transfer: checkpoints built for another partition size or grid
 load through ``mmrep.load_pretrained`` / ``init_cfg=Pretrained`` with their
-resolution-bound weights resampled (mmrep.deploy.resample); any input size
+resolution-bound weights resampled (mmrep.checkpoints.resample); any input size
 runs, and slide inference at the training crop reproduces the direct
 forward."""
 import logging
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from mmengine.logging import MMLogger
 
 import mmrep
-from mmrep.deploy.resample import (hidden_mapping, resample_fc1_fc2,
+from mmrep.checkpoints.resample import (hidden_mapping, resample_fc1_fc2,
                                    resample_grid, resize_matrix)
 from mmrep.models.backbones import RepMLPNet, RepMLPResNet
 from mmrep.models.backbones.repmlp_resnet import RepMLPUnit
@@ -108,7 +108,7 @@ def check_smooth_response(apply_old, apply_new, lipschitz, channels, old,
     """The resampled layer on a smooth input equals the original layer on
     the same signal sampled at the original resolution, then resampled.
 
-    ``W' = U W D`` (mmrep.deploy.resample), so ``W' x_new - U W x_old =
+    ``W' = U W D`` (mmrep.checkpoints.resample), so ``W' x_new - U W x_old =
     U W (D x_new - x_old)``: since ``U``'s rows are non-negative and sum to
     one, the deviation is at most ``lipschitz * max|D x_new - x_old|``, the
     interpolation error of the smooth signal (checked as a bound), and it is

@@ -10,7 +10,7 @@ import torch
 from tool_runner import DEMO, REPO, load_tool
 
 import mmrep  # noqa: F401
-from mmrep.models import load_pretrained
+from mmrep.checkpoints import load_pretrained
 from mmrep.models.backbones import RepVGG
 from mmrep.utils import CheckpointLoadError, enforce_weights_only
 

@@ -20,8 +20,6 @@ def load_tool(name):
     Returns:
         module: the tool's module (its ``main(argv)`` runs it).
     """
-    if TOOLS not in sys.path:  # the tools import each other by name
-        sys.path.insert(0, TOOLS)
     module_name = f'mmrep_tool_{name}'
     if module_name in sys.modules:
         return sys.modules[module_name]

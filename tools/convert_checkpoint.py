@@ -35,11 +35,11 @@ import sys
 import torch
 
 from mmrep.deploy.hook import atomic_save
+from mmrep.checkpoints import (CheckpointMismatchError, convert_state_dict,
+                               describe_mismatch, fits_backbone,
+                               load_pretrained, read_state_dict, same_layout,
+                               split_model_state)
 from mmrep.models.backbones import CycleMLP, RepMLPNet, RepMLPResNet, RepVGG
-from mmrep.models.checkpoint import (CheckpointMismatchError, _fits,
-                                     describe_mismatch, fold_bn_pairs,
-                                     load_pretrained, read_state_dict,
-                                     split_model_state)
 from mmrep.utils.serialization import CheckpointLoadError
 from mmrep.version import __version__
 
@@ -53,8 +53,103 @@ FAMILIES = {
 MMPRETRAIN_FAMILIES = ('repmlpnet', 'repvgg')
 
 
+#: The original releases' constructor arguments -> mmrep's arch keys.
+ORIGINAL_ARCH_NAMES = {
+    'repmlpnet': dict(sharesets_nums='sharesets',
+                      reparam_conv_k='conv_kernels',
+                      globalperceptron_reduce='gp_reduce'),
+    'repvgg': dict(width_factor='width_multiplier',
+                   override_groups_map='group_layer_map'),
+    'repmlp-res50': dict(reparam_conv_k='conv_kernels'),
+    'cyclemlp': dict(embed_dims='channels', layers='num_blocks'),
+}
+#: The original releases' constructor arguments that belong to the
+#: classifier or the input pipeline, not to the backbone's arch.
+ORIGINAL_DROPPED = {
+    'repmlpnet': ('num_class', ),
+    'repvgg': ('num_classes', ),
+    'repmlp-res50': ('num_classes', ),
+    'cyclemlp': ('num_classes', 'img_size', 'patch_size', 'in_chans',
+                 'segment_dim', 'qk_scale', 'drop_rate', 'attn_drop_rate'),
+}
+#: Pairs of original arguments that become one mmrep ``(h, w)`` setting.
+ORIGINAL_PAIRS = {
+    'repmlp-res50': (('img_H', 'img_W', 'img_size'),
+                     ('h', 'w', 'partition')),
+}
+
+
 class ConversionError(RuntimeError):
     """The source cannot be converted as asked."""
+
+
+def mmrep_arch(family, original_kwargs):
+    """Translate an original release's constructor arguments into an mmrep
+    arch dict.
+
+    RepMLPNet: ``hs``/``ws`` -> ``partition_sizes`` (``(h, w)`` per stage),
+    ``sharesets_nums`` -> ``sharesets``, ``reparam_conv_k`` ->
+    ``conv_kernels``, ``globalperceptron_reduce`` -> ``gp_reduce``
+    (``num_class`` dropped). CycleMLP: ``embed_dims`` -> ``channels``,
+    ``layers`` -> ``num_blocks``; ``transitions`` must downsample after every
+    stage but the last (mmrep's only layout) and is dropped, as are the
+    classifier's and input's arguments. RepVGG: ``override_groups_map`` ->
+    ``group_layer_map``, ``width_factor`` -> ``width_multiplier``
+    (``num_classes`` dropped; ``se_cfg`` must be None). RepMLP-Res50:
+    ``img_H``/``img_W`` -> ``img_size``, ``h``/``w`` -> ``partition``,
+    ``reparam_conv_k`` -> ``conv_kernels`` (``num_classes`` dropped).
+    mmrep's own names pass through; the model checks the result.
+
+    Args:
+        family (str): a key of :data:`FAMILIES`.
+        original_kwargs (dict | str): the original's arguments, or a preset
+            name (returned as it is).
+
+    Returns:
+        dict | str: the arch, in mmrep's names.
+
+    Raises:
+        ValueError: an argument given under both names, half of a pair
+            (``hs`` without ``ws``), a ``transitions`` list that does not
+            downsample between every two stages, or an ``se_cfg``.
+    """
+    if family not in FAMILIES:
+        raise ValueError(f'unknown family {family!r}; one of '
+                         f'{sorted(FAMILIES)}')
+    if not isinstance(original_kwargs, dict):
+        return original_kwargs
+    arch = dict(original_kwargs)
+    for old, new in ORIGINAL_ARCH_NAMES[family].items():
+        if old in arch:
+            if new in arch:
+                raise ValueError(f'arch gives both {old!r} and {new!r}')
+            arch[new] = arch.pop(old)
+    for key in ORIGINAL_DROPPED[family]:
+        arch.pop(key, None)
+    for old, new, target in ORIGINAL_PAIRS.get(family, ()):
+        if old in arch or new in arch:
+            if old not in arch or new not in arch or target in arch:
+                raise ValueError(f'arch needs both {old!r} and {new!r} '
+                                 f'(and not {target!r} as well)')
+            arch[target] = (arch.pop(old), arch.pop(new))
+    if family == 'repmlpnet' and ('hs' in arch or 'ws' in arch):
+        hs, ws = arch.pop('hs', None), arch.pop('ws', None)
+        if hs is None or ws is None or len(hs) != len(ws):
+            raise ValueError('arch needs both hs and ws, of equal length')
+        arch['partition_sizes'] = tuple(zip(hs, ws))
+    if family == 'repvgg' and arch.pop('se_cfg', None) is not None:
+        raise ValueError('RepVGG blocks with SE layers (se_cfg) are not '
+                         'supported')
+    if family == 'cyclemlp' and 'transitions' in arch:
+        transitions = arch.pop('transitions')
+        num_stages = len(arch.get('channels', arch.get('num_blocks', ())))
+        if (len(transitions) < num_stages - 1
+                or not all(transitions[:num_stages - 1])):
+            raise ValueError(
+                f'transitions {list(transitions)}: every stage but the '
+                f'last must end with a (stride-2) downsampling, as the '
+                f'original requires')
+    return arch
 
 
 def parse_args(argv=None):
@@ -113,7 +208,7 @@ def split_source(state, family):
             f'classifier head: {stray[:8]}')
     combined = dict(backbone)
     combined.update(rest)
-    return FAMILIES[family].convert_state_dict(combined)
+    return convert_state_dict(FAMILIES[family], combined)
 
 
 def backbone_kwargs(family, arch, backbone_state, deploy):
@@ -125,7 +220,8 @@ def backbone_kwargs(family, arch, backbone_state, deploy):
     (``norm0`` .. ``norm6``, the original's dense-prediction form) describe a
     backbone returning all four stages.
     """
-    kwargs = dict(arch=arch, deploy=deploy, out_indices=(3, ))
+    kwargs = dict(arch=mmrep_arch(family, arch), deploy=deploy,
+                  out_indices=(3, ))
     if family == 'repmlpnet':
         kwargs['final_norm'] = True
     elif family == 'cyclemlp':
@@ -134,30 +230,6 @@ def backbone_kwargs(family, arch, backbone_state, deploy):
         else:
             kwargs['out_indices'] = (0, 1, 2, 3)
     return kwargs
-
-
-def _form_fits(state, model):
-    """Whether ``state`` fits ``model`` by names and shapes, as it is or in
-    the fused form of the original releases: their fused checkpoints keep
-    conv-BN pairs (and RepMLPNet's ``prebn2``) that mmrep's fused form folds.
-    Weights built for another resolution do not fit (no resampling here).
-
-    Args:
-        state (dict[str, Tensor]): converted backbone weights.
-        model (nn.Module): the backbone (on any device, meta included).
-
-    Returns:
-        bool: whether the weights fit.
-    """
-    expected = model.state_dict()
-    if _fits(state, expected):
-        return True
-    if not getattr(model, 'deploy', False):
-        return False
-    fold_prebn2 = getattr(model, 'fold_prebn2_state', None)
-    if fold_prebn2 is not None:
-        state = fold_prebn2(state)
-    return _fits(fold_bn_pairs(state, expected), expected)
 
 
 def _meta_backbone(family, arch, backbone_state, deploy):
@@ -196,11 +268,12 @@ def infer_arch(family, backbone_state):
         forms = []
         for deploy in (False, True):
             model = _meta_backbone(family, arch, backbone_state, deploy)
-            if forms and _fits(forms[0].state_dict(), model.state_dict()):
+            if forms and same_layout(forms[0].state_dict(),
+                                     model.state_dict()):
                 continue  # nothing to fuse (CycleMLP): one form
             forms.append(model)
         for model in forms:
-            if _form_fits(backbone_state, model):
+            if fits_backbone(backbone_state, model):
                 fits.append((arch, model.deploy))
                 continue
             expected = model.state_dict()
@@ -247,7 +320,9 @@ def convert(src, family, arch=None, source=None, backbone_only=False):
     Args:
         src (str): the source checkpoint.
         family (str): a key of :data:`FAMILIES`.
-        arch (str, optional): preset name; inferred when None.
+        arch (str | dict, optional): preset name, or an arch dict (the
+            original's argument names are translated by
+            :func:`mmrep_arch`); inferred when None.
         source (str, optional): ``'original'`` or ``'mmpretrain'``; detected
             when None, checked against the names otherwise.
         backbone_only (bool): return the backbone's weights only.
@@ -278,11 +353,12 @@ def convert(src, family, arch=None, source=None, backbone_only=False):
     if arch is None:
         arch, deploy = infer_arch(family, backbone_state)
     else:
-        cls.parse_arch(arch)  # unknown presets fail here, with the list
+        # Unknown presets fail here, with the list.
+        cls.parse_arch(mmrep_arch(family, arch))
         deploy = None
         for form in (False, True):
-            if _form_fits(backbone_state,
-                          _meta_backbone(family, arch, backbone_state, form)):
+            if fits_backbone(backbone_state, _meta_backbone(
+                    family, arch, backbone_state, form)):
                 deploy = form
                 break
         if deploy is None:

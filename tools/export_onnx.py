@@ -47,15 +47,12 @@ import torch.nn as nn
 from mmengine.config import DictAction
 
 import mmrep  # noqa: F401
-from mmrep.deploy import (NonFiniteWeightsError, make_deploy_config,
-                          onnx_pooling, reparameterize_model, tensor_outputs)
+from mmrep.apis import build_model, load_config, load_fused
+from mmrep.checkpoints import CheckpointMismatchError
+from mmrep.deploy import NonFiniteWeightsError, onnx_pooling, tensor_outputs
 from mmrep.deploy.hook import atomic_write
-from mmrep.models.checkpoint import (CheckpointMismatchError, _fits,
-                                     describe_mismatch, read_state_dict)
 from mmrep.utils import (CheckpointLoadError, MissingCustomImportsError,
                          enforce_weights_only)
-# tools/reparam.py, beside this file
-from reparam import build_model, load_config  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -126,34 +123,6 @@ class TensorForward(nn.Module):
             tuple[Tensor]: the model's tensor outputs, in order.
         """
         return tuple(tensor_outputs(self.model, x))
-
-
-def load_fused(cfg, checkpoint):
-    """Build the config's model with the checkpoint's weights, fused.
-
-    Args:
-        cfg (Config): the (train-time) config.
-        checkpoint (str): a train-time or fused checkpoint of that model.
-
-    Returns:
-        nn.Module: the fused model in eval mode.
-
-    Raises:
-        CheckpointMismatchError: the checkpoint fits neither form.
-        NonFiniteWeightsError: NaN or Inf among the weights to fuse.
-    """
-    state = read_state_dict(checkpoint)
-    model = build_model(cfg)
-    if _fits(state, model.state_dict()):
-        model.load_state_dict(state, strict=True)
-        return reparameterize_model(model, inplace=True)
-    fused = build_model(make_deploy_config(cfg))
-    if _fits(state, fused.state_dict()):
-        fused.load_state_dict(state, strict=True)
-        return fused.eval()
-    raise CheckpointMismatchError(
-        f'{checkpoint} does not fit the config: '
-        + describe_mismatch(state, model.state_dict()))
 
 
 def dynamic_axes(outputs):

@@ -23,15 +23,15 @@ import os.path as osp
 import sys
 
 import torch
-from mmengine.config import Config, DictAction
-from mmengine.registry import init_default_scope
+from mmengine.config import DictAction
 
 import mmrep
+from mmrep.apis import build_model, load_config
+from mmrep.checkpoints import (CheckpointMismatchError, describe_mismatch,
+                               matching_form, read_state_dict, same_layout)
 from mmrep.deploy import (NonFiniteWeightsError, make_deploy_config,
                           reparameterize_model, tensor_outputs)
 from mmrep.deploy.hook import atomic_save, deploy_path
-from mmrep.models.checkpoint import (CheckpointMismatchError, _fits,
-                                     describe_mismatch, read_state_dict)
 from mmrep.utils import (CheckpointLoadError, MissingCustomImportsError,
                          check_custom_imports, enforce_weights_only)
 
@@ -50,38 +50,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def load_config(path, cfg_options=None):
-    """Read a config for building a model whose weights come from a file.
-
-    Args:
-        path (str): the config file.
-        cfg_options (dict, optional): ``--cfg-options`` overrides.
-
-    Returns:
-        Config: the config, its model without ``init_cfg`` / ``pretrained``
-        (the checkpoint given on the command line supplies the weights).
-
-    Raises:
-        MissingCustomImportsError: mmrep backbones without
-            ``custom_imports=dict(imports=['mmrep'])``.
-    """
-    cfg = Config.fromfile(path)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    check_custom_imports(cfg, path)
-    for key in ('init_cfg', 'pretrained'):
-        cfg.model.pop(key, None)
-    return cfg
-
-
-def build_model(cfg):
-    """Build ``cfg.model`` in the config's default scope, in eval mode."""
-    init_default_scope(cfg.get('default_scope', 'mmengine'))
-    from mmengine.registry import MODELS
-    model = MODELS.build(cfg.model)
-    return model.eval()
-
-
 def check_deploy_config(deploy_cfg, fused):
     """Make sure the deploy config builds the fused model's structure.
 
@@ -97,7 +65,7 @@ def check_deploy_config(deploy_cfg, fused):
     """
     expected = build_model(deploy_cfg).state_dict()
     state = fused.state_dict()
-    if not _fits(state, expected):
+    if not same_layout(state, expected):
         raise CheckpointMismatchError(
             'the deploy config does not build the fused model: '
             + describe_mismatch(state, expected))
@@ -152,10 +120,13 @@ def run(args):
     state = read_state_dict(args.checkpoint)
     model = build_model(cfg)
     expected = model.state_dict()
-    if not _fits(state, expected):
-        if _fits(state, build_model(deploy_cfg).state_dict()):
-            print(f'{args.checkpoint} is already fused; nothing to do.')
-            return 0
+    form = matching_form(state, {
+        'config': expected,
+        'deploy': lambda: build_model(deploy_cfg).state_dict()})
+    if form == 'deploy':
+        print(f'{args.checkpoint} is already fused; nothing to do.')
+        return 0
+    if form is None:
         print(f'error: {args.checkpoint} does not fit {args.config}: '
               + describe_mismatch(state, expected), file=sys.stderr)
         return 1

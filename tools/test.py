@@ -25,12 +25,12 @@ from mmengine.config import DictAction
 from mmengine.model import is_model_wrapper
 
 import mmrep  # noqa: F401
+from mmrep.apis import (REFUSED, build_config, build_runner, fitting_form,
+                        setup_cpu_distributed)
+from mmrep.checkpoints import load_state_strict
 from mmrep.deploy import make_deploy_config
-from mmrep.models.checkpoint import load_state_strict
 from mmrep.utils import check_custom_imports, enforce_weights_only, safe_load
 from mmrep.utils.config_check import build_model_state
-from train import (REFUSED, build_config,  # noqa: E402  (same folder)
-                   build_runner, fitting_form, setup_cpu_distributed)
 
 
 def _to_json(value):

@@ -10,24 +10,16 @@ import os
 import os.path as osp
 import re
 
-import torch
-from mmengine.config import Config, DictAction
-from mmengine.logging import print_log
-from mmengine.runner import Runner
+from mmengine.config import DictAction
 
 import mmrep  # noqa: F401  (registers mmrep; allow-lists resume objects)
-from mmrep.deploy import make_deploy_config
-from mmrep.models.checkpoint import (CheckpointMismatchError, checkpoint_form,
-                                     read_state_dict)
-from mmrep.utils import (CheckpointLoadError, MissingCustomImportsError,
-                         ModelConfigError, UnsafeCheckpointError,
+from mmrep.apis import (REFUSED, build_config, build_runner, fitting_form,
+                        setup_cpu_distributed)
+from mmrep.checkpoints import CheckpointMismatchError
+from mmrep.utils import (CheckpointLoadError, UnsafeCheckpointError,
                          check_custom_imports, check_model_config,
                          enforce_weights_only, safe_load)
-from mmrep.utils.config_check import build_model_state, mmrep_types
 
-#: The errors the tools report as one ``error:`` line, writing nothing.
-REFUSED = (MissingCustomImportsError, ModelConfigError, CheckpointLoadError,
-           CheckpointMismatchError, FileNotFoundError, ModuleNotFoundError)
 #: The checkpoints mmengine's ``CheckpointHook`` writes.
 CHECKPOINT_NAME = re.compile(r'(?:iter|epoch)_(\d+)\.pth')
 
@@ -52,70 +44,6 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
-
-
-def read_config(name):
-    """Read a config file, or ``package::path`` inside an installed
-    OpenMMLab package (``mmpretrain::repvgg/repvgg-A0_8xb32_in1k.py``),
-    resolved as mmengine resolves such names in ``_base_``.
-
-    Args:
-        name (str): the file or ``package::path``.
-
-    Returns:
-        Config: the config.
-
-    Raises:
-        SystemExit: the file does not exist, the package is not installed,
-            or the config does not parse; the message starts with
-            ``error:``.
-    """
-    try:
-        path = Config._get_cfg_path(name, '')[0] if '::' in name else name
-        if not osp.isfile(path):
-            raise FileNotFoundError(f'no such file: {path}')
-        return Config.fromfile(path)
-    except Exception as e:  # noqa: BLE001  configs fail in many ways
-        raise SystemExit(f'error: cannot read config {name}: '
-                         f'{type(e).__name__}: {e}') from None
-
-
-def build_config(args):
-    """Load the config and apply the command-line overrides.
-
-    Shared with tools/test.py, whose arguments lack the training options
-    (``--amp``, ``--resume``).
-
-    Args:
-        args (argparse.Namespace): parsed arguments.
-
-    Returns:
-        Config: the config to run.
-    """
-    cfg = read_config(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.launcher = args.launcher
-    if args.work_dir:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
-    if getattr(args, 'amp', False):
-        wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        if wrapper == 'AmpOptimWrapper':
-            print('AMP is already enabled in the config')
-        else:
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-    resume = getattr(args, 'resume', None)
-    if resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
-    elif resume:
-        cfg.resume = True
-        cfg.load_from = resume
-    return cfg
 
 
 def resume_candidates(work_dir):
@@ -185,35 +113,6 @@ def choose_resume_checkpoint(cfg):
                             f'scratch', *skipped])
 
 
-def fitting_form(checkpoint, cfg, model_state, path, config_path):
-    """The form of the config's model that a checkpoint fits exactly.
-
-    Args:
-        checkpoint (dict): the loaded checkpoint.
-        cfg (Config): the config to run.
-        model_state (dict[str, Tensor]): its model's state dict.
-        path (str): the checkpoint file, named in messages.
-        config_path (str): the config file, named in messages.
-
-    Returns:
-        tuple[str, dict[str, Tensor]]: ``'config'`` (the model as
-        configured) or ``'deploy'`` (every mmrep module fused,
-        :func:`~mmrep.deploy.make_deploy_config`), and the checkpoint's
-        weights.
-
-    Raises:
-        CheckpointMismatchError: the checkpoint fits neither form.
-    """
-    state = read_state_dict(checkpoint)
-    forms = {'config': model_state}
-    if mmrep_types(cfg.model):
-        forms['deploy'] = lambda: build_model_state(make_deploy_config(cfg),
-                                                    config_path)
-    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
-    return checkpoint_form(state, forms, meta if isinstance(meta, dict)
-                           else None, name=path), state
-
-
 def preflight(cfg, config_path):
     """Refuse a run that would fail or load unsafe data, before building it.
 
@@ -256,74 +155,6 @@ def preflight(cfg, config_path):
     except REFUSED as e:
         raise SystemExit(f'error: {e}') from None
     return notes
-
-
-def _replace_sync_bn(node):
-    """``type='SyncBN'`` -> ``'BN'`` below ``node``; returns the count."""
-    count = 0
-    if isinstance(node, dict):
-        if node.get('type') in ('SyncBN', 'MMSyncBN', 'TorchSyncBN'):
-            node['type'] = 'BN'
-            count += 1
-        for value in node.values():
-            count += _replace_sync_bn(value)
-    elif isinstance(node, list):
-        for value in node:
-            count += _replace_sync_bn(value)
-    return count
-
-
-def setup_cpu_distributed(cfg):
-    """Make a distributed config run on CPUs (gloo), where CUDA is absent.
-
-    mmengine's ``init_dist`` always selects a CUDA device, torch's
-    ``SyncBatchNorm`` runs on GPUs only, and mmengine wraps the model in
-    DDP with ``device_ids``, which CPU modules refuse. Without CUDA this
-    initializes the ``gloo`` process group itself (mmengine then skips its
-    own initialization), turns every ``SyncBN`` norm config into ``BN``
-    (per-process statistics; logged) and wraps the model in DDP without
-    device ids. Does nothing when ``cfg.launcher`` is ``'none'`` or CUDA is
-    available.
-
-    Args:
-        cfg (Config): the config to run; changed in place.
-
-    Returns:
-        bool: whether the CPU setup was applied.
-    """
-    if cfg.get('launcher', 'none') == 'none' or torch.cuda.is_available():
-        return False
-    import torch.distributed as dist
-    if not dist.is_initialized():
-        dist.init_process_group(backend='gloo')
-    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
-    cfg.env_cfg.dist_cfg['backend'] = 'gloo'
-    model = cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') \
-        else dict(cfg.model)
-    converted = _replace_sync_bn(model)
-    cfg.model = model
-    if cfg.get('sync_bn'):
-        cfg.sync_bn = None
-        converted += 1
-    if converted and dist.get_rank() == 0:
-        print_log(f'distributed training on CPU (gloo): converted '
-                  f'{converted} SyncBN setting(s) to BN, since SyncBatchNorm '
-                  f'runs on GPUs only; BN statistics are per process',
-                  logger='current')
-    if cfg.get('model_wrapper_cfg') is None:
-        cfg.model_wrapper_cfg = dict(
-            type='MMDistributedDataParallel', device_ids=None,
-            broadcast_buffers=False,
-            find_unused_parameters=cfg.get('find_unused_parameters', False))
-    return True
-
-
-def build_runner(cfg):
-    """Build the runner the config asks for (``runner_type``) or mmengine's."""
-    if 'runner_type' in cfg:
-        from mmengine.registry import RUNNERS
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
 
 
 def main(argv=None):

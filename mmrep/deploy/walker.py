@@ -191,17 +191,3 @@ def reparameterize_model(model, inplace=False):
     # the BNs that stay (RepMLPNet's prebn1, head_norm) become plain BNs.
     return revert_sync_batchnorm(model)
 
-
-_TRAIN_ONLY_MARKERS = ('.bn.', 'fc3_bn.', '.repconv', 'rbr_dense.',
-                       'rbr_1x1.', 'rbr_identity.')
-
-
-def is_fused_state(state, train_state):
-    """Whether ``state`` looks like the fused form of ``train_state``.
-
-    True when ``state`` lacks train-time-only keys (BNs and conv branches)
-    that ``train_state`` has.
-    """
-    def markers(keys):
-        return sum(any(m in k for m in _TRAIN_ONLY_MARKERS) for k in keys)
-    return markers(state) < markers(train_state)

@@ -11,6 +11,8 @@ initializes from before they create anything.
 import copy
 import re
 
+from .serialization import safe_load
+
 CUSTOM_IMPORTS_HINT = ("custom_imports = dict(imports=['mmrep'], "
                        'allow_failed_imports=False)')
 
@@ -206,7 +208,6 @@ def check_model_config(cfg, name='the config'):
         FileNotFoundError: an ``init_cfg`` checkpoint does not exist.
         CheckpointLoadError: one is truncated, corrupt or unsafe.
     """
-    from .serialization import safe_load
     state = build_model_state(cfg, name)
     for path in pretrained_checkpoints(model_config(cfg)):
         safe_load(path)

@@ -99,6 +99,12 @@ class CheckpointLoadError(RuntimeError):
     """A checkpoint file could not be read safely."""
 
 
+class CheckpointMismatchError(ValueError):
+    """A checkpoint does not fit the model it is loaded into (defined here,
+    below the models, so that layers can raise it; :mod:`mmrep.checkpoints`
+    exports it)."""
+
+
 class UnsafeCheckpointError(CheckpointLoadError):
     """A checkpoint holds a pickled object outside the allow-list (which
     was not executed): unlike a truncated file, not an accident."""

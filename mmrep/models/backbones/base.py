@@ -62,35 +62,6 @@ def _preset_key(name):
     return re.sub(r'[-_/ ]', '', name).upper()
 
 
-# TEMP(loading package merge)
-def split_classifier(state_dict, rename=None):
-    """Split a classifier's state dict into backbone and head weights.
-
-    The original releases name their classifier ``linear.*`` (RepVGG,
-    RepMLP-Res50) or ``head.*`` (RepMLPNet, CycleMLP), mmpretrain
-    ``head.fc.*``; all become mmpretrain ``LinearClsHead`` names.
-
-    Args:
-        state_dict (dict[str, Tensor]): classifier or backbone weights,
-            without any ``backbone.`` prefix.
-        rename (callable, optional): maps a backbone key to mmrep's name.
-
-    Returns:
-        tuple[dict, dict]: backbone weights and head weights (``fc.weight``,
-        ``fc.bias``).
-    """
-    backbone, head = {}, {}
-    for key, value in state_dict.items():
-        if key.startswith('linear.'):
-            head['fc.' + key[len('linear.'):]] = value
-        elif key.startswith('head.'):
-            name = key[len('head.'):]
-            head[name if name.startswith('fc.') else 'fc.' + name] = value
-        else:
-            backbone[rename(key) if rename else key] = value
-    return backbone, head
-
-
 class RepBackbone(BaseModule):
     """Base class of mmrep backbones.
 
@@ -244,25 +215,6 @@ class RepBackbone(BaseModule):
         if self.with_cp and x.requires_grad:
             return cp.checkpoint(block, x, use_reentrant=False)
         return block(x)
-
-    # TEMP(loading package merge)
-    @classmethod
-    def convert_state_dict(cls, state_dict):
-        """Split an original (or mmrep) state dict into backbone and head.
-
-        mmrep keeps the original releases' parameter names, so their
-        checkpoints, train-time or fused, pass through; the classifier
-        (``linear.*`` or ``head.*``) is split off.
-
-        Args:
-            state_dict (dict[str, Tensor]): backbone or classifier weights,
-                without any ``backbone.`` prefix.
-
-        Returns:
-            tuple[dict, dict]: backbone weights and classifier head weights
-            (mmpretrain ``LinearClsHead`` names: ``fc.weight``, ``fc.bias``).
-        """
-        return split_classifier(state_dict)
 
     def unused_state_prefixes(self):
         """Key prefixes of modules that this backbone keeps but never

@@ -23,13 +23,10 @@ Differences from the original, all outside the numbers it produces:
   (the original's embedding cannot run on them); every other size runs as in
   the original.
 """
-import re
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
-from mmengine.logging import print_log
 
 from ...registry import MODELS
 from ..layers import CycleFC, cycle_stack, cycle_stack_sum
@@ -201,9 +198,6 @@ class Downsample(nn.Module):
 
     def forward(self, x):
         return self.proj(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-
-
-_OUT_NORM = re.compile(r'^norm(\d*)\.')
 
 
 @MODELS.register_module()
@@ -382,41 +376,3 @@ class CycleMLP(RepBackbone):
                 group.append(getattr(self, self._out_norm_name(i)))
             stages.append(group)
         return [self.patch_embed], stages
-
-    # ----------------------------------------------------------------
-    # Checkpoint conversion (used by mmrep.models.checkpoint)
-    # ----------------------------------------------------------------
-    def adapt_state_dict(self, state):
-        """Reconcile the output norms of a checkpoint with this model's.
-
-        Top-level norms the model does not have (a classifier's ``norm`` in a
-        dense-prediction model, or per-output norms of stages it does not
-        return) are dropped; per-output norms ``norm{2i}`` the checkpoint
-        lacks (a classification checkpoint in a dense-prediction model) keep
-        the model's current values. Both are logged. Everything else must
-        fit as it is.
-
-        Args:
-            state (dict[str, Tensor]): converted backbone weights.
-
-        Returns:
-            dict[str, Tensor]: the adapted weights.
-        """
-        expected = self.state_dict()
-        dropped = sorted(k for k in state
-                         if _OUT_NORM.match(k) and k not in expected)
-        kept = sorted(k for k in expected
-                      if k not in state and _OUT_NORM.match(k)
-                      and _OUT_NORM.match(k).group(1))
-        if not dropped and not kept:
-            return state
-        state = {k: v for k, v in state.items() if k not in dropped}
-        state.update({k: expected[k] for k in kept})
-        name = type(self).__name__
-        if dropped:
-            print_log(f'{name}: dropped checkpoint norms the model does not '
-                      f'use: {dropped}', logger='current')
-        if kept:
-            print_log(f'{name}: the checkpoint has no {kept}; these output '
-                      f'norms keep their initialization', logger='current')
-        return state

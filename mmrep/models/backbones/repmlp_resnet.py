@@ -667,20 +667,3 @@ class RepMLPResNet(RepBackbone):
     def stem_and_stages(self):
         return [self.stage0], [[getattr(self, f'stage{i + 1}')]
                                for i in range(self.num_stages)]
-
-    # ----------------------------------------------------------------
-    # Checkpoint conversion (used by mmrep.models.checkpoint)
-    # ----------------------------------------------------------------
-    def adapt_state_dict(self, state):
-        """Resample partition- and grid-bound weights of a checkpoint built
-        for another resolution (see :mod:`mmrep.deploy.resample`); called by
-        the loader when ``state`` does not fit as it is.
-
-        Args:
-            state (dict[str, Tensor]): converted backbone weights.
-
-        Returns:
-            dict[str, Tensor]: the weights with those tensors resampled.
-        """
-        from ...deploy.resample import adapt_resolution
-        return adapt_resolution(self, state)

@@ -51,7 +51,6 @@ Differences from the original:
   (:mod:`mmrep.models.layers.linear`).
 """
 import logging
-from types import SimpleNamespace  # TEMP(loading package merge)
 import math
 
 import torch
@@ -64,7 +63,7 @@ from ...registry import MODELS
 from ..layers import (ConvBN, build_bn, conv_to_fc, fold_input_bn, fuse_bn,
                       fused_conv, pad_to_partition)
 from ..layers.linear import grouped_linear, linear, onednn_usable
-from .base import RepBackbone, is_positive_int, positive_ints, split_classifier
+from .base import RepBackbone, is_positive_int, positive_ints
 
 
 PARTITION_ORDERS = ('spatial', 'original')
@@ -690,86 +689,3 @@ class RepMLPNet(RepBackbone):
         return [self.conv_embedding], [
             [stage] if i == 0 else [self.embeds[i - 1], stage]
             for i, stage in enumerate(self.stages)]
-
-    # ----------------------------------------------------------------
-    # Checkpoint conversion (used by mmrep.models.checkpoint)
-    # ----------------------------------------------------------------
-    _mmpretrain_renames = (
-        ('patch_embed.projection.', 'conv_embedding.conv.'),
-        ('patch_embed.norm.', 'conv_embedding.bn.'),
-        ('downsample_layers.', 'embeds.'),
-        ('final_norm.', 'head_norm.'),
-        ('.gp.conv1.conv.', '.gp.fc1.'),
-        ('.gp.conv2.conv.', '.gp.fc2.'),
-        ('.norm1.', '.prebn1.'),
-        ('.norm2.', '.prebn2.'),
-    )
-
-    @classmethod
-    def convert_state_dict(cls, state_dict):
-        """Map an original or mmpretrain state dict onto mmrep's names.
-
-        mmrep keeps the original release's parameter names, so original
-        checkpoints pass through; the classifier's ``head.*`` is split off.
-
-        Args:
-            state_dict (dict[str, Tensor]): backbone or classifier weights,
-                without any ``backbone.`` prefix.
-
-        Returns:
-            tuple[dict, dict]: backbone weights and classifier head weights
-            (mmpretrain ``LinearClsHead`` names: ``fc.weight``, ``fc.bias``).
-        """
-        if not any(k.startswith(('patch_embed.', 'downsample_layers.'))
-                   for k in state_dict):
-            return split_classifier(state_dict)
-
-        def rename(key):
-            for old, new in cls._mmpretrain_renames:
-                key = key.replace(old, new)
-            return key
-        return split_classifier(state_dict, rename)
-
-    def adapt_state_dict(self, state):
-        """Resample partition- and grid-bound weights of a checkpoint built
-        for another resolution (see :mod:`mmrep.deploy.resample`); called by
-        the loader when ``state`` does not fit as it is.
-
-        Args:
-            state (dict[str, Tensor]): converted backbone weights.
-
-        Returns:
-            dict[str, Tensor]: the weights with those tensors resampled.
-        """
-        from ...deploy.resample import adapt_resolution
-        return self.fold_prebn2_state(adapt_resolution(self, state))
-
-    def fold_prebn2_state(self, state):
-        """Fold ``prebn2`` of a fused checkpoint that keeps it (the original
-        release's or mmpretrain's fused form) into ``ffn_fc1``, as
-        :meth:`RepMLPNetUnit.reparameterize` does; the loader folds the
-        remaining conv-BN pairs. Train-time checkpoints, and any state for a
-        train-time model, are returned unchanged.
-
-        Args:
-            state (dict[str, Tensor]): converted backbone weights.
-
-        Returns:
-            dict[str, Tensor]: the weights with every ``prebn2`` folded.
-        """
-        if not self.deploy or any('fc3_bn.' in k or '.repconv' in k
-                                  for k in state):
-            return state
-        state = dict(state)
-        for key in [k for k in state if k.endswith('.prebn2.running_var')]:
-            unit = key[:-len('prebn2.running_var')]
-            fc1 = unit + 'ffn_block.ffn_fc1.conv.'
-            if fc1 + 'weight' not in state:
-                continue
-            bn = SimpleNamespace(eps=1e-5, **{
-                n: state.pop(unit + 'prebn2.' + n)
-                for n in ('weight', 'bias', 'running_mean', 'running_var')})
-            state.pop(unit + 'prebn2.num_batches_tracked', None)
-            state[fc1 + 'weight'], state[fc1 + 'bias'] = fold_input_bn(
-                state[fc1 + 'weight'], state.get(fc1 + 'bias'), bn)
-        return state

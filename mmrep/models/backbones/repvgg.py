@@ -30,15 +30,13 @@ off on loading, :mod:`mmrep.checkpoints`), stage outputs are returned as
 NCHW maps for ``out_indices``, and the usual OpenMMLab training switches are
 available. Inputs of any size run (each stride-2 block rounds up).
 """
-import re
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ...registry import MODELS
 from ..layers import ConvBN, build_bn, fuse_bn, fused_conv
-from .base import RepBackbone, split_classifier
+from .base import RepBackbone
 
 def identity_kernel(channels, groups, kernel_size=3, device=None,
                     dtype=None):
@@ -308,46 +306,3 @@ class RepVGG(RepBackbone):
     def stem_and_stages(self):
         return [self.stage0], [[getattr(self, f'stage{i + 1}')]
                                for i in range(self.num_stages)]
-
-    # ----------------------------------------------------------------
-    # Checkpoint conversion (used by mmrep.models.checkpoint)
-    # ----------------------------------------------------------------
-    _mmpretrain_renames = (
-        (re.compile(r'^stem\.'), 'stage0.'),
-        (re.compile(r'^stage_(\d+)\.'), r'stage\1.'),
-        (re.compile(r'\bbranch_3x3\.norm\.'), 'rbr_dense.bn.'),
-        (re.compile(r'\bbranch_1x1\.norm\.'), 'rbr_1x1.bn.'),
-        (re.compile(r'\bbranch_3x3\.'), 'rbr_dense.'),
-        (re.compile(r'\bbranch_1x1\.'), 'rbr_1x1.'),
-        (re.compile(r'\bbranch_norm\.'), 'rbr_identity.'),
-        (re.compile(r'\bbranch_reparam\.'), 'rbr_reparam.'),
-    )
-
-    @classmethod
-    def convert_state_dict(cls, state_dict):
-        """Map an original or mmpretrain state dict onto mmrep's names.
-
-        mmrep keeps the original release's parameter names (``stage0`` ..
-        ``stage4``, ``rbr_dense``, ``rbr_1x1``, ``rbr_identity``,
-        ``rbr_reparam``), so original checkpoints, train-time or fused, pass
-        through; their classifier ``linear.*`` is split off. mmpretrain names
-        (``stem``, ``stage_1``.., ``branch_3x3``/``branch_1x1`` with
-        ``norm``, ``branch_norm``, ``branch_reparam``) are renamed, and a
-        ``head.*`` classifier is split off too.
-
-        Args:
-            state_dict (dict[str, Tensor]): backbone or classifier weights,
-                without any ``backbone.`` prefix.
-
-        Returns:
-            tuple[dict, dict]: backbone weights and classifier head weights
-            (mmpretrain ``LinearClsHead`` names: ``fc.weight``, ``fc.bias``).
-        """
-        if not any(k.startswith(('stem.', 'stage_')) for k in state_dict):
-            return split_classifier(state_dict)
-
-        def rename(key):
-            for pattern, new in cls._mmpretrain_renames:
-                key = pattern.sub(new, key)
-            return key
-        return split_classifier(state_dict, rename)

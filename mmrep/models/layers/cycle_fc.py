@@ -27,6 +27,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ...utils.serialization import CheckpointMismatchError
+
 
 def _check_kernel_size(kernel_size):
     """Return ``(kh, kw)`` for a pseudo-kernel with at least one unit side.
@@ -422,7 +424,6 @@ class CycleFC(nn.Module):
             expected = cycle_offset(self.in_channels, self.kernel_size,
                                     device='cpu')
             if not torch.equal(value.detach().float().cpu(), expected):
-                from ..checkpoint import CheckpointMismatchError
                 raise CheckpointMismatchError(
                     f'{key}: the checkpoint holds offsets that differ from '
                     f'the fixed Cycle FC offsets of kernel_size '

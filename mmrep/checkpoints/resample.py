@@ -50,6 +50,9 @@ import math
 import torch
 from mmengine.logging import print_log
 
+from ..models.backbones.repmlp_resnet import RepMLPUnit
+from ..models.backbones.repmlpnet import RepMLPBlock
+
 
 def resize_matrix(src, dst, dtype=torch.float64, device=None):
     """The matrix of 1-D linear resampling from ``src`` to ``dst`` samples.
@@ -344,8 +347,6 @@ def adapt_resolution(model, state):
     Returns:
         dict[str, Tensor]: a new dict; ``state`` itself is not modified.
     """
-    from ..models.backbones.repmlp_resnet import RepMLPUnit  # TEMP
-    from ..models.backbones.repmlpnet import RepMLPBlock  # TEMP
     state = dict(state)
     for name, module in model.named_modules():
         prefix = name + '.' if name else ''

@@ -1,0 +1,215 @@
+"""Checkpoint forms: whether weights fit a model's train-time or fused
+(deploy) form, what differs when they do not, and the state-dict folds that
+bring the original releases' fused checkpoints to mmrep's fused form.
+
+Only names and shapes count here: the expected state dicts may live on any
+device, ``meta`` included.
+"""
+from types import SimpleNamespace
+
+from ..models.layers import fold_input_bn, fuse_bn
+from ..utils.serialization import CheckpointMismatchError
+
+#: How :func:`checkpoint_form`'s messages name the forms.
+FORM_NAMES = {'config': 'as configured', 'deploy': 'in fused (deploy) form'}
+
+#: Key fragments only train-time (unfused) checkpoints have.
+_TRAIN_ONLY_MARKERS = ('.bn.', 'fc3_bn.', '.repconv', 'rbr_dense.',
+                       'rbr_1x1.', 'rbr_identity.')
+
+
+def same_layout(state, expected):
+    """Whether two state dicts have the same keys, each with the same shape.
+
+    Args:
+        state (dict[str, Tensor]): e.g. a checkpoint's weights.
+        expected (dict[str, Tensor]): e.g. a model's state dict.
+
+    Returns:
+        bool: ``state`` loads strictly where ``expected`` came from.
+    """
+    return state.keys() == expected.keys() and all(
+        state[k].shape == expected[k].shape for k in expected)
+
+
+def matching_form(state, forms):
+    """The first of several forms whose layout ``state`` has exactly.
+
+    Args:
+        state (dict[str, Tensor]): the weights.
+        forms (dict[str, dict | callable]): form name -> the state dict of
+            the model in that form, or a function returning it (called only
+            when the forms before it do not fit).
+
+    Returns:
+        str | None: the name of the first form that fits, or None.
+    """
+    for form, expected in forms.items():
+        if same_layout(state, expected() if callable(expected) else expected):
+            return form
+    return None
+
+
+def count_found(state, expected):
+    """How many of ``expected``'s tensors ``state`` has, name and shape."""
+    return sum(k in state and state[k].shape == v.shape
+               for k, v in expected.items())
+
+
+def describe_mismatch(state, expected, limit=8):
+    """Say which keys and shapes differ between two state dicts.
+
+    Args:
+        state (dict[str, Tensor]): the checkpoint's weights.
+        expected (dict[str, Tensor]): the model's state dict.
+        limit (int): how many keys of each kind to name. Default: 8.
+
+    Returns:
+        str: ``'missing keys (n): [...]; unexpected keys (n): [...];
+        shape mismatches (n): [...]'``, the kinds that occur.
+    """
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f'{k}: checkpoint {tuple(state[k].shape)} vs model '
+              f'{tuple(expected[k].shape)}' for k in expected
+              if k in state and state[k].shape != expected[k].shape]
+    parts = []
+    for title, items in (('missing keys', missing),
+                         ('unexpected keys', unexpected),
+                         ('shape mismatches', shapes)):
+        if items:
+            more = f' (+{len(items) - limit} more)' if len(items) > limit else ''
+            parts.append(f'{title} ({len(items)}): {items[:limit]}{more}')
+    return '; '.join(parts)
+
+
+def is_fused_state(state, train_state):
+    """Whether ``state`` looks like the fused form of ``train_state``.
+
+    Args:
+        state (dict[str, Tensor]): the checkpoint's weights.
+        train_state (dict[str, Tensor]): the train-time model's state dict.
+
+    Returns:
+        bool: True when ``state`` lacks train-time-only keys (BNs and conv
+        branches) that ``train_state`` has.
+    """
+    def markers(keys):
+        return sum(any(m in k for m in _TRAIN_ONLY_MARKERS) for k in keys)
+    return markers(state) < markers(train_state)
+
+
+def checkpoint_form(state, forms, meta=None, name='the checkpoint'):
+    """Which form of a model a whole-model checkpoint fits exactly.
+
+    Unlike :func:`~mmrep.checkpoints.load_pretrained`, nothing is converted
+    or resampled: every key and shape must match, as for evaluating or
+    resuming.
+
+    Args:
+        state (dict[str, Tensor]): the checkpoint's weights
+            (:func:`~mmrep.checkpoints.read_state_dict`).
+        forms (dict[str, dict | callable]): ``'config'`` (the model as
+            configured) and, when it has mmrep modules, ``'deploy'`` (every
+            one fused): the model's state dict in that form (any device,
+            ``meta`` included; only names and shapes count), or a function
+            returning it, called only when needed.
+        meta (dict, optional): the checkpoint's ``meta``; a
+            ``deploy_config`` there (written by ``ReparamCheckpointHook`` and
+            ``tools/reparam.py``) marks fused weights.
+        name (str): how to call the checkpoint in the message (its path).
+
+    Returns:
+        str: the key of ``forms`` that ``state`` fits.
+
+    Raises:
+        CheckpointMismatchError: ``state`` fits no form. The message names
+            the form the checkpoint claims (fused when its ``meta`` says so,
+            or when more of its names are those of the fused form) and the
+            first mismatching keys and shapes.
+    """
+    forms = dict(forms)
+
+    def resolved(form):
+        if callable(forms[form]):
+            forms[form] = forms[form]()
+        return forms[form]
+    found = matching_form(state, {f: (lambda f=f: resolved(f))
+                                  for f in forms})
+    if found is not None:
+        return found
+
+    def shared(form):
+        return len(state.keys() & resolved(form).keys())
+    claims_fused = 'deploy' in forms and (
+        'deploy_config' in (meta or {}) or shared('deploy') > shared('config'))
+    form = 'deploy' if claims_fused else 'config'
+    raise CheckpointMismatchError(
+        f'{name} does not fit the model {FORM_NAMES[form]}: '
+        + describe_mismatch(state, resolved(form), limit=3))
+
+
+def _pop_bn(state, prefix):
+    """Take the BN tensors ``prefix + {weight, bias, running_*}`` out of
+    ``state`` as an object with the attributes ``fuse_bn`` reads."""
+    bn = SimpleNamespace(
+        **{n: state.pop(prefix + n)
+           for n in ('weight', 'bias', 'running_mean', 'running_var')},
+        eps=1e-5)
+    state.pop(prefix + 'num_batches_tracked', None)
+    return bn
+
+
+def fold_bn_pairs(state, expected):
+    """Fold ``P.bn.*`` into ``P.conv`` where the model has a biased conv.
+
+    Original fused checkpoints keep conv-BN pairs that mmrep's fused form
+    merges; this makes them fit.
+
+    Args:
+        state (dict[str, Tensor]): converted backbone weights.
+        expected (dict[str, Tensor]): the (fused) backbone's state dict.
+
+    Returns:
+        dict[str, Tensor]: a new dict with those pairs folded.
+    """
+    state = dict(state)
+    for key in [k for k in state if k.endswith('.bn.running_var')]:
+        prefix = key[:-len('bn.running_var')]
+        if (prefix + 'conv.bias' in expected
+                and prefix + 'bn.weight' not in expected
+                and prefix + 'conv.weight' in state):
+            bn = _pop_bn(state, prefix + 'bn.')
+            bias = state.get(prefix + 'conv.bias')
+            state[prefix + 'conv.weight'], state[prefix + 'conv.bias'] = \
+                fuse_bn(state[prefix + 'conv.weight'], bn, bias)
+    return state
+
+
+def fold_prebn2(state):
+    """Fold RepMLPNet's ``prebn2`` of a fused checkpoint that keeps it (the
+    original release's or mmpretrain's fused form) into ``ffn_fc1``, as
+    the unit's ``reparameterize()`` does; :func:`fold_bn_pairs` folds the
+    remaining conv-BN pairs.
+
+    Args:
+        state (dict[str, Tensor]): converted RepMLPNet weights, meant for a
+            fused model.
+
+    Returns:
+        dict[str, Tensor]: the weights with every ``prebn2`` folded; a
+        train-time checkpoint (it has ``fc3_bn`` or ``repconv`` keys) is
+        returned unchanged.
+    """
+    if any('fc3_bn.' in k or '.repconv' in k for k in state):
+        return state
+    state = dict(state)
+    for key in [k for k in state if k.endswith('.prebn2.running_var')]:
+        unit = key[:-len('prebn2.running_var')]
+        fc1 = unit + 'ffn_block.ffn_fc1.conv.'
+        if fc1 + 'weight' not in state:
+            continue
+        bn = _pop_bn(state, unit + 'prebn2.')
+        state[fc1 + 'weight'], state[fc1 + 'bias'] = fold_input_bn(
+            state[fc1 + 'weight'], state.get(fc1 + 'bias'), bn)
+    return state
