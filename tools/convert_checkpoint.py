@@ -34,7 +34,7 @@ import sys
 
 import torch
 
-from mmrep.deploy.hook import atomic_save
+from mmrep.utils import atomic_save
 from mmrep.checkpoints import (CheckpointMismatchError, convert_state_dict,
                                describe_mismatch, fits_backbone,
                                load_pretrained, read_state_dict, same_layout,

@@ -50,7 +50,7 @@ import mmrep  # noqa: F401
 from mmrep.apis import build_model, load_config, load_fused
 from mmrep.checkpoints import CheckpointMismatchError
 from mmrep.deploy import NonFiniteWeightsError, onnx_pooling, tensor_outputs
-from mmrep.deploy.hook import atomic_write
+from mmrep.utils import atomic_write
 from mmrep.utils import (CheckpointLoadError, MissingCustomImportsError,
                          enforce_weights_only)
 

@@ -31,7 +31,8 @@ from mmrep.checkpoints import (CheckpointMismatchError, describe_mismatch,
                                matching_form, read_state_dict, same_layout)
 from mmrep.deploy import (NonFiniteWeightsError, make_deploy_config,
                           reparameterize_model, tensor_outputs)
-from mmrep.deploy.hook import atomic_save, deploy_path
+from mmrep.deploy import deploy_path
+from mmrep.utils import atomic_save
 from mmrep.utils import (CheckpointLoadError, MissingCustomImportsError,
                          check_custom_imports, enforce_weights_only)
 

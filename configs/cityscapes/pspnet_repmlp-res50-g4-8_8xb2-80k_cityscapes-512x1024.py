@@ -19,7 +19,7 @@
 # ImageNet weights (e.g. RepMLP-Res50-g4/8 at 224x224, 7x7 partitions, grids
 # 4x4 and 2x2; train-time or fused) load through backbone_init: every
 # resolution-bound tensor is resampled on load and logged
-# (mmrep.deploy.resample): fc3 and its per-pixel BN/bias from 7x7 to 8x8
+# (mmrep.checkpoints.resample): fc3 and its per-pixel BN/bias from 7x7 to 8x8
 # partitions by bilinear interpolation over output pixels and the adjoint
 # (new -> old grid) resampling over input pixels, and fc1_fc2 from the 4x4 /
 # 2x2 grids to 8x16 / 4x8 the same way; conv branches load unchanged.

@@ -24,7 +24,7 @@ channels = [64, 128, 256, 512]
 # ImageNet weights: an mmrep, original RepMLPNet-T224 or mmpretrain
 # checkpoint, e.g. dict(type='Pretrained', checkpoint='RepMLPNet-T224.pth').
 # Its partition FCs (fc3, trained on 56/28/14/7 partitions) are resampled to
-# (64, 32, 16, 8) on load, one log line per tensor (mmrep.deploy.resample).
+# (64, 32, 16, 8) on load, one log line per tensor (mmrep.checkpoints.resample).
 backbone_init = None
 
 data_preprocessor = dict(size=crop_size)

@@ -178,10 +178,10 @@ class RepBackbone(BaseModule):
                 f'{sorted(cls.arch_defaults)}')
         lengths = {k: len(arch[k]) for k in cls.arch_keys}
         if len(set(lengths.values())) != 1 or not lengths[cls.arch_keys[0]]:
-            raise ValueError(f'{family} arch needs one '
-                             f'{" and ".join(cls.arch_keys)} entry per stage '
-                             f'(and at least one stage); got lengths '
-                             f'{lengths}')
+            raise ValueError(f'{family} arch per-stage settings differ in '
+                             f'length or are empty: it needs one '
+                             f'{" and ".join(cls.arch_keys)} entry per stage, '
+                             f'got lengths {lengths}')
         return copy.deepcopy({**cls.arch_defaults, **arch})
 
     @classmethod
@@ -226,10 +226,35 @@ class RepBackbone(BaseModule):
         """
         return ()
 
+    def forward(self, x):
+        """Return the stage outputs selected by ``out_indices``.
+
+        The default layout (RepVGG, RepMLP-Res50, as the original releases
+        name it): a stem ``stage0``, then stages ``stage1`` ..
+        ``stage{num_stages}`` of blocks; a family with another layout
+        overrides this and :meth:`stem_and_stages`.
+
+        Args:
+            x (Tensor): images ``(N, C, H, W)`` of any size.
+
+        Returns:
+            tuple[Tensor]: NCHW maps of the stages in ``out_indices``.
+        """
+        x = self.run_block(self.stage0, x)
+        outs = []
+        for i in range(self.num_stages):
+            for block in getattr(self, f'stage{i + 1}'):
+                x = self.run_block(block, x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
+
     def stem_and_stages(self):
         """Return ``(stem, [stage_1, stage_2, ...])`` as module lists, each
-        stage with the downsampling layer that starts it."""
-        raise NotImplementedError
+        stage with the downsampling layer that starts it (default layout:
+        see :meth:`forward`)."""
+        return [self.stage0], [[getattr(self, f'stage{i + 1}')]
+                               for i in range(self.num_stages)]
 
     def _freeze_stages(self):
         if self.frozen_stages < 0:

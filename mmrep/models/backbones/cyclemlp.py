@@ -212,8 +212,6 @@ class CycleMLP(RepBackbone):
             (``tools/convert_checkpoint.py`` translates the original
             constructor's arguments into such a dict.)
         in_channels (int): image channels. Default: 3.
-        out_indices (Sequence[int]): stages whose outputs are returned, each
-            normalized by its own LayerNorm ``norm{2 * i}``. Default: all.
         final_norm (bool): normalize the last stage's output with ``norm``
             (the original classifier's final norm) instead of a per-output
             norm; the last stage must then be in ``out_indices``. With
@@ -221,25 +219,18 @@ class CycleMLP(RepBackbone):
             weights minus its head. Default: False.
         drop_path_rate (float): stochastic depth, rising linearly over all
             blocks from 0 to this value, as in the original. Default: 0.
-        frozen_stages (int): freeze the embedding (0) and the first ``n``
-            stages with their downsamplings and output norms; -1: nothing.
-            Default: -1.
-        norm_eval (bool): keep normalization layers in eval mode while
-            training. CycleMLP's LayerNorms have no running statistics, so
-            this changes no number; it is accepted for config parity.
-            Default: False.
-            CycleMLP has no BatchNorm at all (its norms are LayerNorms, as
-            in the original), so it takes no ``norm_cfg``: SyncBN settings
-            apply to the neck and heads of a CycleMLP model only.
-        with_cp (bool): gradient checkpointing of each block. Default: False.
-        deploy (bool): accepted so deploy configs build; CycleMLP has no
-            branches to fuse, and both forms are the same. Default: False.
-        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=...)``
-            loads an mmrep or original (classification or ``fork_feat``)
-            checkpoint. A classification checkpoint fits a dense-prediction
-            model: the per-output norms it lacks keep their initialization
-            and its unused ``norm`` is dropped (both logged), as the
-            original's detection and segmentation setups do.
+        out_indices, frozen_stages, norm_eval, with_cp, deploy, init_cfg: the
+            OpenMMLab switches, as
+            :class:`~mmrep.models.backbones.base.RepBackbone` describes them.
+
+    CycleMLP has no BatchNorm (its norms are LayerNorms, as in the original):
+    it takes no ``norm_cfg`` (SyncBN settings apply to the neck and heads of
+    a CycleMLP model), ``norm_eval`` keeps the LayerNorms in eval mode (which
+    changes no number), and ``deploy`` is accepted so deploy configs build
+    (both forms are the same). A classification checkpoint fits a
+    dense-prediction model through ``init_cfg``: the per-output norms it
+    lacks keep their initialization and its unused ``norm`` is dropped (both
+    logged), as the original's detection and segmentation setups do.
     """
 
     arch_zoo = {

@@ -363,24 +363,19 @@ class RepMLPBottleneckBlock(nn.Module):
         if inner < 1:
             raise ValueError(f'mid_channels={mid_channels} // r={r} leaves no '
                              f'channels for the RepMLP unit')
-        self.shortcut = shortcut(in_channels, out_channels, deploy, norm_cfg)
-        self.btnk_conv1 = conv_bn_act(in_channels, mid_channels, 1,
-                                      deploy=deploy,
-                                      norm_cfg=norm_cfg)
+        bn = dict(deploy=deploy, norm_cfg=norm_cfg)
+        self.shortcut = shortcut(in_channels, out_channels, **bn)
+        self.btnk_conv1 = conv_bn_act(in_channels, mid_channels, 1, **bn)
         self.btnk_conv2 = conv_bn_act(mid_channels, inner, 3,
-                                      dilation=dilation, deploy=deploy,
-                                      norm_cfg=norm_cfg)
-        self.btnk_repmlp = RepMLPUnit(inner, inner, H, W, h, w,
-                                      reparam_conv_k, fc1_fc2_reduction,
-                                      fc3_groups, deploy, dilation,
-                                      norm_cfg)
+                                      dilation=dilation, **bn)
+        self.btnk_repmlp = RepMLPUnit(
+            inner, inner, H, W, h, w, reparam_conv_k, fc1_fc2_reduction,
+            fc3_groups, dilation=dilation, **bn)
         self.repmlp_nonlinear = nn.ReLU()
         self.btnk_conv4 = conv_bn_act(inner, mid_channels, 3,
-                                      dilation=dilation, deploy=deploy,
-                                      norm_cfg=norm_cfg)
+                                      dilation=dilation, **bn)
         self.btnk_conv5 = conv_bn_act(mid_channels, out_channels, 1,
-                                      relu=False, deploy=deploy,
-                                      norm_cfg=norm_cfg)
+                                      relu=False, **bn)
         self.relu = nn.ReLU()
 
     @property
@@ -417,18 +412,15 @@ class RepMLPLightBlock(nn.Module):
                  reparam_conv_k=None, fc1_fc2_reduction=1, fc3_groups=1,
                  deploy=False, dilation=1, norm_cfg=None):
         super().__init__()
-        self.shortcut = shortcut(in_channels, out_channels, deploy, norm_cfg)
-        self.light_conv1 = conv_bn_act(in_channels, mid_channels, 1,
-                                       deploy=deploy,
-                                       norm_cfg=norm_cfg)
-        self.light_repmlp = RepMLPUnit(mid_channels, mid_channels, H, W, h, w,
-                                       reparam_conv_k, fc1_fc2_reduction,
-                                       fc3_groups, deploy, dilation,
-                                       norm_cfg)
+        bn = dict(deploy=deploy, norm_cfg=norm_cfg)
+        self.shortcut = shortcut(in_channels, out_channels, **bn)
+        self.light_conv1 = conv_bn_act(in_channels, mid_channels, 1, **bn)
+        self.light_repmlp = RepMLPUnit(
+            mid_channels, mid_channels, H, W, h, w, reparam_conv_k,
+            fc1_fc2_reduction, fc3_groups, dilation=dilation, **bn)
         self.repmlp_nonlinear = nn.ReLU()
         self.light_conv3 = conv_bn_act(mid_channels, out_channels, 1,
-                                       relu=False, deploy=deploy,
-                                       norm_cfg=norm_cfg)
+                                       relu=False, **bn)
         self.relu = nn.ReLU()
 
     @property
@@ -510,28 +502,14 @@ class RepMLPResNet(RepBackbone):
             translates the original constructor's arguments into such a
             dict.)
         in_channels (int): image channels. Default: 3.
-        out_indices (Sequence[int]): stages (0 = ``stage1``) whose outputs
-            are returned. Default: all four.
         strides (Sequence[int]): stride of each stage's first block.
             Default: ``(1, 2, 2, 2)``.
         dilations (Sequence[int]): dilation of each stage. Default:
             ``(1, 1, 1, 1)``; ``(1, 1, 2, 4)`` with strides ``(1, 2, 1, 1)``
             gives output stride 8.
-        frozen_stages (int): freeze the stem ``stage0`` (0) and the first
-            ``n`` stages; -1: nothing. Default: -1.
-        norm_eval (bool): keep BatchNorm layers in eval mode while training.
-            Default: False.
-        with_cp (bool): gradient checkpointing of each block. Default: False.
-        deploy (bool): build the fused (re-parameterized) form. Default:
-            False.
-        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=...)``
-            loads an mmrep or original (train or fused) checkpoint,
-            converting as needed.
-        norm_cfg (dict): config of every BatchNorm, the re-parameterizable
-            branches' included (mmcv ``build_norm_layer``); e.g.
-            ``dict(type='SyncBN', requires_grad=True)`` for multi-GPU dense
-            training. Parameter names do not depend on it. Default:
-            ``dict(type='BN')``.
+        out_indices, frozen_stages, norm_eval, with_cp, deploy, init_cfg,
+            norm_cfg: the OpenMMLab switches, as
+            :class:`~mmrep.models.backbones.base.RepBackbone` describes them.
     """
 
     arch_zoo = {
@@ -644,26 +622,3 @@ class RepMLPResNet(RepBackbone):
                 raise ValueError(f'{key} must be an int or a pair (c3, c4), '
                                  f'got {value!r}')
         return out
-
-    def forward(self, x):
-        """Return the stage outputs selected by ``out_indices``.
-
-        Args:
-            x (Tensor): images ``(N, C, H, W)`` of any size.
-
-        Returns:
-            tuple[Tensor]: NCHW maps, at strides 4, 8, 16, 32 (rounded up)
-            with the default ``strides``.
-        """
-        x = self.stage0(x)
-        outs = []
-        for i in range(self.num_stages):
-            for block in getattr(self, f'stage{i + 1}'):
-                x = self.run_block(block, x)
-            if i in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
-
-    def stem_and_stages(self):
-        return [self.stage0], [[getattr(self, f'stage{i + 1}')]
-                               for i in range(self.num_stages)]

@@ -364,6 +364,15 @@ class RepMLPNetUnit(nn.Module):
         self.prebn2 = nn.Identity()
 
 
+def _preset(channels, num_blocks, sharesets, partition_sizes):
+    return dict(channels=channels, num_blocks=num_blocks, sharesets=sharesets,
+                partition_sizes=partition_sizes)
+
+
+# Stage partitions of the 224 and 256 presets: the stage maps at that size.
+_P224, _P256 = (56, 28, 14, 7), (64, 32, 16, 8)
+
+
 def _pad_to_stride(x, stride):
     """Zero-pad bottom/right so a ``stride x stride`` conv drops no pixel."""
     sh, sw = stride
@@ -388,20 +397,8 @@ class RepMLPNet(RepBackbone):
         partition_sizes (Sequence[int | tuple[int, int]], optional): the
             partition ``(h, w)`` of each stage, overriding the preset's (which
             equals the stage's map size at the preset's image resolution).
-        out_indices (Sequence[int]): stages whose outputs are returned.
-            Default: all four.
         final_norm (bool): apply ``head_norm`` to the last stage's output.
             Default: False.
-        frozen_stages (int): freeze the conv embedding (0) and the first
-            ``n`` stages with their embeddings; -1: nothing. Default: -1.
-        norm_eval (bool): keep BatchNorm layers in eval mode while training.
-            Default: False.
-        with_cp (bool): gradient checkpointing of each unit. Default: False.
-        deploy (bool): build the fused (re-parameterized) form. Default:
-            False.
-        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=...)``
-            loads an mmrep, original (train or fused) or mmpretrain
-            checkpoint, converting keys and form as needed.
         pad (bool): zero-pad inputs whose size does not fit (see the module
             docstring). False: refuse them instead, with a ValueError naming
             the stage, its map size and the image size multiple that fits
@@ -413,32 +410,24 @@ class RepMLPNet(RepBackbone):
             moves results between partitions; see the module docstring).
             Both are the same computation when every stage map is one
             partition. Default: ``'spatial'``.
-        norm_cfg (dict): config of every BatchNorm, the re-parameterizable
-            branches' included (mmcv ``build_norm_layer``); e.g.
-            ``dict(type='SyncBN', requires_grad=True)`` for multi-GPU dense
-            training. Parameter names do not depend on it. Default:
-            ``dict(type='BN')``.
+        out_indices, frozen_stages, norm_eval, with_cp, deploy, init_cfg,
+            norm_cfg: the OpenMMLab switches, as
+            :class:`~mmrep.models.backbones.base.RepBackbone` describes them.
     """
 
-    arch_zoo = {
-        'T224': dict(channels=(64, 128, 256, 512), num_blocks=(2, 2, 6, 2),
-                     sharesets=(1, 4, 16, 128),
-                     partition_sizes=(56, 28, 14, 7)),
-        'T256': dict(channels=(64, 128, 256, 512), num_blocks=(2, 2, 6, 2),
-                     sharesets=(1, 4, 16, 128),
-                     partition_sizes=(64, 32, 16, 8)),
-        'B224': dict(channels=(96, 192, 384, 768), num_blocks=(2, 2, 12, 2),
-                     sharesets=(1, 4, 32, 128),
-                     partition_sizes=(56, 28, 14, 7)),
-        'B256': dict(channels=(96, 192, 384, 768), num_blocks=(2, 2, 12, 2),
-                     sharesets=(1, 4, 32, 128),
-                     partition_sizes=(64, 32, 16, 8)),
-        'D256': dict(channels=(80, 160, 320, 640), num_blocks=(2, 2, 18, 2),
-                     sharesets=(1, 4, 16, 128),
-                     partition_sizes=(64, 32, 16, 8)),
-        'L256': dict(channels=(96, 192, 384, 768), num_blocks=(2, 2, 18, 2),
-                     sharesets=(1, 4, 32, 256),
-                     partition_sizes=(64, 32, 16, 8)),
+    arch_zoo = {  # channels, blocks and share sets per stage; partitions
+        'T224': _preset((64, 128, 256, 512), (2, 2, 6, 2), (1, 4, 16, 128),
+                        _P224),
+        'T256': _preset((64, 128, 256, 512), (2, 2, 6, 2), (1, 4, 16, 128),
+                        _P256),
+        'B224': _preset((96, 192, 384, 768), (2, 2, 12, 2), (1, 4, 32, 128),
+                        _P224),
+        'B256': _preset((96, 192, 384, 768), (2, 2, 12, 2), (1, 4, 32, 128),
+                        _P256),
+        'D256': _preset((80, 160, 320, 640), (2, 2, 18, 2), (1, 4, 16, 128),
+                        _P256),
+        'L256': _preset((96, 192, 384, 768), (2, 2, 18, 2), (1, 4, 32, 256),
+                        _P256),
     }
     arch_keys = ('channels', 'num_blocks', 'sharesets', 'partition_sizes')
     arch_defaults = dict(conv_kernels=(1, 3), gp_reduce=4, ffn_expand=4,

@@ -190,23 +190,9 @@ class RepVGG(RepBackbone):
             original and mmpretrain constructors' arguments into such a
             dict.)
         in_channels (int): image channels. Default: 3.
-        out_indices (Sequence[int]): stages (0 = ``stage1``) whose outputs
-            are returned. Default: all four.
-        frozen_stages (int): freeze the stem ``stage0`` (0) and the first
-            ``n`` stages ``stage1..stage{n}``; -1: nothing. Default: -1.
-        norm_eval (bool): keep BatchNorm layers in eval mode while training.
-            Default: False.
-        with_cp (bool): gradient checkpointing of each block. Default: False.
-        deploy (bool): build the fused (re-parameterized) form. Default:
-            False.
-        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=...)``
-            loads an mmrep, original (train or fused) or mmpretrain
-            checkpoint, converting keys and form as needed.
-        norm_cfg (dict): config of every BatchNorm, the re-parameterizable
-            branches' included (mmcv ``build_norm_layer``); e.g.
-            ``dict(type='SyncBN', requires_grad=True)`` for multi-GPU dense
-            training. Parameter names do not depend on it. Default:
-            ``dict(type='BN')``.
+        out_indices, frozen_stages, norm_eval, with_cp, deploy, init_cfg,
+            norm_cfg: the OpenMMLab switches, as
+            :class:`~mmrep.models.backbones.base.RepBackbone` describes them.
     """
 
     arch_zoo = {
@@ -284,25 +270,3 @@ class RepVGG(RepBackbone):
                              f'numbered 1..{total} (stage0 cannot be grouped)')
         out['group_layer_map'] = groups
         return out
-
-    def forward(self, x):
-        """Return the stage outputs selected by ``out_indices``.
-
-        Args:
-            x (Tensor): images ``(N, C, H, W)`` of any size.
-
-        Returns:
-            tuple[Tensor]: NCHW maps at strides 4, 8, 16, 32 (rounded up).
-        """
-        x = self.run_block(self.stage0, x)
-        outs = []
-        for i in range(self.num_stages):
-            for block in getattr(self, f'stage{i + 1}'):
-                x = self.run_block(block, x)
-            if i in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
-
-    def stem_and_stages(self):
-        return [self.stage0], [[getattr(self, f'stage{i + 1}')]
-                               for i in range(self.num_stages)]
