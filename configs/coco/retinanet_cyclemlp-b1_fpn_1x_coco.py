@@ -1,11 +1,20 @@
 # RetinaNet + FPN with a CycleMLP-B1 backbone on COCO, 1x schedule (12
 # epochs), 8 GPUs x 2 images, images resized to at most 1333x800.
 #
-# Recipe of the CycleMLP paper's RetinaNet experiments, which follows PVT's:
-# AdamW, lr 1e-4, weight decay 1e-4, batch 16, the 1x step schedule (lr x0.1
-# after epochs 8 and 11, 500-iteration linear warm-up) of mmdet's RetinaNet.
-# The drop-path rate (0.1) is a choice: the value PVT's detection configs
-# use.
+# Recipe: the CycleMLP release publishes no detection configs (its
+# detection/README.md says "coming soon"); this follows PVT's released
+# RetinaNet configs (whai362/PVT, branch v2,
+# detection/configs/retinanet_pvt_*_fpn_1x_coco.py), whose framework the
+# CycleMLP authors name for segmentation and whose RetinaNet neck
+# (start_level=1) cycle_mlp.py provides for: AdamW, lr 1e-4, weight decay
+# 1e-4, no gradient clipping, batch 16 (8 GPUs x 2), the 1x step schedule
+# (lr x0.1 after epochs 8 and 11, 500-iteration linear warm-up) and
+# pipeline of mmdet's RetinaNet.
+#
+# Drop path 0: the release's dense-prediction backbones
+# (CycleMLP_B1_feat ... CycleMLP_B5_feat in cycle_mlp.py, registered for
+# mmdet) build the network without a drop-path rate, so its default of 0
+# applies. (PVT's own backbones use 0.1; that value belongs to PVT.)
 #
 # The FPN reads stages 1-3 (strides 8, 16, 32; start_level=1) and builds its
 # two extra levels (strides 64, 128) from the stride-32 backbone map itself
@@ -33,7 +42,7 @@ model = dict(
         type='mmrep.CycleMLP',
         arch='B1',
         out_indices=(0, 1, 2, 3),
-        drop_path_rate=0.1,
+        drop_path_rate=0.0,  # the release's dense backbones (see above)
         frozen_stages=-1,
         norm_eval=False,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),

@@ -11,5 +11,4 @@ pretrained = 'checkpoints/CycleMLP_B2.pth'
 model = dict(
     backbone=dict(
         arch='B2',
-        drop_path_rate=0.1,
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)))
