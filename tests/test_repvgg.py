@@ -219,7 +219,7 @@ def test_mmpretrain_checkpoint_converts():
         for i, (a, b) in enumerate(zip(ours(x), theirs(x))):
             assert_close(a, b, 1e-4, f'mmpretrain train form, stage {i + 1}')
         theirs.switch_to_deploy()
-        fused = RepVGG(arch, deploy=True).eval()
+        fused = RepVGG(mmrep_arch('repvgg', arch), deploy=True).eval()
         mmrep.load_pretrained(fused, theirs.state_dict())
         for i, (a, b) in enumerate(zip(fused(x), theirs(x))):
             assert_close(a, b, 1e-4, f'mmpretrain fused, stage {i + 1}')
