@@ -274,3 +274,36 @@ def test_cli_runs(tmp_path):
     proc = run_tool('tools/convert_checkpoint.py', src, dst, '--family',
                     'repvgg')
     assert 'A0' in proc.stdout and 'fused' in proc.stdout
+
+
+@pytest.mark.parametrize('family, original', [
+    ('repmlpnet', dict(channels=(8, 16), hs=(4, 2), ws=(4, 2),
+                       sharesets_nums=(1, 2), num_blocks=(1, 1),
+                       reparam_conv_k=(1, 3), num_class=10)),
+    ('repvgg', dict(num_blocks=(1, 1), width_multiplier=(0.125, 0.25),
+                    override_groups_map={2: 2}, num_classes=10)),
+    ('repmlp-res50', dict(num_blocks=(1, 2, 2, 1), img_H=64, img_W=64,
+                          h=4, w=4, reparam_conv_k=(1, 3), num_classes=5)),
+    ('cyclemlp', dict(layers=(1, 1), embed_dims=(8, 16), mlp_ratios=(2, 2),
+                      transitions=(True, True), num_classes=10)),
+])
+def test_models_take_mmrep_names_and_the_translator_maps_the_originals(
+        family, original):
+    """The models refuse the original constructors' names (naming them);
+    ``mmrep_arch`` turns them into an arch the model builds."""
+    from mmrep.models.backbones import CycleMLP, RepMLPNet, RepMLPResNet, \
+        RepVGG
+    cls = dict(repmlpnet=RepMLPNet, repvgg=RepVGG, cyclemlp=CycleMLP)\
+        .get(family, RepMLPResNet)
+    with pytest.raises(ValueError, match='malformed .* arch dict: unknown '
+                                         'keys'):
+        cls(dict(original), out_indices=(-1, ))
+    arch = load_tool('convert_checkpoint').mmrep_arch(family, original)
+    model = cls(arch, out_indices=(-1, ))
+    assert model.num_stages == len(arch['num_blocks'])
+    if family == 'repmlpnet':
+        assert model.arch['partition_sizes'] == ((4, 4), (2, 2))
+        assert model.arch['sharesets'] == (1, 2)
+    if family == 'repmlp-res50':
+        assert model.arch['img_size'] == (64, 64)
+        assert model.arch['partition'] == (4, 4)
