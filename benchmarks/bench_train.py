@@ -401,6 +401,18 @@ def seg_table(args, wanted, log):
     return lines
 
 
+def pair_rows(rows, label):
+    """Table lines of ``(pass, form, ms per size...)`` rows that come in
+    pairs per pass (this form, the other), then each pass's speed-up."""
+    lines = [f'| {kind} | {form} | {size_cells(times)} |'
+             for kind, form, *times in rows]
+    for i in range(0, len(rows), 2):
+        lines.append(f'| {rows[i][0]} | {label} | ' + ' | '.join(
+            f'{b / a:.2f}x' for a, b in zip(rows[i][2:], rows[i + 1][2:]))
+            + ' | |')
+    return lines
+
+
 def cyclemlp_table(args, wanted, log):
     """Lines of the CycleMLP fused vs step-by-step table."""
     log('CycleMLP-B1 fused vs step by step')
@@ -411,12 +423,7 @@ def cyclemlp_table(args, wanted, log):
         '',
         *size_header('pass | form'),
     ]
-    for kind, form, *times in ab:
-        lines.append(f'| {kind} | {form} | {size_cells(times)} |')
-    for i in (0, 2):
-        lines.append(f'| {ab[i][0]} | speed-up of the fused form | '
-                     + ' | '.join(f'{b / a:.2f}x' for a, b in zip(
-                         ab[i][2:], ab[i + 1][2:])) + ' | |')
+    lines += pair_rows(ab, 'speed-up of the fused form')
     if args.baseline_root:
         log(f'CycleMLP-B1 against {args.baseline_root}')
         rev = cyclemlp_vs_revision(args.baseline_root, args.repeats,
@@ -425,12 +432,7 @@ def cyclemlp_table(args, wanted, log):
                   f'against an earlier revision** (each time a fresh '
                   f'process, the two checkouts alternating; median of '
                   f'{args.repeats})', '', *size_header('pass | code')]
-        for kind, form, *times in rev:
-            lines.append(f'| {kind} | {form} | {size_cells(times)} |')
-        for i in (0, 2):
-            lines.append(f'| {rev[i][0]} | speed-up over the baseline | '
-                         + ' | '.join(f'{b / a:.2f}x' for a, b in zip(
-                             rev[i][2:], rev[i + 1][2:])) + ' | |')
+        lines += pair_rows(rev, 'speed-up over the baseline')
     return lines
 
 
