@@ -6,13 +6,21 @@ Cityscapes configs' backbones at two resolutions, in one CPU run.
   1000-class linear head, cross-entropy loss): RepMLPNet-T224 (mmrep,
   mmpretrain ``RepMLPNet`` with the T224 arch dict), RepVGG-A0 (mmrep,
   mmpretrain ``RepVGG('A0')``), CycleMLP-B1 (mmrep; mmpretrain has none).
-  Beside each time: the peak memory of one training step, measured in a
-  fresh process per model as the growth of the resident set
-  (``VmHWM`` after the step minus ``VmRSS`` before it, with the high-water
-  mark reset through ``/proc/self/clear_refs``; Linux only).
+  Beside each time: the peak memory of one training step, as the peak of
+  the bytes that PyTorch's CPU allocator holds for tensors during the step
+  (from the profiler's memory events; deterministic), and as the growth of
+  the resident set in a fresh process per model (``VmHWM`` after the step
+  minus ``VmRSS`` before it, the high-water mark reset through
+  ``/proc/self/clear_refs``; Linux only; it includes the libraries' own
+  buffers and moves by tens of MiB from run to run).
 * Backbones of the ``configs/cityscapes`` configs (mmrep backbones only) at
   batch 1, 512x1024 and 1024x2048 (loss: the sum of the outputs' means),
   with the time ratio for the 4x pixels.
+* ``--baseline-root DIR``: also time CycleMLP-B1 (forward and training
+  step, both sizes) of another mmrep checkout in ``DIR`` (e.g. ``git
+  worktree add DIR REV``), each run in a fresh process alternating with
+  one of this checkout, so that a change is measured against the code it
+  replaced rather than against a re-creation of it.
 * ``--original-root DIR``: also time the original releases, imported from
   ``DIR`` (which holds DingXiaoH/RepMLP's ``repmlpnet.py``, DingXiaoH/
   RepVGG's ``repvgg.py`` and ShoufaChen/CycleMLP's ``cycle_mlp.py``, the
@@ -28,7 +36,8 @@ Usage::
     python benchmarks/bench_train.py [--repeats 3] [--warmup 1]
         [--threads 2] [--seg-repeats N] [--only NAME] [--no-seg]
         [--seg-exclude NAME ...] [--no-memory]
-        [--original-root DIR] [--tables cyclemlp classifiers seg]
+        [--original-root DIR] [--baseline-root DIR]
+        [--tables cyclemlp classifiers seg]
         [--no-readme]
 
 Prints markdown tables and writes each into ``benchmarks/README.md`` as
@@ -39,10 +48,15 @@ soon as it is done, between the ``<!-- NAME:start -->`` and
 import argparse
 import contextlib
 import copy
+import json
 import multiprocessing
+import os
+import os.path as osp
 import re
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from unittest import mock
@@ -50,6 +64,7 @@ from unittest import mock
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.profiler import profile
 
 from bench_deploy import T224_MMPRETRAIN, flat, seg_backbones
 from readme_section import machine_line, update_section
@@ -134,6 +149,21 @@ def time_steps(jobs, repeats, warmup):
     return [statistics.median(t) for t in times]
 
 
+def step_tensor_peak(model, x, target=None):
+    """Peak MiB that PyTorch's CPU allocator holds for tensors during one
+    training step, above what it held before (profiler memory events)."""
+    with profile(profile_memory=True) as prof:
+        train_step(model, x, target)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = osp.join(tmp, 'trace.json')
+        prof.export_chrome_trace(path)
+        with open(path) as f:
+            events = json.load(f)['traceEvents']
+    held = [e['args']['Total Allocated'] for e in events
+            if e.get('name') == '[memory]']
+    return max(held + [0]) / 2**20
+
+
 def _rss_kib(field):
     with open('/proc/self/status') as f:
         return int(re.search(rf'{field}:\s+(\d+) kB', f.read()).group(1))
@@ -210,6 +240,79 @@ def cyclemlp_fused_vs_step_by_step(repeats, warmup):
     return rows, diff
 
 
+_REVISION_RUN = """
+import statistics, sys, time, torch
+threads, train, h, w, warmup, repeats = map(int, sys.argv[1:])
+torch.set_num_threads(threads)
+from mmrep.models.backbones import CycleMLP
+torch.manual_seed(0)
+net = CycleMLP('B1').train(bool(train))
+x = torch.randn(1, 3, h, w)
+def run():
+    if train:
+        net.zero_grad(set_to_none=True)
+        sum(o.mean() for o in net(x)).backward()
+    else:
+        with torch.no_grad():
+            net(x)
+for _ in range(warmup):
+    run()
+times = []
+for _ in range(repeats):
+    start = time.perf_counter()
+    run()
+    times.append((time.perf_counter() - start) * 1e3)
+print(statistics.median(times))
+"""
+
+
+def _revision_ms(root, threads, train, size, warmup):
+    """One fresh process importing mmrep from ``root``: milliseconds of one
+    CycleMLP-B1 forward or training step at ``size`` after ``warmup``."""
+    env = dict(os.environ, PYTHONPATH=root)
+    out = subprocess.run(
+        [sys.executable, '-c', _REVISION_RUN, str(threads), str(int(train)),
+         *map(str, size), str(warmup), '1'], env=env, cwd=root,
+        capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[-1])
+
+
+def _describe(root):
+    try:
+        return subprocess.run(['git', '-C', root, 'log', '-1',
+                               '--format=%h %s'], capture_output=True,
+                              text=True, check=True).stdout.strip()[:72]
+    except (OSError, subprocess.CalledProcessError):
+        return root
+
+
+def cyclemlp_vs_revision(root, repeats, warmup, threads):
+    """CycleMLP-B1 of this checkout against the mmrep checkout in ``root``,
+    each run in fresh processes, alternately (``repeats`` of each).
+
+    Returns:
+        list[tuple]: ``(pass, form, ms per size...)`` rows.
+    """
+    here = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    rows = []
+    for train in (False, True):
+        kind = 'forward + backward (train)' if train else 'forward (eval)'
+        times = {here: [], root: []}
+        for size in SEG_SIZES:
+            runs = {here: [], root: []}
+            for _ in range(repeats):
+                for r in runs:
+                    runs[r].append(_revision_ms(r, threads, train, size,
+                                                warmup))
+            for r in runs:
+                times[r].append(statistics.median(runs[r]))
+        rows.append((kind, 'this checkout, fresh processes')
+                    + tuple(times[here]))
+        rows.append((kind, f'baseline `{_describe(root)}`')
+                    + tuple(times[root]))
+    return rows
+
+
 def size_header(first):
     """Header lines of a table with one column per ``SEG_SIZES`` entry and
     the ratio of the last two."""
@@ -227,11 +330,13 @@ def size_cells(times):
 def classifier_table(args, wanted, log):
     """Lines of the batch-8 classifier table (times and peak memory)."""
     lines = [
-        '**Classifiers, batch 8, 224x224** (peak memory: resident-set growth'
-        ' during one training step in a fresh process)',
+        '**Classifiers, batch 8, 224x224** (peak memory of one training '
+        'step: tensors held by PyTorch\'s allocator, and the resident-set '
+        'growth in a fresh process)',
         '',
-        '| model | implementation | step ms | vs mmrep | peak memory MiB |',
-        '|---|---|---:|---:|---:|',
+        '| model | implementation | step ms | vs mmrep | peak tensor memory '
+        'MiB | resident-set growth MiB |',
+        '|---|---|---:|---:|---:|---:|',
     ]
     for model, impls in classifiers(args.original_root).items():
         if not wanted(model):
@@ -250,14 +355,18 @@ def classifier_table(args, wanted, log):
                            args.warmup)
         ms = dict(zip(nets, times))
         for impl, t in ms.items():
-            mem = None if args.no_memory else step_memory(
-                model, impl, args.threads, args.original_root)
+            peak = rss = None
+            if not args.no_memory:
+                peak = step_tensor_peak(nets[impl], x, target)
+                rss = step_memory(model, impl, args.threads,
+                                  args.original_root)
             lines.append(
                 f'| {model} | {impl} | {t:.0f} | '
-                f'{t / ms["mmrep"]:.2f}x | '
-                f'{"-" if mem is None else f"{mem:.0f}"} |')
+                f'{t / ms["mmrep"]:.2f}x | ' + ' | '.join(
+                    '-' if m is None else f'{m:.0f}' for m in (peak, rss))
+                + ' |')
         for m in missing:
-            lines.append(f'| {model} | not built ({m}) | | | |')
+            lines.append(f'| {model} | not built ({m}) | | | | |')
     return lines
 
 
@@ -292,6 +401,18 @@ def seg_table(args, wanted, log):
     return lines
 
 
+def pair_rows(rows, label):
+    """Table lines of ``(pass, form, ms per size...)`` rows that come in
+    pairs per pass (this form, the other), then each pass's speed-up."""
+    lines = [f'| {kind} | {form} | {size_cells(times)} |'
+             for kind, form, *times in rows]
+    for i in range(0, len(rows), 2):
+        lines.append(f'| {rows[i][0]} | {label} | ' + ' | '.join(
+            f'{b / a:.2f}x' for a, b in zip(rows[i][2:], rows[i + 1][2:]))
+            + ' | |')
+    return lines
+
+
 def cyclemlp_table(args, wanted, log):
     """Lines of the CycleMLP fused vs step-by-step table."""
     log('CycleMLP-B1 fused vs step by step')
@@ -302,12 +423,16 @@ def cyclemlp_table(args, wanted, log):
         '',
         *size_header('pass | form'),
     ]
-    for kind, form, *times in ab:
-        lines.append(f'| {kind} | {form} | {size_cells(times)} |')
-    for i in (0, 2):
-        lines.append(f'| {ab[i][0]} | speed-up of the fused form | '
-                     + ' | '.join(f'{b / a:.2f}x' for a, b in zip(
-                         ab[i][2:], ab[i + 1][2:])) + ' | |')
+    lines += pair_rows(ab, 'speed-up of the fused form')
+    if args.baseline_root:
+        log(f'CycleMLP-B1 against {args.baseline_root}')
+        rev = cyclemlp_vs_revision(args.baseline_root, args.repeats,
+                                   args.warmup, args.threads)
+        lines += ['', f'**CycleMLP-B1 backbone, batch 1: this checkout '
+                  f'against an earlier revision** (each time a fresh '
+                  f'process, the two checkouts alternating; median of '
+                  f'{args.repeats})', '', *size_header('pass | code')]
+        lines += pair_rows(rev, 'speed-up over the baseline')
     return lines
 
 
@@ -340,6 +465,10 @@ def main():
                         help='directory holding the original releases\' '
                         'model files (repmlpnet.py, repvgg.py, '
                         'cycle_mlp.py) to compare against')
+    parser.add_argument('--baseline-root', default=None, metavar='DIR',
+                        help='an earlier mmrep checkout (e.g. git worktree '
+                        'add DIR REV) whose CycleMLP-B1 the cyclemlp table '
+                        'also times, in fresh processes')
     parser.add_argument('--tables', nargs='+', default=list(TABLES),
                         choices=list(TABLES),
                         help='tables to produce (default: all)')
@@ -350,6 +479,10 @@ def main():
             args.seg_repeats is not None and args.seg_repeats < 1):
         raise ValueError('--repeats, --seg-repeats and --threads must be '
                          'positive, --warmup non-negative')
+    if args.baseline_root and not osp.isdir(
+            osp.join(args.baseline_root, 'mmrep')):
+        parser.error(f'--baseline-root {args.baseline_root}: no mmrep '
+                     f'package there')
     torch.set_num_threads(args.threads)
 
     def wanted(name):
@@ -364,11 +497,14 @@ def main():
     tables = [t for t in args.tables
               if not (args.no_seg and t != 'classifiers')
               and (t != 'cyclemlp' or wanted('CycleMLP-B1'))]
-    for section, table in (TABLES[t] for t in tables):
+    for name in tables:
+        section, table = TABLES[name]
+        repeats = args.seg_repeats or args.repeats if name == 'seg' \
+            else args.repeats
         started = time.perf_counter()
         lines = table(args, wanted, log)
         text = '\n'.join([
-            f'Machine: {machine_line()}. Median of {args.repeats} timed runs'
+            f'Machine: {machine_line()}. Median of {repeats} timed runs'
             f' after {args.warmup} warm-up (the forms of a row alternate); '
             f'training steps: forward + backward, train mode, float32. '
             f'This table: {time.perf_counter() - started:.0f} s.', ''

@@ -15,6 +15,8 @@ from tool_runner import DEMO, load_tool
 import mmrep  # noqa: F401
 from mmrep.deploy import (adaptive_avg_pool2d_by_matrices, onnx_pooling,
                           tensor_outputs)
+from mmrep.models.backbones.cyclemlp import CycleBlock
+from mmrep.models.layers import cycle_stack, cycle_stack_sum
 from mmrep.utils.testing import randomize_bn
 
 import onnxruntime  # noqa: E402,F401  (installed by tools/install.sh)
@@ -261,6 +263,66 @@ def test_verify_failure_is_reported(tmp_path, capsys, monkeypatch):
                       '--dynamic', '--shape', '64', '64', '--verify',
                       '--verify-shapes', '40x72']) == 2
     assert 'differs from torch by more than 1e-4' in capsys.readouterr().err
+
+
+def _export_dynamic(module, x, path, names):
+    """Trace ``module`` as tools/export_onnx.py does, with H and W (dims 1
+    and 2 of a channels-last input) dynamic."""
+    torch.onnx.export(module, (x, ), path, input_names=['x'],
+                      output_names=names, opset_version=17,
+                      dynamic_axes={'x': {0: 'n', 1: 'h', 2: 'w'}},
+                      do_constant_folding=True, dynamo=False)
+
+
+class _StackAndSum(torch.nn.Module):
+    def forward(self, x):
+        kernels = ((1, 3), (3, 1))
+        return cycle_stack(x, kernels), cycle_stack_sum(x, kernels)
+
+
+def test_cycle_stack_and_its_sum_export_at_any_size(tmp_path):
+    """CycleMLP's stacked shifted inputs and their sums (the softmax
+    weights' averages), exported once: onnxruntime gives the eager results
+    at the export size and at sizes smaller than, larger than and not
+    multiples of it (eager mode builds the sums from in-place fills, which an
+    export does not keep; the traced form must not depend on them)."""
+    path = str(tmp_path / 'stack.onnx')
+    _export_dynamic(_StackAndSum(), torch.randn(2, 16, 32, 8), path,
+                    ['stack', 'sum'])
+    session = onnxruntime.InferenceSession(
+        path, providers=['CPUExecutionProvider'])
+    for size in [(16, 32), (5, 7), (9, 13), (40, 3), (1, 1)]:
+        x = torch.randn(2, *size, 8)
+        ref = _StackAndSum()(x)
+        got = session.run(None, {'x': x.numpy()})
+        for name, r, g in zip(('stack', 'sum'), ref, got):
+            diff = (r - torch.from_numpy(g)).abs().max().item()
+            assert diff <= 1e-5 * max(1., r.abs().max().item()), \
+                f'{name} at {size}: max abs diff {diff:.3g}'
+
+
+def test_cycle_block_with_sensitive_mixing_exports_at_any_size(tmp_path):
+    """A CycleMLP block whose softmax mixing depends strongly on the
+    averages (reweight weights of std 1, not the initialization's 0.02, at
+    which the softmax is almost uniform whatever the averages): onnxruntime
+    matches eager PyTorch at other sizes."""
+    torch.manual_seed(0)
+    block = CycleBlock(16).eval()
+    for p in block.attn.reweight.parameters():
+        torch.nn.init.normal_(p)
+    path = str(tmp_path / 'block.onnx')
+    with torch.no_grad():
+        _export_dynamic(block, torch.randn(1, 12, 20, 16), path, ['y'])
+    session = onnxruntime.InferenceSession(
+        path, providers=['CPUExecutionProvider'])
+    for size in [(12, 20), (7, 9), (30, 17)]:
+        x = torch.randn(2, *size, 16)
+        with torch.no_grad():
+            ref = block(x)
+        got = torch.from_numpy(session.run(None, {'x': x.numpy()})[0])
+        diff = (ref - got).abs().max().item()
+        assert diff <= 1e-5 * ref.abs().max().item(), \
+            f'{size}: max abs diff {diff:.3g}'
 
 
 @pytest.mark.parametrize('size', [(7, 13), (4, 8), (23, 35), (1, 5)])

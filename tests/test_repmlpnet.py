@@ -306,6 +306,59 @@ def test_training_step_equals_straightforward_branches(size, monkeypatch):
 
 
 
+def _in_our_names(theirs, ours_like, values):
+    """mmpretrain's state dict with ``values`` (name -> tensor) in place of
+    its entries, loaded into a fresh model built like ``ours_like``: the
+    same tensors under mmrep's names."""
+    state = dict(theirs.state_dict(), **values)
+    twin = RepMLPNet(**ours_like._build_args).to(torch.float64)
+    mmrep.load_pretrained(twin, {'state_dict': {
+        'backbone.' + k: v for k, v in state.items()}})
+    return twin
+
+
+def test_training_step_equals_mmpretrain():
+    """One float64 training step of the whole backbone, mmrep against
+    mmpretrain's RepMLPNet (the original's layout: the partition FC as a
+    grouped 1x1 convolution, the conv branches on ``N * partitions * C/S``
+    images of ``S`` channels): the outputs, every parameter's gradient and
+    every BN's running statistics afterwards. mmpretrain runs only its
+    ``img_size``, one partition per stage; several partitions are covered
+    by the fixtures (forward) and by
+    :func:`test_training_step_equals_straightforward_branches`."""
+    theirs = mmpretrain_repmlpnet()
+    ours = RepMLPNet(MMP_AS_MMREP, out_indices=(3, ), final_norm=True)
+    mmrep.load_pretrained(ours, {'state_dict': {
+        'backbone.' + k: v for k, v in theirs.state_dict().items()}})
+    theirs.to(torch.float64)
+    theirs.train()
+    ours.to(torch.float64)
+    ours.train()
+    torch.manual_seed(1)
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    out, ref = ours(x)[0], theirs(x)[0]
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    ref.backward(grad)
+    diff = (out - ref).abs().max().item()
+    assert diff <= 1e-9 * max(1., ref.abs().max().item()), f'output: {diff}'
+    grads = _in_our_names(theirs, ours, {
+        k: p.grad for k, p in theirs.named_parameters()})
+    stats = _in_our_names(theirs, ours, {})
+    for (name, p), q in zip(ours.named_parameters(), grads.parameters()):
+        assert p.grad is not None, f'{name}: no gradient'
+        diff = (p.grad - q).abs().max().item()
+        assert diff <= 1e-9 * max(1., q.abs().max().item()), \
+            f'gradient of {name}: max abs diff {diff:.3g}'
+    for (name, b), c in zip(ours.named_buffers(), stats.buffers()):
+        if b.is_floating_point():
+            diff = (b - c).abs().max().item()
+            assert diff <= 1e-9 * max(1., c.abs().max().item()), \
+                f'{name} after the step: max abs diff {diff:.3g}'
+        else:
+            assert torch.equal(b, c), name
+
+
 def test_mmpretrain_checkpoint_converts():
     theirs = mmpretrain_repmlpnet()
     ours = RepMLPNet(MMP_AS_MMREP, out_indices=(3, ), final_norm=True).eval()

@@ -298,7 +298,9 @@ def cycle_stack_sum(x, kernel_sizes):
     """``cycle_stack(x, kernel_sizes).sum(dim=(1, 2))`` without building the
     stack: the sum of a shifted channel is the channel's sum less the rows or
     columns that the shift never reads. Computed from the map's row and
-    column sums, so that its gradient is two broadcasts.
+    column sums, so that its gradient is two broadcasts (while tracing for
+    ONNX export: as the sum of the stack, which the export keeps at every
+    input size).
 
     Args:
         x (Tensor): channels-last ``(N, H, W, C)`` map.
@@ -307,6 +309,12 @@ def cycle_stack_sum(x, kernel_sizes):
     Returns:
         Tensor: ``(N, (m + 1) * C + 1)``; differentiable.
     """
+    if torch.jit.is_tracing():
+        # The mask of unread lines below is built by in-place fills at
+        # sizes known only when tracing; the exported graph would keep
+        # neither. Sum the (traceable) stack itself.
+        return _stack_shifts_functional(x, _stack_plan(kernel_sizes)).sum(
+            dim=(1, 2))
     c = x.shape[-1]
     lines = {2: x.sum(dim=1), 1: x.sum(dim=2)}  # (N, W, C) and (N, H, C)
     total = lines[2].sum(dim=1)
