@@ -129,7 +129,9 @@ class CycleBlock(nn.Module):
     mixer's matrix product itself; without autograd the block runs over
     pieces of rows (:data:`_PIECE_PIXELS` pixels, the rows that the
     ``(3, 1)`` shift reads around a piece included), so that large maps are
-    read and written once per block instead of once per operation.
+    read and written once per block instead of once per operation; under
+    autograd the MLP runs over pieces of pixels
+    (:data:`_MLP_PIECE_BYTES` of hidden activation each).
     """
 
     def __init__(self, dim, mlp_ratio=4., qkv_bias=False, drop_path=0.,
