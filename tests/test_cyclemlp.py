@@ -134,9 +134,10 @@ def test_cycle_stack_is_shifted_copies_and_its_sum(size):
 
 
 def test_block_products_and_pieces_equal_the_step_by_step_form(monkeypatch):
-    """One product for the mixer and the residual, and (without autograd)
-    pieces of rows with the rows the vertical shift reads: same outputs and
-    gradients as the step-by-step form."""
+    """One product for the mixer and the residual, the MLP over pieces of
+    pixels under autograd, and (without autograd) pieces of rows with the
+    rows the vertical shift reads: same outputs and gradients as the
+    step-by-step form."""
     torch.manual_seed(0)
     block = cyclemlp_module.CycleBlock(12, 2., qkv_bias=True, skip_lam=2.)
     for p in block.parameters():
@@ -150,6 +151,15 @@ def test_block_products_and_pieces_equal_the_step_by_step_form(monkeypatch):
     for a, b, name in zip(torch.autograd.grad(out, params, grad),
                           torch.autograd.grad(ref, params, grad), names):
         assert_close(a, b, 1e-5, f'gradient of {name}')
+    # The MLP under autograd over pieces of 7 pixels (pieces that cross
+    # rows, and a shorter last one).
+    hidden = block.mlp.fc1.out_features * 4
+    monkeypatch.setattr(cyclemlp_module, '_MLP_PIECE_BYTES', 2 * 7 * hidden)
+    out, ref = block(x), cycle_block_step_by_step(block, x)
+    assert_close(out, ref, 1e-5, 'train-mode output, MLP by pieces')
+    for a, b, name in zip(torch.autograd.grad(out, params, grad),
+                          torch.autograd.grad(ref, params, grad), names):
+        assert_close(a, b, 1e-5, f'gradient of {name}, MLP by pieces')
     monkeypatch.setattr(cyclemlp_module, '_PIECE_PIXELS', 10)  # 1-row pieces
     with torch.no_grad():
         assert_close(block.eval()(x), ref, 1e-5, 'output by pieces')

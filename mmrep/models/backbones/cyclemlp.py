@@ -116,6 +116,9 @@ class CycleTokenMixer(nn.Module):
 # Pixels per piece when a block runs without autograd: a piece's stacked
 # inputs and MLP activations stay in the CPU caches.
 _PIECE_PIXELS = 16384
+# Bytes of the MLP's hidden activation per piece under autograd: below
+# glibc's 32 MiB ceiling for serving allocations from the reused heap.
+_MLP_PIECE_BYTES = 16 * 2**20
 
 
 class CycleBlock(nn.Module):
@@ -126,7 +129,9 @@ class CycleBlock(nn.Module):
     mixer's matrix product itself; without autograd the block runs over
     pieces of rows (:data:`_PIECE_PIXELS` pixels, the rows that the
     ``(3, 1)`` shift reads around a piece included), so that large maps are
-    read and written once per block instead of once per operation.
+    read and written once per block instead of once per operation; under
+    autograd the MLP runs over pieces of pixels
+    (:data:`_MLP_PIECE_BYTES` of hidden activation each).
     """
 
     def __init__(self, dim, mlp_ratio=4., qkv_bias=False, drop_path=0.,
@@ -149,6 +154,20 @@ class CycleBlock(nn.Module):
         x = torch.baddbmm(x, stack, mix, alpha=1. / self.skip_lam)
         return x + self._scaled(self.mlp(self.norm2(x)))
 
+    def _mlp_by_pieces(self, x):
+        """``x + MLP(LN(x)) / skip_lam`` for ``(N, P, C)`` pixels, over
+        pieces of pixels whose hidden activations stay below
+        :data:`_MLP_PIECE_BYTES` (one piece while tracing): under autograd
+        the saved activations are then many small tensors that the
+        allocator reuses, not fresh pages for each large one."""
+        n, pixels = x.shape[:2]
+        hidden = self.mlp.fc1.out_features * x.element_size()
+        rows = max(1, _MLP_PIECE_BYTES // (n * hidden))
+        if torch.jit.is_tracing() or pixels <= rows:
+            return x + self._scaled(self.mlp(self.norm2(x)))
+        return torch.cat([p + self._scaled(self.mlp(self.norm2(p)))
+                          for p in x.split(rows, dim=1)], dim=1)
+
     def forward(self, x):
         if self.training and not isinstance(self.drop_path, nn.Identity):
             x = x + self.drop_path(self._scaled(self.attn(self.norm1(x))))
@@ -159,8 +178,9 @@ class CycleBlock(nn.Module):
             p.requires_grad for p in self.parameters()))
         if needs_grad or torch.jit.is_tracing():
             stack = cycle_stack(y, self.attn.kernel_sizes)
-            return self._mixer_and_mlp(x.flatten(1, 2), stack.flatten(1, 2),
-                                       mix).view_as(x)
+            out = torch.baddbmm(x.flatten(1, 2), stack.flatten(1, 2), mix,
+                                alpha=1. / self.skip_lam)
+            return self._mlp_by_pieces(out).view_as(x)
         out = torch.empty_like(x)
         n, height, width, _ = x.shape
         rows = max(1, _PIECE_PIXELS // (n * width))
