@@ -160,10 +160,12 @@ class CycleBlock(nn.Module):
         :data:`_MLP_PIECE_BYTES` (one piece while tracing): under autograd
         the saved activations are then many small tensors that the
         allocator reuses, not fresh pages for each large one."""
+        if torch.jit.is_tracing():  # no size-dependent Python numbers
+            return x + self._scaled(self.mlp(self.norm2(x)))
         n, pixels = x.shape[:2]
         hidden = self.mlp.fc1.out_features * x.element_size()
         rows = max(1, _MLP_PIECE_BYTES // (n * hidden))
-        if torch.jit.is_tracing() or pixels <= rows:
+        if pixels <= rows:
             return x + self._scaled(self.mlp(self.norm2(x)))
         return torch.cat([p + self._scaled(self.mlp(self.norm2(p)))
                           for p in x.split(rows, dim=1)], dim=1)
