@@ -148,11 +148,17 @@ class CycleBlock(nn.Module):
     def _scaled(self, x):
         return x if self.skip_lam == 1. else x / self.skip_lam
 
-    def _mixer_and_mlp(self, x, stack, mix):
-        """Both residual steps of the pixels ``x`` (``(N, P, C)``) whose
-        stacked mixer inputs are ``stack`` (``(N, P, 3C + 1)``)."""
-        x = torch.baddbmm(x, stack, mix, alpha=1. / self.skip_lam)
+    def _mlp_residual(self, x):
+        """``x + MLP(LN(x)) / skip_lam``."""
         return x + self._scaled(self.mlp(self.norm2(x)))
+
+    def _mixer_and_mlp(self, x, stack, mix, mlp_pieces=False):
+        """Both residual steps of the pixels ``x`` (``(N, P, C)``) whose
+        stacked mixer inputs are ``stack`` (``(N, P, 3C + 1)``); the MLP
+        over pieces (:meth:`_mlp_by_pieces`) when ``mlp_pieces``."""
+        x = torch.baddbmm(x, stack, mix, alpha=1. / self.skip_lam)
+        return self._mlp_by_pieces(x) if mlp_pieces else \
+            self._mlp_residual(x)
 
     def _mlp_by_pieces(self, x):
         """``x + MLP(LN(x)) / skip_lam`` for ``(N, P, C)`` pixels, over
@@ -161,13 +167,13 @@ class CycleBlock(nn.Module):
         the saved activations are then many small tensors that the
         allocator reuses, not fresh pages for each large one."""
         if torch.jit.is_tracing():  # no size-dependent Python numbers
-            return x + self._scaled(self.mlp(self.norm2(x)))
+            return self._mlp_residual(x)
         n, pixels = x.shape[:2]
         hidden = self.mlp.fc1.out_features * x.element_size()
         rows = max(1, _MLP_PIECE_BYTES // (n * hidden))
         if pixels <= rows:
-            return x + self._scaled(self.mlp(self.norm2(x)))
-        return torch.cat([p + self._scaled(self.mlp(self.norm2(p)))
+            return self._mlp_residual(x)
+        return torch.cat([self._mlp_residual(p)
                           for p in x.split(rows, dim=1)], dim=1)
 
     def forward(self, x):
@@ -180,9 +186,8 @@ class CycleBlock(nn.Module):
             p.requires_grad for p in self.parameters()))
         if needs_grad or torch.jit.is_tracing():
             stack = cycle_stack(y, self.attn.kernel_sizes)
-            out = torch.baddbmm(x.flatten(1, 2), stack.flatten(1, 2), mix,
-                                alpha=1. / self.skip_lam)
-            return self._mlp_by_pieces(out).view_as(x)
+            return self._mixer_and_mlp(x.flatten(1, 2), stack.flatten(1, 2),
+                                       mix, mlp_pieces=True).view_as(x)
         out = torch.empty_like(x)
         n, height, width, _ = x.shape
         rows = max(1, _PIECE_PIXELS // (n * width))
