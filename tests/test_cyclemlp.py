@@ -16,7 +16,7 @@ from mmrep.checkpoints import CheckpointMismatchError
 from mmrep.models.backbones import CycleMLP
 from mmrep.models.backbones import cyclemlp as cyclemlp_module
 from mmrep.models.layers import (CycleFC, cycle_shift, cycle_stack,
-                                 cycle_stack_sum)
+                                 cycle_stack_rows, cycle_stack_sum)
 from mmrep.utils.testing import cycle_block_step_by_step
 
 SMALL = dict(channels=(16, 32, 64, 128), num_blocks=(1, 1, 2, 1),
@@ -133,6 +133,20 @@ def test_cycle_stack_is_shifted_copies_and_its_sum(size):
                                     (x, ))
 
 
+@pytest.mark.parametrize('size', [(6, 5), (1, 3), (2, 1)])
+def test_cycle_stack_rows_are_rows_of_the_stack(size):
+    """Any window of rows, its vertical shifts reading the rows around it
+    (including pseudo-kernels taller than the map)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, *size, 5)
+    for kernels in (((1, 3), (3, 1)), ((7, 1), (1, 5))):
+        whole = cycle_stack(x, kernels)
+        for top in range(size[0]):
+            for end in range(top + 1, size[0] + 1):
+                assert torch.equal(cycle_stack_rows(x, kernels, top, end),
+                                   whole[:, top:end]), (kernels, top, end)
+
+
 def test_block_products_and_pieces_equal_the_step_by_step_form(monkeypatch):
     """One product for the mixer and the residual, the MLP over pieces of
     pixels under autograd, and (without autograd) pieces of rows with the
@@ -160,7 +174,7 @@ def test_block_products_and_pieces_equal_the_step_by_step_form(monkeypatch):
     for a, b, name in zip(torch.autograd.grad(out, params, grad),
                           torch.autograd.grad(ref, params, grad), names):
         assert_close(a, b, 1e-5, f'gradient of {name}, MLP by pieces')
-    monkeypatch.setattr(cyclemlp_module, '_PIECE_PIXELS', 10)  # 1-row pieces
+    monkeypatch.setattr(cyclemlp_module, '_PIECE_BYTES', 1)  # 1-row pieces
     with torch.no_grad():
         assert_close(block.eval()(x), ref, 1e-5, 'output by pieces')
 

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 
 from ...registry import MODELS
-from ..layers import CycleFC, cycle_stack, cycle_stack_sum
+from ..layers import CycleFC, cycle_stack, cycle_stack_rows, cycle_stack_sum
 from .base import RepBackbone
 
 
@@ -113,9 +113,10 @@ class CycleTokenMixer(nn.Module):
                          self.mixing_matrix(x)).view_as(x)
 
 
-# Pixels per piece when a block runs without autograd: a piece's stacked
-# inputs and MLP activations stay in the CPU caches.
-_PIECE_PIXELS = 16384
+# Bytes of a piece's widest intermediate (stacked mixer inputs or MLP hidden
+# activation) when a block runs without autograd: a piece stays in the CPU
+# caches.
+_PIECE_BYTES = 8 * 2**20
 # Bytes of the MLP's hidden activation per piece under autograd: below
 # glibc's 32 MiB ceiling for serving allocations from the reused heap.
 _MLP_PIECE_BYTES = 16 * 2**20
@@ -127,8 +128,9 @@ class CycleBlock(nn.Module):
 
     Unless stochastic depth is active, the first residual is added by the
     mixer's matrix product itself; without autograd the block runs over
-    pieces of rows (:data:`_PIECE_PIXELS` pixels, the rows that the
-    ``(3, 1)`` shift reads around a piece included), so that large maps are
+    pieces of rows (:data:`_PIECE_BYTES` of the widest intermediate; the
+    ``(3, 1)`` shift reads the rows around a piece from the whole normalized
+    map), so that large maps are
     read and written once per block instead of once per operation; under
     autograd the MLP runs over pieces of pixels
     (:data:`_MLP_PIECE_BYTES` of hidden activation each).
@@ -190,13 +192,12 @@ class CycleBlock(nn.Module):
                                        mix, mlp_pieces=True).view_as(x)
         out = torch.empty_like(x)
         n, height, width, _ = x.shape
-        rows = max(1, _PIECE_PIXELS // (n * width))
-        halo = max(k[0] for k in self.attn.kernel_sizes) // 2
+        widest = max(mix.shape[1], self.mlp.fc1.out_features)
+        rows = max(1, _PIECE_BYTES // (n * width * widest * x.element_size()))
         for top in range(0, height, rows):
             end = min(top + rows, height)
-            lo, hi = max(top - halo, 0), min(end + halo, height)
-            stack = cycle_stack(y[:, lo:hi], self.attn.kernel_sizes)
-            stack = stack[:, top - lo:end - lo].flatten(1, 2)
+            stack = cycle_stack_rows(y, self.attn.kernel_sizes, top, end)
+            stack = stack.flatten(1, 2)
             piece = self._mixer_and_mlp(x[:, top:end].flatten(1, 2), stack,
                                         mix)
             out[:, top:end] = piece.view(n, end - top, width, -1)

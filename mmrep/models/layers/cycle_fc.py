@@ -204,24 +204,30 @@ def _stack_plan(kernel_sizes):
                  for d, s in map(cycle_shifts, kernel_sizes))
 
 
-def _stack_shifts(x, plan, out):
-    """Write ``[shift_1(x), ..., shift_m(x), x, 1]`` into ``out`` (see
-    :func:`cycle_stack`); ``plan`` holds ``(dim, shifts)`` per shift."""
-    c = x.shape[-1]
+def _stack_shifts(x, plan, out, top=0):
+    """Write rows ``top .. top + out.shape[1]`` of ``[shift_1(x), ...,
+    shift_m(x), x, 1]`` into ``out`` (see :func:`cycle_stack`); ``plan``
+    holds ``(dim, shifts)`` per shift. Shifts along H read the rows around
+    the window from ``x`` itself."""
+    c, rows = x.shape[-1], out.shape[1]
+    window = x.narrow(1, top, rows)
     for i, (dim, shifts) in enumerate(plan):
-        part, size, k = out[..., i * c:(i + 1) * c], x.shape[dim], len(shifts)
+        part, k = out[..., i * c:(i + 1) * c], len(shifts)
+        src_all, offset = (x, top) if dim == 1 else (window, 0)
         for j, d in enumerate(shifts[:c]):
-            src, dst = _channel_residue(x, j, k), _channel_residue(part, j, k)
-            n = size - abs(d)
-            if n <= 0:
-                dst.zero_()
-                continue
-            lo = max(d, 0)  # out[p] = x[p + d] for p in [max(-d, 0), +n)
-            dst.narrow(dim, max(-d, 0), n).copy_(src.narrow(dim, lo, n))
-            dst.narrow(dim, 0, max(-d, 0)).zero_()
-            dst.narrow(dim, n + max(-d, 0), max(d, 0)).zero_()
+            src = _channel_residue(src_all, j, k)
+            dst = _channel_residue(part, j, k)
+            # dst[p] = src[p + offset + d] where both exist, else 0.
+            size, read = dst.shape[dim], offset + d
+            start = min(max(-read, 0), size)
+            stop = max(min(size, src.shape[dim] - read), start)
+            if stop > start:
+                dst.narrow(dim, start, stop - start).copy_(
+                    src.narrow(dim, start + read, stop - start))
+            dst.narrow(dim, 0, start).zero_()
+            dst.narrow(dim, stop, size - stop).zero_()
     m = len(plan)
-    out[..., m * c:(m + 1) * c].copy_(x)
+    out[..., m * c:(m + 1) * c].copy_(window)
     out[..., (m + 1) * c:].fill_(1.)
     return out
 
@@ -292,6 +298,26 @@ def cycle_stack(x, kernel_sizes):
     if torch.jit.is_tracing():
         return _stack_shifts_functional(x, plan)
     return _CycleStack.apply(x.contiguous(), plan)
+
+
+def cycle_stack_rows(x, kernel_sizes, top, end):
+    """Rows ``top .. end`` of ``cycle_stack(x, kernel_sizes)``, built from
+    those rows of ``x`` and the rows their vertical shifts read; without
+    autograd.
+
+    Args:
+        x (Tensor): channels-last ``(N, H, W, C)`` map, contiguous.
+        kernel_sizes (Sequence[int | tuple[int, int]]): the pseudo-kernels.
+        top (int): first row.
+        end (int): one past the last row.
+
+    Returns:
+        Tensor: ``(N, end - top, W, (m + 1) * C + 1)``.
+    """
+    plan = _stack_plan(kernel_sizes)
+    out = x.new_empty((x.shape[0], end - top, x.shape[2],
+                       (len(plan) + 1) * x.shape[-1] + 1))
+    return _stack_shifts(x.contiguous(), plan, out, top)
 
 
 def cycle_stack_sum(x, kernel_sizes):
