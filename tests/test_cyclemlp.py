@@ -16,7 +16,8 @@ from mmrep.checkpoints import CheckpointMismatchError
 from mmrep.models.backbones import CycleMLP
 from mmrep.models.backbones import cyclemlp as cyclemlp_module
 from mmrep.models.layers import (CycleFC, cycle_shift, cycle_stack,
-                                 cycle_stack_rows, cycle_stack_sum)
+                                 cycle_stack_grouped, cycle_stack_rows,
+                                 cycle_stack_sum)
 from mmrep.utils.testing import cycle_block_step_by_step
 
 SMALL = dict(channels=(16, 32, 64, 128), num_blocks=(1, 1, 2, 1),
@@ -134,9 +135,10 @@ def test_cycle_stack_is_shifted_copies_and_its_sum(size):
 
 
 @pytest.mark.parametrize('size', [(6, 5), (1, 3), (2, 1)])
-def test_cycle_stack_rows_are_rows_of_the_stack(size):
+def test_cycle_stack_rows_and_grouped_columns_are_the_stack(size):
     """Any window of rows, its vertical shifts reading the rows around it
-    (including pseudo-kernels taller than the map)."""
+    (including pseudo-kernels taller than the map); and the stack with its
+    columns grouped by residue class, with their order."""
     torch.manual_seed(0)
     x = torch.randn(2, *size, 5)
     for kernels in (((1, 3), (3, 1)), ((7, 1), (1, 5))):
@@ -145,6 +147,9 @@ def test_cycle_stack_rows_are_rows_of_the_stack(size):
             for end in range(top + 1, size[0] + 1):
                 assert torch.equal(cycle_stack_rows(x, kernels, top, end),
                                    whole[:, top:end]), (kernels, top, end)
+        grouped, order = cycle_stack_grouped(x, kernels)
+        assert sorted(order.tolist()) == list(range(whole.shape[-1]))
+        assert torch.equal(grouped, whole[..., order])
 
 
 def test_block_products_and_pieces_equal_the_step_by_step_form(monkeypatch):

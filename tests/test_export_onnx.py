@@ -284,8 +284,8 @@ def test_cycle_stack_and_its_sum_export_at_any_size(tmp_path):
     """CycleMLP's stacked shifted inputs and their sums (the softmax
     weights' averages), exported once: onnxruntime gives the eager results
     at the export size and at sizes smaller than, larger than and not
-    multiples of it (eager mode builds the sums from in-place fills, which an
-    export does not keep; the traced form must not depend on them)."""
+    multiples of it (no number of the export size may be baked into the
+    graph)."""
     path = str(tmp_path / 'stack.onnx')
     _export_dynamic(_StackAndSum(), torch.randn(2, 16, 32, 8), path,
                     ['stack', 'sum'])

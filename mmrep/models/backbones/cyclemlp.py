@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 
 from ...registry import MODELS
-from ..layers import CycleFC, cycle_stack, cycle_stack_rows, cycle_stack_sum
+from ..layers import (CycleFC, cycle_stack, cycle_stack_grouped,
+                      cycle_stack_rows, cycle_stack_sum)
 from .base import RepBackbone
 
 
@@ -186,7 +187,12 @@ class CycleBlock(nn.Module):
         mix = self.attn.mixing_matrix(y)
         needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(
             p.requires_grad for p in self.parameters()))
-        if needs_grad or torch.jit.is_tracing():
+        if torch.jit.is_tracing():  # ONNX: reorder the matrix, not the stack
+            stack, order = cycle_stack_grouped(y, self.attn.kernel_sizes)
+            return self._mixer_and_mlp(x.flatten(1, 2), stack.flatten(1, 2),
+                                       mix.index_select(1, order),
+                                       mlp_pieces=True).view_as(x)
+        if needs_grad:
             stack = cycle_stack(y, self.attn.kernel_sizes)
             return self._mixer_and_mlp(x.flatten(1, 2), stack.flatten(1, 2),
                                        mix, mlp_pieces=True).view_as(x)

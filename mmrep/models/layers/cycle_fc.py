@@ -115,6 +115,51 @@ def _shift_channels(x, shifts, dim):
     return out
 
 
+def _residue_slice(x, j, k, cdim):
+    """Channels ``j, j + k, ...`` of ``x`` along ``cdim``."""
+    index = [slice(None)] * x.dim()
+    index[cdim] = slice(j, None, k)
+    return x[tuple(index)]
+
+
+def _shifted_residues(x, shifts, dim, cdim):
+    """Each residue class of channels (along ``cdim``) shifted along ``dim``
+    with zero fill, from out-of-place ops only (a narrow and a pad each).
+
+    Returns:
+        tuple[list[Tensor], list[int]]: the shifted classes, and the channel
+        of each of their channels when concatenated in that order.
+    """
+    size, k, c = x.shape[dim], len(shifts), x.shape[cdim]
+    parts, order = [], []
+    for j, d in enumerate(shifts[:c]):
+        part = _residue_slice(x, j, k, cdim)
+        if abs(d) >= size:
+            part = torch.zeros_like(part)
+        elif d:
+            # F.pad lists the last dim first, a (before, after) pair each.
+            pad = [0] * (2 * (x.dim() - dim))
+            side = 2 * (x.dim() - 1 - dim)
+            n = size - abs(d)
+            if d > 0:
+                part = part.narrow(dim, d, n)
+                pad[side + 1] = d
+            else:
+                part = part.narrow(dim, 0, n)
+                pad[side] = -d
+            part = F.pad(part, pad)
+        parts.append(part)
+        order.extend(range(j, c, k))
+    return parts, order
+
+
+def _inverse(order, device):
+    """The permutation that puts columns concatenated in ``order`` back."""
+    inverse = torch.empty(len(order), dtype=torch.long)
+    inverse[torch.tensor(order)] = torch.arange(len(order))
+    return inverse.to(device)
+
+
 def _shift_channels_functional(x, shifts, dim):
     """The same as :func:`_shift_channels`, from out-of-place ops only.
 
@@ -131,29 +176,8 @@ def _shift_channels_functional(x, shifts, dim):
     Returns:
         Tensor: the shifted map.
     """
-    k, size = len(shifts), x.shape[dim]
-    parts, order = [], []
-    for j, d in enumerate(shifts[:x.shape[1]]):
-        part = x[:, j::k]
-        if abs(d) >= size:
-            part = torch.zeros_like(part)
-        elif d:
-            n = size - abs(d)
-            pad = [0, 0, 0, 0]
-            side = 0 if dim == 3 else 2  # F.pad lists the last dim first
-            if d > 0:
-                part = part.narrow(dim, d, n)
-                pad[side + 1] = d
-            else:
-                part = part.narrow(dim, 0, n)
-                pad[side] = -d
-            part = F.pad(part, pad)
-        parts.append(part)
-        order.extend(range(j, x.shape[1], k))
-    out = torch.cat(parts, dim=1)
-    inverse = torch.empty(len(order), dtype=torch.long)
-    inverse[torch.tensor(order)] = torch.arange(len(order))
-    return out.index_select(1, inverse.to(x.device))
+    parts, order = _shifted_residues(x, shifts, dim, 1)
+    return torch.cat(parts, dim=1).index_select(1, _inverse(order, x.device))
 
 
 class _CycleShift(torch.autograd.Function):
@@ -192,11 +216,6 @@ def cycle_shift(x, kernel_size):
     return _CycleShift.apply(x, shifts, x.dim() + dim)
 
 
-def _channel_residue(t, j, k):
-    """Channels ``j, j + k, ...`` of a channels-last ``(N, H, W, C)`` map."""
-    return t[..., j::k]
-
-
 def _stack_plan(kernel_sizes):
     """``(dim, shifts)`` of each pseudo-kernel in an ``(N, H, W, C)`` map: a
     ``(1, k)`` kernel shifts along W (dim 2), a ``(k, 1)`` along H (dim 1)."""
@@ -215,8 +234,8 @@ def _stack_shifts(x, plan, out, top=0):
         part, k = out[..., i * c:(i + 1) * c], len(shifts)
         src_all, offset = (x, top) if dim == 1 else (window, 0)
         for j, d in enumerate(shifts[:c]):
-            src = _channel_residue(src_all, j, k)
-            dst = _channel_residue(part, j, k)
+            src = _residue_slice(src_all, j, k, -1)
+            dst = _residue_slice(part, j, k, -1)
             # dst[p] = src[p + offset + d] where both exist, else 0.
             size, read = dst.shape[dim], offset + d
             start = min(max(-read, 0), size)
@@ -232,15 +251,25 @@ def _stack_shifts(x, plan, out, top=0):
     return out
 
 
-def _stack_shifts_functional(x, plan):
-    """The same as :func:`_stack_shifts`, from out-of-place ops only (for
-    tracing, as :func:`_shift_channels_functional`)."""
-    nchw = x.permute(0, 3, 1, 2)
-    parts = [
-        _shift_channels_functional(nchw, shifts, dim + 1).permute(0, 2, 3, 1)
-        for dim, shifts in plan
-    ]
-    return torch.cat(parts + [x, x.new_ones(x.shape[:-1] + (1, ))], dim=-1)
+def _stack_grouped(x, plan):
+    """The columns of the stack (see :func:`cycle_stack`) with each shift's
+    channels grouped by residue class, from out-of-place ops only (for
+    tracing: no gather puts them back in order).
+
+    Returns:
+        tuple[Tensor, list[int]]: the stack, and the column of
+        :func:`cycle_stack` that each of its columns is.
+    """
+    c = x.shape[-1]
+    parts, order = [], []
+    for i, (dim, shifts) in enumerate(plan):
+        shifted, channels = _shifted_residues(x, shifts, dim, -1)
+        parts += shifted
+        order += [i * c + ch for ch in channels]
+    m = len(plan)
+    parts += [x, x.new_ones(x.shape[:-1] + (1, ))]
+    order += list(range(m * c, (m + 1) * c + 1))
+    return torch.cat(parts, dim=-1), order
 
 
 class _CycleStack(torch.autograd.Function):
@@ -267,9 +296,10 @@ class _CycleStack(torch.autograd.Function):
             for j, d in enumerate(shifts[:c]):
                 n = size - abs(d)
                 if n > 0:
-                    _channel_residue(gx, j, k).narrow(dim, max(d, 0), n).add_(
-                        _channel_residue(part, j, k).narrow(
-                            dim, max(-d, 0), n))
+                    dst = _residue_slice(gx, j, k, -1)
+                    src = _residue_slice(part, j, k, -1)
+                    dst.narrow(dim, max(d, 0), n).add_(
+                        src.narrow(dim, max(-d, 0), n))
         return gx, None
 
 
@@ -296,8 +326,27 @@ def cycle_stack(x, kernel_sizes):
                          f'shape {tuple(x.shape)}')
     plan = _stack_plan(kernel_sizes)
     if torch.jit.is_tracing():
-        return _stack_shifts_functional(x, plan)
+        stack, order = _stack_grouped(x, plan)
+        return stack.index_select(-1, _inverse(order, x.device))
     return _CycleStack.apply(x.contiguous(), plan)
+
+
+def cycle_stack_grouped(x, kernel_sizes):
+    """The columns of :func:`cycle_stack` in another order, each shift's
+    channels grouped by residue class, from out-of-place ops only: what
+    exports to ONNX without a gather over the whole stack (the weights
+    that multiply it are reordered instead).
+
+    Args:
+        x (Tensor): channels-last ``(N, H, W, C)`` map.
+        kernel_sizes (Sequence[int | tuple[int, int]]): the pseudo-kernels.
+
+    Returns:
+        tuple[Tensor, Tensor]: the stack, and ``order`` (long) with
+        ``stack[..., i] == cycle_stack(x, kernel_sizes)[..., order[i]]``.
+    """
+    stack, order = _stack_grouped(x, _stack_plan(kernel_sizes))
+    return stack, torch.tensor(order, device=x.device)
 
 
 def cycle_stack_rows(x, kernel_sizes, top, end):
@@ -322,11 +371,10 @@ def cycle_stack_rows(x, kernel_sizes, top, end):
 
 def cycle_stack_sum(x, kernel_sizes):
     """``cycle_stack(x, kernel_sizes).sum(dim=(1, 2))`` without building the
-    stack: the sum of a shifted channel is the channel's sum less the rows or
-    columns that the shift never reads. Computed from the map's row and
-    column sums, so that its gradient is two broadcasts (while tracing for
-    ONNX export: as the sum of the stack, which the export keeps at every
-    input size).
+    stack: the sum of a shifted channel is the sum of the rows or columns
+    that the shift reads. Computed from the map's row and column sums, with
+    out-of-place ops only (so the ONNX export keeps it at every input size),
+    and its gradient is two broadcasts.
 
     Args:
         x (Tensor): channels-last ``(N, H, W, C)`` map.
@@ -335,27 +383,25 @@ def cycle_stack_sum(x, kernel_sizes):
     Returns:
         Tensor: ``(N, (m + 1) * C + 1)``; differentiable.
     """
-    if torch.jit.is_tracing():
-        # The mask of unread lines below is built by in-place fills at
-        # sizes known only when tracing; the exported graph would keep
-        # neither. Sum the (traceable) stack itself.
-        return _stack_shifts_functional(x, _stack_plan(kernel_sizes)).sum(
-            dim=(1, 2))
     c = x.shape[-1]
     lines = {2: x.sum(dim=1), 1: x.sum(dim=2)}  # (N, W, C) and (N, H, C)
     total = lines[2].sum(dim=1)
-    parts = []
-    for dim, shifts in _stack_plan(kernel_sizes):
-        size, k = x.shape[dim], len(shifts)
-        # unread[p, c]: line p is never read by channel c's shift.
-        unread = x.new_zeros(size, c)
+    parts, order = [], []
+    for i, (dim, shifts) in enumerate(_stack_plan(kernel_sizes)):
+        line, k = lines[dim], len(shifts)
         for j, d in enumerate(shifts[:c]):
-            start = 0 if d > 0 else max(size + d, 0)
-            _channel_residue(unread, j, k).narrow(
-                0, start, min(abs(d), size)).fill_(1)
-        parts.append(total - (lines[dim] * unread).sum(dim=1))
-    ones = total.new_full((x.shape[0], 1), float(x.shape[1] * x.shape[2]))
-    return torch.cat(parts + [total, ones], dim=1)
+            part = _residue_slice(line, j, k, -1)
+            n = line.shape[1] - abs(d)  # lines the shift reads
+            parts.append(part.narrow(1, max(d, 0), n).sum(dim=1) if n > 0
+                         else torch.zeros_like(part[:, 0]))
+            order += [i * c + ch for ch in range(j, c, k)]
+    sums = torch.cat(parts, dim=1).index_select(1, _inverse(order, x.device))
+    if torch.jit.is_tracing():  # the pixel count at the run's input size
+        count = torch.ones_like(x[..., :1]).sum(dim=(1, 2))
+    else:
+        count = total.new_full((x.shape[0], 1),
+                               float(x.shape[1] * x.shape[2]))
+    return torch.cat([sums, total, count], dim=1)
 
 
 def cycle_offset(in_channels, kernel_size, device=None):
