@@ -15,6 +15,7 @@ from mmengine.registry import init_default_scope
 
 import mmrep
 from mmrep.deploy import make_deploy_config, reparameterize_model
+from mmrep.deploy.heads import DeployUPerHead, conv3x3_of_resized
 from mmrep.utils.testing import randomize_bn
 from tool_runner import DEMO, REPO, run_tool
 
@@ -81,6 +82,29 @@ def test_every_config_fuses_losslessly(config):
     deployed = build(make_deploy_config(cfg))
     deployed.load_state_dict(fused.state_dict(), strict=True)
     assert norms_outside_backbone(deployed) == []
+    # mmseg's UPerHead in its deploy form, in the fused model and the
+    # deploy config's alike.
+    head = cfg.model.get('decode_head')
+    if head is not None:
+        uper = head['type'] in ('UPerHead', 'mmseg.UPerHead')
+        assert (type(fused.decode_head) is DeployUPerHead) == uper
+        assert type(deployed.decode_head) is type(fused.decode_head)
+
+
+@pytest.mark.parametrize('size', [(9, 13), (10, 14), (17, 29), (5, 7),
+                                  (3, 4), (1, 1)])
+def test_conv_of_a_resized_map_at_its_own_resolution(size):
+    """UPerHead's deploy form: a 3x3 convolution of a bilinearly resized map
+    (up, down, by non-integer factors, to one pixel), computed at the map's
+    resolution, equals the convolution of the resized map."""
+    torch.manual_seed(0)
+    x, weight = torch.randn(2, 8, 5, 7), torch.randn(4, 8, 3, 3)
+    ref = torch.nn.functional.conv2d(torch.nn.functional.interpolate(
+        x, size=size, mode='bilinear', align_corners=False), weight,
+        padding=1)
+    out = conv3x3_of_resized(x, weight, size)
+    assert out.shape == ref.shape
+    assert (out - ref).abs().max() <= 1e-5 * ref.abs().max()
 
 
 def test_only_bn_right_after_a_conv_is_folded():
@@ -319,7 +343,9 @@ def test_reparam_tool_and_deploy_evaluation(trained, train_metrics,
     fused = torch.load(out, map_location='cpu', weights_only=True)
     assert not any('.bn.' in k for k in fused['state_dict'])
     assert 'decode_head.fpn_bottleneck.conv.bias' in fused['state_dict']
-    assert Config.fromfile(deploy_cfg).model.decode_head.norm_cfg is None
+    deploy_head = Config.fromfile(deploy_cfg).model.decode_head
+    assert deploy_head.norm_cfg is None
+    assert deploy_head.type == 'mmrep.DeployUPerHead'
 
     # An already fused checkpoint is recognised and left alone.
     before = os.stat(out).st_mtime_ns

@@ -4,6 +4,8 @@ import copy
 
 from mmengine.config import Config, ConfigDict
 
+from .heads import deploy_head_type
+
 
 def _change_dicts(node, change):
     """Call ``change(d)`` on every dict ``d`` at or below ``node``.
@@ -50,6 +52,16 @@ def _drop_folded_norm(node):
     return True
 
 
+def _deploy_head(node):
+    """The deploy form's ``type`` on a head dict that has one; returns
+    whether set (:func:`~mmrep.deploy.heads.deploy_head_type`)."""
+    name = deploy_head_type(str(node.get('type', '')))
+    if name is None:
+        return False
+    node['type'] = name
+    return True
+
+
 def make_deploy_config(cfg):
     """Return a copy of ``cfg`` that builds the model
     :func:`~mmrep.deploy.walker.reparameterize_model` makes of it.
@@ -57,7 +69,8 @@ def make_deploy_config(cfg):
     Every ``mmrep.*`` model dict gets ``deploy=True``; outside
     ``model.backbone``, every ``norm_cfg`` naming a BatchNorm (``BN``,
     ``SyncBN``) becomes ``None``, so the ConvModules of necks and heads
-    build as folded (conv with bias, no norm).
+    build as folded (conv with bias, no norm), and a head with a deploy
+    form gets its type (mmseg's ``UPerHead``: ``mmrep.DeployUPerHead``).
 
     Args:
         cfg (Config | dict): a training or test config.
@@ -74,7 +87,8 @@ def make_deploy_config(cfg):
     deploy = Config(copy.deepcopy(text_cfg._cfg_dict.to_dict()))
     model = deploy.get('model')
     changed = 0 if model is None else _change_dicts(model, _set_deploy) + sum(
-        _change_dicts(value, _drop_folded_norm)
+        _change_dicts(value, _drop_folded_norm) +
+        _change_dicts(value, _deploy_head)  # after _set_deploy: mmrep type
         for key, value in model.items() if key != 'backbone')
     if not changed:
         raise ValueError('the config builds nothing to fuse (no '

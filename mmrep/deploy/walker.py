@@ -10,7 +10,8 @@ BN into a fused child, and a backbone that records its fused form, come
 after their blocks); then it folds the
 BatchNorm of every mmcv ``ConvModule`` outside the backbone whose norm
 directly follows its convolution (the necks and heads of mmseg and mmdet
-models). The deploy hook, ``tools/reparam.py``, ``tools/export_onnx.py`` and
+models), and turns mmseg's ``UPerHead`` into its deploy form
+(:mod:`mmrep.deploy.heads`). The deploy hook, ``tools/reparam.py``, ``tools/export_onnx.py`` and
 the tests all go through it.
 """
 import copy
@@ -18,6 +19,8 @@ import copy
 import torch
 import torch.nn as nn
 from mmengine.model import revert_sync_batchnorm
+
+from .heads import deploy_heads
 
 
 class NonFiniteWeightsError(ValueError):
@@ -154,7 +157,9 @@ def reparameterize_model(model, inplace=False):
     mmrep modules switch to their deploy form (``reparameterize()``); every
     mmcv ``ConvModule`` outside the backbone whose BatchNorm (or
     SyncBatchNorm) directly follows its convolution gets the BN folded into
-    the conv (:func:`foldable_conv_modules`). Every tensor of the modules to fuse is checked first: NaN or Inf raises
+    the conv (:func:`foldable_conv_modules`); an mmseg ``UPerHead`` becomes
+    :class:`~mmrep.deploy.heads.DeployUPerHead` (same weights). Every
+    tensor of the modules to fuse is checked first: NaN or Inf raises
     :class:`NonFiniteWeightsError` before anything is changed. The fused
     weights are checked as well (a negative BN ``running_var`` turns into
     NaN); then the error is raised after fusing, and with ``inplace=True``
@@ -186,6 +191,7 @@ def reparameterize_model(model, inplace=False):
             fold_conv_bn(module)
         for _, module in targets:
             module.reparameterize()
+    deploy_heads(model)
     check_finite(outermost(targets) + folded, when='after fusion')
     # A SyncBN-trained model fuses to the same model as a BN-trained one:
     # the BNs that stay (RepMLPNet's prebn1, head_norm) become plain BNs.
