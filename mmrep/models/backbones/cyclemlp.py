@@ -131,9 +131,8 @@ class CycleBlock(nn.Module):
     mixer's matrix product itself; without autograd the block runs over
     pieces of rows (:data:`_PIECE_BYTES` of the widest intermediate; the
     ``(3, 1)`` shift reads the rows around a piece from the whole normalized
-    map), so that large maps are
-    read and written once per block instead of once per operation; under
-    autograd the MLP runs over pieces of pixels
+    map), so that large maps are read and written once per block instead of
+    once per operation; under autograd the MLP runs over pieces of pixels
     (:data:`_MLP_PIECE_BYTES` of hidden activation each).
     """
 
