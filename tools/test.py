@@ -25,7 +25,8 @@ from mmengine.config import DictAction
 from mmengine.model import is_model_wrapper
 
 import mmrep  # noqa: F401
-from mmrep.apis import (REFUSED, build_config, build_runner, fitting_form,
+from mmrep.apis import (REFUSED, build_config, build_runner,
+                        finish_distributed, fitting_form,
                         setup_cpu_distributed)
 from mmrep.checkpoints import load_state_strict
 from mmrep.deploy import make_deploy_config
@@ -152,6 +153,7 @@ def main(argv=None):
         else runner.model
     load_state_strict(model, state)
     metrics = runner.test()
+    finish_distributed()
     if args.out_metrics and runner.rank == 0:
         os.makedirs(osp.dirname(osp.abspath(args.out_metrics)), exist_ok=True)
         with open(args.out_metrics, 'w') as f:

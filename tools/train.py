@@ -13,7 +13,8 @@ import re
 from mmengine.config import DictAction
 
 import mmrep  # noqa: F401  (registers mmrep; allow-lists resume objects)
-from mmrep.apis import (REFUSED, build_config, build_runner, fitting_form,
+from mmrep.apis import (REFUSED, build_config, build_runner,
+                        finish_distributed, fitting_form,
                         setup_cpu_distributed)
 from mmrep.checkpoints import CheckpointMismatchError
 from mmrep.utils import (CheckpointLoadError, UnsafeCheckpointError,
@@ -167,6 +168,7 @@ def main(argv=None):
     for note in notes:
         runner.logger.info(note)
     runner.train()
+    finish_distributed()
 
 
 if __name__ == '__main__':

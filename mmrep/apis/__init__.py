@@ -4,8 +4,8 @@ config's model that it fits."""
 from .config import (REFUSED, build_config, build_model, load_config,
                      read_config)
 from .forms import fitting_form, load_fused
-from .runner import build_runner, setup_cpu_distributed
+from .runner import build_runner, finish_distributed, setup_cpu_distributed
 
 __all__ = ['REFUSED', 'build_config', 'build_model', 'load_config',
            'read_config', 'fitting_form', 'load_fused', 'build_runner',
-           'setup_cpu_distributed']
+           'finish_distributed', 'setup_cpu_distributed']

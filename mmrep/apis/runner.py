@@ -65,6 +65,18 @@ def setup_cpu_distributed(cfg):
     return True
 
 
+def finish_distributed():
+    """Destroy the default process group, if any, once a run has finished.
+
+    A process that exits with the group still alive leaves its gloo threads
+    to the interpreter's teardown, which can abort the process
+    (``terminate called without an active exception``) after training
+    succeeded.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def build_runner(cfg):
     """Build the runner the config asks for (``runner_type``) or mmengine's.
 
