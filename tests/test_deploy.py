@@ -91,6 +91,26 @@ def test_every_config_fuses_losslessly(config):
         assert type(deployed.decode_head) is type(fused.decode_head)
 
 
+@pytest.mark.parametrize('align_corners', [False, True])
+def test_deploy_uperhead_equals_mmseg_uperhead(align_corners):
+    """The deploy head gives mmseg's outputs; with ``align_corners=True``,
+    which its form does not cover, it runs as mmseg's."""
+    from mmseg.models.decode_heads import UPerHead
+    torch.manual_seed(0)
+    head = UPerHead(in_channels=[4, 6, 8, 8], channels=8, num_classes=3,
+                    in_index=[0, 1, 2, 3], pool_scales=(1, 2, 3),
+                    align_corners=align_corners).eval()
+    inputs = [torch.randn(2, c, 23 // 2**i + 1, 37 // 2**i + 1)
+              for i, c in enumerate([4, 6, 8, 8])]
+    with torch.no_grad():
+        ref = head(inputs)
+        fused = reparameterize_model(head)
+        assert type(fused) is DeployUPerHead
+        assert fused._decomposable() == (not align_corners)
+        out = fused(inputs)
+    assert (out - ref).abs().max() <= 1e-5 * ref.abs().max()
+
+
 @pytest.mark.parametrize('size', [(9, 13), (10, 14), (17, 29), (5, 7),
                                   (3, 4), (1, 1)])
 def test_conv_of_a_resized_map_at_its_own_resolution(size):

@@ -77,13 +77,12 @@ def conv3x3_of_resized(x, weight, size):
     taps = weight.permute(2, 3, 0, 1).reshape(9 * out_channels, channels)
     products = torch.matmul(taps, x.flatten(2)).view(
         n, 3, 3, out_channels, h, w)
+    cols = [resize_matrix(size[1], w, kx - 1, x.dtype, x.device).t()
+            for kx in range(3)]
     out = None
     for ky in range(3):
-        rows = None
-        for kx in range(3):
-            cols = resize_matrix(size[1], w, kx - 1, x.dtype, x.device)
-            part = torch.matmul(products[:, ky, kx], cols.t())
-            rows = part if rows is None else rows + part
+        rows = sum(torch.matmul(products[:, ky, kx], cols[kx])
+                   for kx in range(3))
         lines = resize_matrix(size[0], h, ky - 1, x.dtype, x.device)
         part = torch.matmul(lines, rows)
         out = part if out is None else out + part

@@ -11,8 +11,8 @@ after their blocks); then it folds the
 BatchNorm of every mmcv ``ConvModule`` outside the backbone whose norm
 directly follows its convolution (the necks and heads of mmseg and mmdet
 models), and turns mmseg's ``UPerHead`` into its deploy form
-(:mod:`mmrep.deploy.heads`). The deploy hook, ``tools/reparam.py``, ``tools/export_onnx.py`` and
-the tests all go through it.
+(:mod:`mmrep.deploy.heads`). The deploy hook, ``tools/reparam.py``,
+``tools/export_onnx.py`` and the tests all go through it.
 """
 import copy
 
