@@ -1,6 +1,12 @@
 """mmrep: structurally re-parameterized MLP backbones for OpenMMLab."""
-from .utils.serialization import allow_checkpoint_globals
-from .version import __version__
+# mmengine and mmcv outside their supported ranges fail here, in one line,
+# before anything imports them.
+from .dependencies import check_required_versions
+
+check_required_versions()
+
+from .utils.serialization import allow_checkpoint_globals  # noqa: E402
+from .version import __version__  # noqa: E402
 
 # mmengine's resume needs its own log buffers and numpy objects to pass
 # torch's weights-only unpickler; allow exactly those.

@@ -17,13 +17,15 @@ rounding.
 import torch
 import torch.nn.functional as F
 
+from ..dependencies import optional_library
 from ..registry import MODELS
 
-try:
+# Without a usable mmseg (absent, out of range, or failing its own import
+# checks) there is no head to replace; an unusable one is logged once.
+UPerHead = None
+if optional_library('mmseg', needed_for='the deploy form of UPerHead'):
     from mmseg.models.decode_heads import UPerHead
     from mmseg.models.utils import resize
-except ImportError:  # mmseg is not installed: no head to replace
-    UPerHead = None
 
 
 def resize_matrix(out_size, in_size, shift=0, dtype=torch.float32,
