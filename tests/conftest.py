@@ -1,8 +1,9 @@
 """Shared test helpers.
 
 The conformance fixtures (outputs of the original implementations on random
-weights) live in the directory named by ``MMREP_FIXTURES``, by default
-``../shared/fixtures`` next to the repository.
+weights) live in ``tests/data`` (its README says where each file came from);
+``MMREP_FIXTURES`` names another folder of files of the same formats, which
+then run through the same tests.
 """
 import glob
 import os
@@ -13,8 +14,7 @@ import torch
 from tool_runner import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-FIXTURES = os.environ.get('MMREP_FIXTURES',
-                          osp.join(REPO, '..', 'shared', 'fixtures'))
+FIXTURES = os.environ.get('MMREP_FIXTURES') or osp.join(REPO, 'tests', 'data')
 
 
 def fixture_files(pattern):

@@ -4,6 +4,7 @@ between mmrep's packages only at module level, only downwards
 no tool importing another tool."""
 import ast
 import glob
+import os
 import os.path as osp
 
 import pytest
@@ -14,7 +15,8 @@ from conftest import REPO
 # lower ones (deploy is below checkpoints: the loader fuses through the
 # walker, never the other way round).
 LAYERS = {
-    'mmrep.version': 0, 'mmrep.utils': 0, 'mmrep.registry': 0,
+    'mmrep.version': 0, 'mmrep.dependencies': 0, 'mmrep.utils': 0,
+    'mmrep.registry': 0,
     'mmrep.models.layers': 1,
     'mmrep.models.backbones': 2, 'mmrep.models': 2, 'mmrep.datasets': 2,
     'mmrep.deploy': 3,
@@ -120,3 +122,21 @@ def test_the_checker_sees_a_bad_import(tmp_path):
     assert imports == [('mmrep.checkpoints', 5, True)]
     assert LAYERS[layer_of('mmrep.checkpoints')] > \
         LAYERS[layer_of('mmrep.models.layers.bad')]
+
+
+def test_fixtures_in_the_repository_hold_every_shared_fixture():
+    """``tests/data`` is the fixtures' home; a fixture set published beside
+    the repository (``../shared/fixtures``, where one exists) is copied in
+    whole, byte for byte."""
+    import filecmp
+    shared = osp.join(REPO, '..', 'shared', 'fixtures')
+    if not osp.isdir(shared):
+        pytest.skip('no ../shared/fixtures beside this clone')
+    data = osp.join(REPO, 'tests', 'data')
+    names = sorted(n for n in os.listdir(shared) if n != 'README.md')
+    assert names
+    missing = [n for n in names if not osp.isfile(osp.join(data, n))]
+    assert not missing, f'copy into tests/data: {missing}'
+    differ = [n for n in names if not filecmp.cmp(
+        osp.join(shared, n), osp.join(data, n), shallow=False)]
+    assert not differ, f'tests/data differs from ../shared/fixtures: {differ}'
