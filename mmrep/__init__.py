@@ -12,6 +12,15 @@ from .version import __version__  # noqa: E402
 # torch's weights-only unpickler; allow exactly those.
 allow_checkpoint_globals()
 
+# ``mmrep::<folder>/<config>.py`` names (configs shipped in mmrep/.mim). This
+# changes mmengine: it adds 'mmrep' to mmengine.config.utils.MODULE2PACKAGE
+# (read by ``_base_`` and by mmengine's registries) and wraps
+# ``Config.fromfile`` to accept ``package::path`` names; see
+# mmrep/utils/config_names.py.
+from .utils.config_names import register_config_package  # noqa: E402
+
+register_config_package()
+
 # ``checkpoints`` registers the loader behind ``init_cfg=Pretrained``.
 from . import checkpoints, deploy, models  # noqa: E402,F401
 from .checkpoints import load_pretrained  # noqa: E402
