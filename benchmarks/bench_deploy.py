@@ -65,7 +65,6 @@ from mmrep.models.layers.linear import linear
 from mmrep.utils.testing import randomize_bn
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(REPO, 'tools'))  # reparam.py, export_onnx.py
 T224_MMPRETRAIN = dict(channels=[64, 128, 256, 512], depths=[2, 2, 6, 2],
                        sharesets_nums=[1, 4, 16, 128])
 
@@ -232,7 +231,7 @@ def selected(only, name):
 
 def build_segmentor(path):
     """The config's segmentor with random weights and BN statistics."""
-    from reparam import build_model, load_config
+    from mmrep.apis import build_model, load_config
     cfg = load_config(path)
     cfg.model.backbone.pop('init_cfg', None)
     return randomize_bn(build_model(cfg)).eval()
@@ -245,7 +244,7 @@ def dense_row(path, size, threads, repeats, warmup, workdir):
         dict: ``{form: (ms, relative difference to train-time)}``.
     """
     import onnxruntime as ort
-    from export_onnx import export
+    from mmrep.apis.onnx_export import export
     model = build_segmentor(path)
     fused = mmrep.reparameterize_model(model)
     fused_cl = copy.deepcopy(fused).to(memory_format=torch.channels_last)

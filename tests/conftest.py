@@ -11,7 +11,8 @@ import os.path as osp
 
 import pytest
 import torch
-from tool_runner import load_tool
+
+from mmrep.checkpoints.conversion import mmrep_arch as _mmrep_arch
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 FIXTURES = os.environ.get('MMREP_FIXTURES') or osp.join(REPO, 'tests', 'data')
@@ -50,7 +51,8 @@ def assert_close(actual, expected, atol=1e-4, what=''):
 
 def mmrep_arch(family, original_kwargs):
     """An original release's constructor arguments as an mmrep arch dict
-    (``tools/convert_checkpoint.py``'s translator).
+    (:func:`mmrep.checkpoints.conversion.mmrep_arch`, the translator of
+    ``tools/convert_checkpoint.py``).
 
     Args:
         family (str): ``repmlpnet``, ``repvgg``, ``repmlp-res50`` or
@@ -60,8 +62,7 @@ def mmrep_arch(family, original_kwargs):
     Returns:
         dict: the arch, in mmrep's names.
     """
-    return load_tool('convert_checkpoint').mmrep_arch(family,
-                                                      original_kwargs)
+    return _mmrep_arch(family, original_kwargs)
 
 
 def load_via_init_cfg(cls, checkpoint, *args, **kwargs):

@@ -123,8 +123,7 @@ def demo_checkpoint(tmp_path_factory):
 
 
 @pytest.mark.parametrize('damage', ['truncated', 'corrupt'])
-def test_truncated_or_corrupt_checkpoint(demo_checkpoint, tmp_path, damage,
-                                         capsys):
+def test_truncated_or_corrupt_checkpoint(demo_checkpoint, tmp_path, damage):
     data = open(demo_checkpoint, 'rb').read()
     bad = str(tmp_path / f'{damage}.pth')
     # Random bytes fail inside torch.load in many ways (EOFError,
@@ -140,9 +139,9 @@ def test_truncated_or_corrupt_checkpoint(demo_checkpoint, tmp_path, damage,
     # tools/reparam.py: one error line naming the file, nothing written.
     out = str(tmp_path / 'out' / 'fused.pth')
     os.makedirs(osp.dirname(out))
-    assert load_tool('reparam').main([DEMO, bad, '--out', out]) == 1
-    err = capsys.readouterr().err
-    assert f'error: cannot read checkpoint {bad}' in err
+    with pytest.raises(SystemExit) as err:
+        load_tool('reparam').main([DEMO, bad, '--out', out])
+    assert err.value.code.startswith(f'error: cannot read checkpoint {bad}')
     assert files_in(osp.dirname(out)) == []
 
 
@@ -173,7 +172,7 @@ def test_negative_variance_is_caught_after_fusion():
 
 
 def test_reparam_tool_writes_nothing_for_nan_weights(demo_checkpoint,
-                                                     tmp_path, capsys):
+                                                     tmp_path):
     state = torch.load(demo_checkpoint, weights_only=True)
     key = 'backbone.stages.1.0.repmlp_block.fc3_bn.running_mean'
     state['state_dict'][key][0] = float('nan')
@@ -181,11 +180,12 @@ def test_reparam_tool_writes_nothing_for_nan_weights(demo_checkpoint,
     torch.save(state, bad)
     out_dir = tmp_path / 'out'
     out_dir.mkdir()
-    code = load_tool('reparam').main([DEMO, bad, '--out',
-                                      str(out_dir / 'fused.pth')])
-    assert code == 1
-    err = capsys.readouterr().err
-    assert f'non-finite weights before fusion: {key} (4,) has 1 NaN' in err
+    with pytest.raises(SystemExit) as err:
+        load_tool('reparam').main([DEMO, bad, '--out',
+                                   str(out_dir / 'fused.pth')])
+    assert err.value.code.startswith('error: ')
+    assert f'non-finite weights before fusion: {key} (4,) has 1 NaN' in \
+        err.value.code
     assert files_in(str(out_dir)) == []
 
 
@@ -200,8 +200,7 @@ def _config_without_custom_imports(tmp_path):
 
 
 @pytest.mark.parametrize('tool', ['train', 'test', 'reparam'])
-def test_config_without_custom_imports(tool, demo_checkpoint, tmp_path,
-                                       capsys):
+def test_config_without_custom_imports(tool, demo_checkpoint, tmp_path):
     config = _config_without_custom_imports(tmp_path)
     work = tmp_path / 'work'
     hint = "custom_imports = dict(imports=['mmrep'], " \
@@ -212,14 +211,10 @@ def test_config_without_custom_imports(tool, demo_checkpoint, tmp_path,
         'reparam': [config, demo_checkpoint, '--out',
                     str(tmp_path / 'fused.pth')],
     }[tool]
-    main = load_tool(tool).main
-    if tool == 'reparam':
-        assert main(argv) == 1
-        msg = capsys.readouterr().err
-    else:
-        with pytest.raises(SystemExit) as err:
-            main(argv)
-        msg = str(err.value.code)
+    with pytest.raises(SystemExit) as err:
+        load_tool(tool).main(argv)
+    msg = err.value.code
+    assert msg.startswith('error: ') and '\n' not in msg
     assert "uses 'mmrep.RepMLPNet' at model.backbone" in msg
     assert hint in msg
     assert not work.exists() and not (tmp_path / 'fused.pth').exists()

@@ -13,6 +13,7 @@ from mmengine.registry import init_default_scope
 from tool_runner import DEMO, load_tool
 
 import mmrep  # noqa: F401
+from mmrep.apis import build_model, onnx_export
 from mmrep.deploy import (adaptive_avg_pool2d_by_matrices, onnx_pooling,
                           tensor_outputs)
 from mmrep.models.backbones.cyclemlp import CycleBlock
@@ -168,7 +169,7 @@ def random_checkpoint(config, tmp_path):
         path = str(tmp_path / 'config.py')
         Config(config).dump(path)
         config = path
-    model = randomize_bn(load_tool('export_onnx').build_model(
+    model = randomize_bn(build_model(
         Config.fromfile(config)).eval())
     ckpt = str(tmp_path / 'model.pth')
     torch.save({'state_dict': model.state_dict()}, ckpt)
@@ -177,11 +178,10 @@ def random_checkpoint(config, tmp_path):
 
 def check_against_torch(model, path, x, what):
     """onnxruntime on ``x`` equals the train-time torch model to 1e-4."""
-    tool = load_tool('export_onnx')
     with torch.no_grad():
         ref = tensor_outputs(model, x)
-    got = tool.run_onnx(path, x)
-    diff, scale = tool.max_difference(ref, got)
+    got = onnx_export.run_onnx(path, x)
+    diff, scale = onnx_export.max_difference(ref, got)
     assert diff <= 1e-4 * scale, f'{what}: max abs diff {diff:.3g}'
     return got
 
@@ -190,10 +190,10 @@ def check_against_torch(model, path, x, what):
 def test_exported_fused_model_matches_torch(case, tmp_path, capsys):
     config, shape = CASES[case]
     config, ckpt, model = random_checkpoint(config, tmp_path)
-    tool = load_tool('export_onnx')
     out = str(tmp_path / 'model.onnx')
-    assert tool.main([config, ckpt, '--out', out, '--shape', *map(
-        str, shape), '--verify']) == 0
+    assert load_tool('export_onnx').main([
+        config, ckpt, '--out', out, '--shape', *map(str, shape),
+        '--verify']) == 0
     assert 'verify with onnxruntime' in capsys.readouterr().out
     assert osp.isfile(out)
 
@@ -208,7 +208,7 @@ def test_exported_fused_model_matches_torch(case, tmp_path, capsys):
     import onnxruntime
     with pytest.raises(onnxruntime.capi.onnxruntime_pybind11_state.
                        InvalidArgument, match='Got invalid dimensions'):
-        tool.run_onnx(out, torch.randn(1, 3, shape[0] + 32, shape[1]))
+        onnx_export.run_onnx(out, torch.randn(1, 3, shape[0] + 32, shape[1]))
 
 
 DYNAMIC_CASES = {
@@ -233,12 +233,11 @@ DYNAMIC_CASES = {
 def test_dynamic_export_runs_at_other_sizes(case, tmp_path, capsys):
     config, shape, others = DYNAMIC_CASES[case]
     config, ckpt, model = random_checkpoint(config, tmp_path)
-    tool = load_tool('export_onnx')
     out = str(tmp_path / 'model.onnx')
     sizes = [f'{h}x{w}' for h, w in others]
-    assert tool.main([config, ckpt, '--out', out, '--dynamic', '--shape',
-                      *map(str, shape), '--verify', '--verify-shapes',
-                      *sizes]) == 0
+    assert load_tool('export_onnx').main([
+        config, ckpt, '--out', out, '--dynamic', '--shape',
+        *map(str, shape), '--verify', '--verify-shapes', *sizes]) == 0
     log = capsys.readouterr().out
     assert 'dynamic (N, 3, H, W) input' in log
     h, w = others[-1]
@@ -255,13 +254,12 @@ def test_dynamic_export_runs_at_other_sizes(case, tmp_path, capsys):
 def test_verify_failure_is_reported(tmp_path, capsys, monkeypatch):
     config, ckpt, _ = random_checkpoint(DYNAMIC_CASES['RepVGG-segmentor'][0],
                                         tmp_path)
-    tool = load_tool('export_onnx')
-    real = tool.run_onnx
-    monkeypatch.setattr(tool, 'run_onnx', lambda path, x: [
+    real = onnx_export.run_onnx
+    monkeypatch.setattr(onnx_export, 'run_onnx', lambda path, x: [
         o + 1 for o in real(path, x)])
-    assert tool.main([config, ckpt, '--out', str(tmp_path / 'm.onnx'),
-                      '--dynamic', '--shape', '64', '64', '--verify',
-                      '--verify-shapes', '40x72']) == 2
+    assert load_tool('export_onnx').main([
+        config, ckpt, '--out', str(tmp_path / 'm.onnx'), '--dynamic',
+        '--shape', '64', '64', '--verify', '--verify-shapes', '40x72']) == 2
     assert 'differs from torch by more than 1e-4' in capsys.readouterr().err
 
 
@@ -371,11 +369,14 @@ def test_mask_rcnn_reparam_and_export(tmp_path, capsys):
     assert len(got) == 3 + 2 * 3  # FPN levels, RPN scores and deltas
 
 
-def test_bad_checkpoint_writes_nothing(tmp_path, capsys):
+def test_bad_checkpoint_writes_nothing(tmp_path):
     wrong = str(tmp_path / 'wrong.pth')
     torch.save({'state_dict': {'backbone.foo': torch.zeros(1)}}, wrong)
     out = str(tmp_path / 'never.onnx')
     init_default_scope('mmseg')
-    assert load_tool('export_onnx').main([DEMO, wrong, '--out', out]) == 1
-    assert 'backbone.foo' in capsys.readouterr().err
+    with pytest.raises(SystemExit) as err:
+        load_tool('export_onnx').main([DEMO, wrong, '--out', out])
+    assert err.value.code.startswith(
+        f'error: {wrong} does not fit the model as configured: ')
+    assert "['backbone.foo']" in err.value.code
     assert not osp.exists(out)

@@ -1,7 +1,9 @@
 """The package layering the README's developer section describes: imports
 between mmrep's packages only at module level, only downwards
-(utils <- layers <- backbones <- checkpoints / deploy <- apis <- tools), and
-no tool importing another tool."""
+(utils <- layers <- backbones <- checkpoints / deploy <- apis <- tools), no
+tool importing another tool, and no test importing logic from a tool: the
+tests take what they check from the package and run a tool only through
+``load_tool(name).main`` (or ``.parse_args``)."""
 import ast
 import glob
 import os
@@ -10,6 +12,7 @@ import os.path as osp
 import pytest
 
 from conftest import REPO
+from tool_runner import INSTALL_HELPERS
 
 # Lower numbers are lower layers; a module may import its own layer or
 # lower ones (deploy is below checkpoints: the loader fuses through the
@@ -140,3 +143,79 @@ def test_fixtures_in_the_repository_hold_every_shared_fixture():
     differ = [n for n in names if not filecmp.cmp(
         osp.join(shared, n), osp.join(data, n), shallow=False)]
     assert not differ, f'tests/data differs from ../shared/fixtures: {differ}'
+
+
+#: What a test may take from a tool module.
+TOOL_ENTRY_POINTS = ('main', 'parse_args')
+
+
+def tool_logic_uses(source, name='<test>'):
+    """Where a test module takes logic from a tool.
+
+    Args:
+        source (str): the test module's source.
+        name (str): its file name, for the parser.
+
+    Returns:
+        list[tuple[int, str]]: ``(line, what)`` for every ``load_tool(...)``
+        not followed directly by ``.main`` or ``.parse_args`` (kept in a
+        variable, or another attribute taken), and every import of a module
+        named like a tool of tools/.
+    """
+    tools = {osp.basename(p)[:-3]
+             for p in glob.glob(osp.join(REPO, 'tools', '*.py'))}
+    tools -= INSTALL_HELPERS  # standard library only, before mmrep exists
+    tree = ast.parse(source, name)
+    parents = {child: node for node in ast.walk(tree)
+               for child in ast.iter_child_nodes(node)}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            called = func.id if isinstance(func, ast.Name) else \
+                func.attr if isinstance(func, ast.Attribute) else None
+            if called != 'load_tool':
+                continue
+            parent = parents.get(node)
+            if not (isinstance(parent, ast.Attribute)
+                    and parent.attr in TOOL_ENTRY_POINTS):
+                what = parent.attr if isinstance(parent, ast.Attribute) \
+                    else type(parent).__name__
+                found.append((node.lineno, f'load_tool(...) used as {what}'))
+        elif isinstance(node, ast.Import):
+            found.extend((node.lineno, f'import {a.name}') for a in node.names
+                         if a.name.split('.')[0] in tools)
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            if (node.module or '').split('.')[0] in tools:
+                found.append((node.lineno, f'from {node.module} import'))
+    return sorted(found)
+
+
+TEST_MODULES = sorted(
+    p for p in glob.glob(osp.join(REPO, 'tests', '*.py'))
+    if osp.basename(p) != 'tool_runner.py')  # defines load_tool
+
+
+@pytest.mark.parametrize('path', TEST_MODULES, ids=osp.basename)
+def test_tests_take_no_logic_from_tools(path):
+    with open(path) as f:
+        uses = tool_logic_uses(f.read(), path)
+    assert not uses, '; '.join(f'{osp.relpath(path, REPO)}:{line}: {what}'
+                               for line, what in uses)
+
+
+def test_the_checker_sees_tool_logic_in_a_test():
+    """The checker itself: a translator taken from a tool, a tool module
+    kept in a variable and a tool imported by name are found; running
+    ``main`` or ``parse_args`` is not."""
+    source = (
+        "from tool_runner import load_tool\n"
+        "import convert_checkpoint\n"
+        "arch = load_tool('convert_checkpoint').mmrep_arch('repvgg', {})\n"
+        "tool = load_tool('reparam')\n"
+        "load_tool('train').main(['x.py'])\n"
+        "load_tool('test').parse_args(['x.py', 'y.pth'])\n")
+    assert tool_logic_uses(source) == [
+        (2, 'import convert_checkpoint'),
+        (3, 'load_tool(...) used as mmrep_arch'),
+        (4, 'load_tool(...) used as Assign')]

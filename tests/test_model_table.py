@@ -9,7 +9,7 @@ import pytest
 from conftest import FIXTURES
 from tool_runner import load_tool
 
-table = load_tool('model_table')
+from mmrep.apis import model_table as table
 
 # Original release names -> (family, mmrep preset).
 RENAME = {
@@ -68,3 +68,14 @@ def test_table_row_and_markdown():
     lines = text.splitlines()
     assert lines[0].startswith('| model | input | params (M)')
     assert lines[2].startswith('| RepVGG-A0 | 64x64 | 9.11 | 8.31 |')
+
+
+def test_tool_refuses_an_unknown_family(tmp_path):
+    out = tmp_path / 'table.md'
+    with pytest.raises(SystemExit) as err:
+        load_tool('model_table').main(['--families', 'repvgg,vit',
+                                       '--out', str(out)])
+    assert err.value.code == (
+        "error: unknown families ['vit']; choose from ['repvgg', "
+        "'repmlpnet', 'repmlp-res50', 'cyclemlp']")
+    assert not out.exists()

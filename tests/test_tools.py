@@ -1,20 +1,24 @@
 """The tools refuse what they cannot do right, with one ``error:`` line and
-nothing written: checkpoints that fit neither the train-time nor the fused
-model, models that do not build, unreadable init checkpoints; ``--resume``
-skips a checkpoint that a killed run left truncated; the demo's schedule
-scales to any ``--iters``; ``package::path`` configs; ``dist_train.sh
---help``."""
+nothing written: every tool given a missing input; checkpoints that fit
+neither the train-time nor the fused model, models that do not build,
+unreadable init checkpoints; ``--resume`` skips a checkpoint that a killed
+run left truncated; the demo's schedule scales to any ``--iters``;
+``package::path`` configs; ``dist_train.sh --help``."""
+import glob
 import os
 import os.path as osp
 import subprocess
+import sys
 
 import pytest
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
-from tool_runner import DEMO, REPO, load_tool
+from tool_runner import DEMO, INSTALL_HELPERS, REPO, load_tool
 
 import mmrep  # noqa: F401
+from mmrep.apis import ConfigReadError, build_config, preflight_train
+from mmrep.apis.demo import demo_config_options
 from mmrep.deploy import make_deploy_config, reparameterize_model
 from mmrep.models.backbones import RepVGG
 from mmrep.utils.testing import randomize_bn
@@ -47,6 +51,72 @@ def checkpoints(tmp_path_factory):
                                RepVGG(TINY_REPVGG).state_dict().items()}},
                paths['repvgg'])
     return paths
+
+
+def missing_input(tool, tmp_path):
+    """A command line of ``tool`` whose input is missing (or, for the tools
+    that read none, an argument the tool cannot use).
+
+    Args:
+        tool (str): the tool's name (``tools/<tool>.py``).
+        tmp_path (Path): an empty folder.
+
+    Returns:
+        tuple[list[str], list[Path]]: the arguments, and the paths the tool
+        must not create.
+    """
+    config, ckpt = str(tmp_path / 'no_config.py'), str(tmp_path / 'no.pth')
+    work, out = tmp_path / 'work', tmp_path / 'out.file'
+    cases = {
+        'train': ([DEMO, '--work-dir', str(work), '--cfg-options',
+                   f'load_from={ckpt}'], [work]),
+        'test': ([DEMO, ckpt, '--work-dir', str(work), '--out-metrics',
+                  str(out)], [work, out]),
+        'reparam': ([DEMO, ckpt, '--out', str(out)],
+                    [out, tmp_path / 'out_config.py']),
+        'export_onnx': ([config, ckpt, '--out', str(out)], [out]),
+        'convert_checkpoint': ([ckpt, str(out), '--family', 'repvgg'],
+                               [out]),
+        'model_table': (['--families', 'no-such-family', '--out', str(out)],
+                        [out]),
+        'demo': (['--data-root', str(tmp_path / 'a_file'), '--work-dir',
+                  str(work)], [work]),
+    }
+    assert tool in cases, f'tools/{tool}.py has no refusal case here'
+    if tool == 'demo':
+        (tmp_path / 'a_file').write_text('not a dataset folder')
+    return cases[tool]
+
+
+TOOL_NAMES = sorted(
+    name for name in (osp.basename(p)[:-len('.py')]
+                      for p in glob.glob(osp.join(REPO, 'tools', '*.py')))
+    if name not in INSTALL_HELPERS)
+
+
+@pytest.mark.parametrize('tool', TOOL_NAMES)
+def test_every_tool_refuses_a_missing_input_with_one_error_line(tool,
+                                                                tmp_path):
+    """As a user runs it: exactly one stderr line ``error: ...`` (library
+    warnings silenced), exit status 1, nothing created."""
+    argv, not_created = missing_input(tool, tmp_path)
+    proc = subprocess.run(
+        [sys.executable, osp.join('tools', f'{tool}.py'), *argv], cwd=REPO,
+        capture_output=True, text=True,
+        env=dict(os.environ, PYTHONWARNINGS='ignore'))
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith('error: '), lines
+    for path in not_created:
+        assert not path.exists(), path
+    assert sorted(p.name for p in tmp_path.iterdir()) == \
+        (['a_file'] if tool == 'demo' else [])
+
+
+def test_the_tool_list_is_every_python_tool():
+    assert {'train', 'test', 'reparam', 'export_onnx', 'convert_checkpoint',
+            'model_table', 'demo'} <= set(TOOL_NAMES)
+    assert 'install' not in TOOL_NAMES and 'dist_train' not in TOOL_NAMES
 
 
 def refusal(tool, argv):
@@ -137,7 +207,6 @@ def test_train_tool_refuses_an_unreadable_init_checkpoint(tmp_path):
 def test_resume_skips_a_truncated_newest_checkpoint(checkpoints, tmp_path):
     """What a SIGKILL during mmengine's save leaves: the newest file cut
     short. ``--resume`` without a path takes the newest one that loads."""
-    train = load_tool('train')
     work = tmp_path / 'work'
     work.mkdir()
     data = open(checkpoints['train'], 'rb').read()
@@ -147,9 +216,9 @@ def test_resume_skips_a_truncated_newest_checkpoint(checkpoints, tmp_path):
     with open(cut, 'wb') as f:
         f.write(data[:len(data) // 3])
     os.utime(good, ns=(1, 1))  # older than the truncated one
-    cfg = train.build_config(train.parse_args(
+    cfg = build_config(load_tool('train').parse_args(
         [DEMO, '--work-dir', str(work), '--resume']))
-    notes = train.preflight(cfg, DEMO)
+    notes = preflight_train(cfg, DEMO)
     assert cfg.resume is True and cfg.load_from == good
     assert notes == [
         f'--resume: resuming from {good}, the newest checkpoint of {work} '
@@ -159,15 +228,14 @@ def test_resume_skips_a_truncated_newest_checkpoint(checkpoints, tmp_path):
 
 
 def test_resume_starts_fresh_when_no_checkpoint_loads(checkpoints, tmp_path):
-    train = load_tool('train')
     work = tmp_path / 'work'
     work.mkdir()
     cut = str(work / 'iter_2.pth')
     with open(cut, 'wb') as f:
         f.write(open(checkpoints['train'], 'rb').read()[:1000])
-    cfg = train.build_config(train.parse_args(
+    cfg = build_config(load_tool('train').parse_args(
         [DEMO, '--work-dir', str(work), '--resume']))
-    notes = train.preflight(cfg, DEMO)
+    notes = preflight_train(cfg, DEMO)
     assert cfg.resume is False and not cfg.load_from
     assert notes[0].startswith(
         f'--resume: no checkpoint of {work} loads, so training starts from '
@@ -179,9 +247,8 @@ def test_resume_starts_fresh_when_no_checkpoint_loads(checkpoints, tmp_path):
 def test_demo_schedule_builds_for_any_iters(iters):
     """``--iters N`` used to fail for N <= 30 (warm-up end 30 > N)."""
     from mmengine.registry import PARAM_SCHEDULERS
-    demo = load_tool('demo')
-    cfg = Config.fromfile(demo.CONFIG)
-    opts = demo.config_options('data/x', iters)
+    cfg = Config.fromfile(DEMO)
+    opts = demo_config_options('data/x', iters)
     cfg.merge_from_dict({k: DictAction._parse_iterable(v) for k, v in
                          (o.split('=', 1) for o in opts)})
     warmup, decay = cfg.param_scheduler
@@ -213,15 +280,15 @@ def test_dist_train_prints_usage():
 
 
 def test_package_config_names():
-    train = load_tool('train')
     name = 'mmpretrain::repvgg/repvgg-A0_8xb32_in1k.py'
-    cfg = train.build_config(train.parse_args([name]))
+    cfg = build_config(load_tool('train').parse_args([name]))
     assert cfg.model.backbone.type == 'RepVGG'
     assert cfg.work_dir == osp.join('./work_dirs', 'repvgg-A0_8xb32_in1k')
     missing = 'mmpretrain::repvgg/no-such-config.py'
-    with pytest.raises(SystemExit) as err:
-        train.build_config(train.parse_args([missing]))
-    assert str(err.value.code).startswith(
+    with pytest.raises(ConfigReadError,
+                       match=f'^cannot read config {missing}: '):
+        build_config(load_tool('train').parse_args([missing]))
+    assert refusal('train', [missing]).startswith(
         f'error: cannot read config {missing}: ')
 
 

@@ -5,6 +5,15 @@ checkpoint is.
 Usage:
     python tools/demo.py [--work-dir work_dirs/demo] [--data-root data/demo_cityscapes]
         [--iters N]
+
+Training and evaluation run as ``tools/train.py`` and ``tools/test.py``
+subprocesses with :func:`mmrep.apis.demo.demo_config_options`.
+
+Exit status: 0 when done; 1 for a refused input (the demo config missing,
+``--data-root`` or ``--work-dir`` naming something that is not a folder):
+one ``error:`` line on stderr, nothing written; 2 for arguments argparse
+rejects; a failing step's own status, after its own message, when training
+or evaluation fails.
 """
 import argparse
 import json
@@ -18,57 +27,12 @@ CONFIG = osp.join(ROOT, 'configs', 'cityscapes',
                   'demo_upernet_repmlpnet-tiny_1xb8-cpu_cityscapes-synthetic.py')
 
 
-def majority_miou(data_root):
-    """mIoU (in %) of predicting the most frequent val class everywhere."""
-    import glob
-
-    import numpy as np
-    from PIL import Image
-    labels = np.concatenate([
-        np.asarray(Image.open(p)).ravel() for p in glob.glob(
-            osp.join(data_root, 'gtFine', 'val', '*', '*labelTrainIds.png'))])
-    labels = labels[labels != 255]
-    counts = np.bincount(labels)
-    present = np.count_nonzero(counts)
-    # IoU of the majority class is its pixel share; every other present
-    # class scores 0.
-    return 100 * counts.max() / labels.size / present
-
-
 def positive_int(text):
     """``argparse`` type: an integer >= 1."""
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f'must be at least 1, got {value}')
     return value
-
-
-def config_options(data_root, iters):
-    """The ``--cfg-options`` that point the demo config at ``data_root`` and
-    train for ``iters`` iterations.
-
-    The warm-up (linear, 30 of the config's 300 iterations) scales with
-    ``iters``: a tenth of them, at least 1 and at most 30; the polynomial
-    decay takes the rest (with ``iters`` = 1 it starts after training ends).
-
-    Args:
-        data_root (str): the dataset folder.
-        iters (int): training iterations, >= 1.
-
-    Returns:
-        list[str]: ``key=value`` overrides.
-    """
-    warmup = max(1, min(30, iters // 10))
-    return [f'data_root={data_root}',
-            f'train_dataloader.dataset.data_root={data_root}',
-            f'val_dataloader.dataset.data_root={data_root}',
-            f'test_dataloader.dataset.data_root={data_root}',
-            f'train_cfg.max_iters={iters}',
-            f'train_cfg.val_interval={iters}',
-            f'default_hooks.checkpoint.interval={iters}',
-            f'param_scheduler.0.end={warmup}',
-            f'param_scheduler.1.begin={warmup}',
-            f'param_scheduler.1.end={max(iters, warmup + 1)}']
 
 
 def parse_args(argv=None):
@@ -84,28 +48,53 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def run_step(*args):
+    """Run ``python *args`` in the repository; a failing step ends the demo
+    with its exit status (the step has said why)."""
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT)
+    if proc.returncode:
+        raise SystemExit(proc.returncode)
+
+
 def main(argv=None):
+    """Run the demo.
+
+    Args:
+        argv (list[str], optional): command-line arguments.
+
+    Raises:
+        SystemExit: ``'error: ...'`` (exit status 1) for a refused input,
+            before anything is written; a failing step's exit status.
+    """
     args = parse_args(argv)
 
     sys.path.insert(0, ROOT)
+    from mmrep.apis import BadArgumentError, refusals_as_errors
+    from mmrep.apis.demo import demo_config_options, majority_miou
     from mmrep.datasets import make_cityscapes_like
+    with refusals_as_errors():
+        if not osp.isfile(CONFIG):
+            raise FileNotFoundError(f'the demo config is missing: {CONFIG}')
+        for option, path in (('--data-root', args.data_root),
+                             ('--work-dir', args.work_dir)):
+            if osp.exists(path) and not osp.isdir(path):
+                raise BadArgumentError(f'{option} {path} exists and is not '
+                                       f'a folder')
     if not osp.isdir(osp.join(args.data_root, 'gtFine', 'val')):
         print(f'[demo] writing a Cityscapes-layout dataset to {args.data_root}')
         make_cityscapes_like(args.data_root, num_train=64, num_val=16)
-    opts = config_options(args.data_root, args.iters)
+    opts = demo_config_options(args.data_root, args.iters)
     start = time.time()
     print(f'[demo] training {args.iters} iterations on the CPU '
           f'(work dir {args.work_dir})')
-    subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'train.py'),
-                    CONFIG, '--work-dir', args.work_dir, '--cfg-options',
-                    *opts], check=True, cwd=ROOT)
+    run_step(osp.join(ROOT, 'tools', 'train.py'), CONFIG, '--work-dir',
+             args.work_dir, '--cfg-options', *opts)
     checkpoint = osp.join(args.work_dir, f'iter_{args.iters}.pth')
     metrics_file = osp.join(args.work_dir, 'test_metrics.json')
     print('[demo] evaluating with mmseg IoUMetric')
-    subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'test.py'),
-                    CONFIG, checkpoint, '--work-dir', args.work_dir,
-                    '--out-metrics', metrics_file, '--cfg-options', *opts],
-                   check=True, cwd=ROOT)
+    run_step(osp.join(ROOT, 'tools', 'test.py'), CONFIG, checkpoint,
+             '--work-dir', args.work_dir, '--out-metrics', metrics_file,
+             '--cfg-options', *opts)
     with open(metrics_file) as f:
         metrics = json.load(f)
     print(f'[demo] done in {time.time() - start:.0f} s: mIoU '

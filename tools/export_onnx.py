@@ -33,26 +33,29 @@ onnxruntime at the export shape (and with ``--dynamic`` at the
 ``--verify-shapes``, by default 200x333, twice and about half the export
 size, the last at batch 2) and exits with status 2 when it differs from the
 fused torch model by more than 1e-4 (relative to the largest output
-magnitude, at least 1). Bad input is refused with one ``error:`` line and
-nothing is written.
+magnitude, at least 1).
+
+Exit status:
+    0: written (and verified, with ``--verify``);
+    1: refused input (missing or unreadable config or checkpoint, a
+       checkpoint that fits the config in neither form, non-finite weights,
+       missing ``custom_imports``, ``--batch`` below 1, ``--verify-shapes``
+       without ``--dynamic``): one ``error:`` line on stderr, nothing
+       written;
+    2: ``--verify`` failed (onnxruntime differs from torch; not a refused
+       input; the file stays written); also for arguments argparse rejects.
 """
 import argparse
-import os
-import os.path as osp
 import sys
-import warnings
 
-import torch
-import torch.nn as nn
 from mmengine.config import DictAction
 
 import mmrep  # noqa: F401
-from mmrep.apis import build_model, load_config, load_fused
-from mmrep.checkpoints import CheckpointMismatchError
-from mmrep.deploy import NonFiniteWeightsError, onnx_pooling, tensor_outputs
-from mmrep.utils import atomic_write
-from mmrep.utils import (CheckpointLoadError, MissingCustomImportsError,
-                         enforce_weights_only)
+from mmrep.apis import (BadArgumentError, load_config, load_fused,
+                        refusals_as_errors)
+from mmrep.apis.onnx_export import (default_verify_shapes, export,
+                                    random_input, verify)
+from mmrep.utils import enforce_weights_only
 
 
 def parse_args(argv=None):
@@ -94,146 +97,31 @@ def parse_shape(text):
     return h, w
 
 
-def default_verify_shapes(shape):
-    """Other sizes ``--verify --dynamic`` checks: 200x333 (a multiple of no
-    partition or stride), twice the export size and about half of it, off
-    the multiples of 32."""
-    h, w = shape
-    return [(200, 333), (2 * h, 2 * w), (h // 2 + 7, w // 2 + 13)]
-
-
-class TensorForward(nn.Module):
-    """:func:`mmrep.deploy.tensor_outputs` as a module, for export.
+@refusals_as_errors(ValueError)
+def main(argv=None):
+    """Run the tool: export (and verify); see the module docstring.
 
     Args:
-        model (nn.Module): an OpenMMLab model whose forward takes ``mode``.
-    """
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        """Run the model.
-
-        Args:
-            x (Tensor): preprocessed images ``(N, 3, H, W)``.
-
-        Returns:
-            tuple[Tensor]: the model's tensor outputs, in order.
-        """
-        return tuple(tensor_outputs(self.model, x))
-
-
-def dynamic_axes(outputs):
-    """ONNX ``dynamic_axes``: batch, height and width of the input and every
-    axis but the channels (axis 1) of each output.
-
-    Args:
-        outputs (list[Tensor]): the model's outputs on the example input.
-
-    Returns:
-        dict: ``{name: {axis: axis name}}``.
-    """
-    axes = {'input': {0: 'batch', 2: 'height', 3: 'width'}}
-    for i, out in enumerate(outputs):
-        axes[f'output{i}'] = {d: 'batch' if d == 0 else f'output{i}_dim{d}'
-                              for d in range(out.dim()) if d != 1}
-    return axes
-
-
-def export(model, x, out, opset=17, dynamic=False):
-    """Write ``model``'s tensor forward on inputs shaped like ``x`` to ONNX.
-
-    The file is written beside ``out`` and renamed into place, so a failed
-    export leaves nothing behind. Adaptive average pooling is exported as
-    products with pooling matrices (:func:`mmrep.deploy.onnx_pooling`).
-
-    Args:
-        model (nn.Module): the (fused) model.
-        x (Tensor): an example input; its shape is fixed in the graph
-            unless ``dynamic``.
-        out (str): the .onnx file.
-        opset (int): ONNX opset version. Default: 17.
-        dynamic (bool): free batch, height and width. Default: False.
-
-    Returns:
-        list[str]: the output names (``output0``, ``output1``, ...).
-    """
-    wrapper = TensorForward(model).eval()
-    with torch.no_grad():
-        outputs = wrapper(x)
-    names = [f'output{i}' for i in range(len(outputs))]
-    axes = dynamic_axes(outputs) if dynamic else None
-    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-
-    def write(tmp):
-        with torch.no_grad(), warnings.catch_warnings(), onnx_pooling():
-            warnings.simplefilter('ignore')
-            torch.onnx.export(wrapper, (x, ), tmp, input_names=['input'],
-                              output_names=names, opset_version=opset,
-                              dynamic_axes=axes, do_constant_folding=True,
-                              dynamo=False)
-    atomic_write(out, write)
-    return names
-
-
-def run_onnx(path, x):
-    """Run an exported file with onnxruntime on the CPU.
-
-    Args:
-        path (str): the .onnx file.
-        x (Tensor): the input.
-
-    Returns:
-        list[Tensor]: the outputs.
-    """
-    import onnxruntime as ort
-    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
-    feed = {session.get_inputs()[0].name: x.numpy()}
-    return [torch.from_numpy(o) for o in session.run(None, feed)]
-
-
-def max_difference(expected, actual):
-    """Largest absolute difference over matching outputs, and the scale.
-
-    Args:
-        expected (list[Tensor]): reference outputs.
-        actual (list[Tensor]): outputs to compare.
-
-    Returns:
-        tuple[float, float]: max abs difference and
-        ``max(1, largest |expected|)``.
-    """
-    if len(expected) != len(actual):
-        raise ValueError(f'{len(actual)} outputs, expected {len(expected)}')
-    diff, scale = 0., 1.
-    for a, b in zip(expected, actual):
-        if a.shape != b.shape:
-            raise ValueError(f'output shape {tuple(b.shape)}, expected '
-                             f'{tuple(a.shape)}')
-        diff = max(diff, (a.float() - b.float()).abs().max().item())
-        scale = max(scale, a.abs().max().item())
-    return diff, scale
-
-
-def run(args):
-    """Export (and verify); see the module docstring.
-
-    Args:
-        args (argparse.Namespace): parsed arguments.
+        argv (list[str], optional): command-line arguments.
 
     Returns:
         int: exit status (0: written; 2: ``--verify`` failed).
+
+    Raises:
+        SystemExit: ``'error: ...'`` (exit status 1) for a refused input,
+            nothing written.
     """
+    args = parse_args(argv)
+    enforce_weights_only()
     cfg = load_config(args.config, args.cfg_options)
     if args.batch < 1:
-        raise ValueError(f'--batch must be positive, got {args.batch}')
+        raise BadArgumentError(f'--batch must be positive, got {args.batch}')
     if args.verify_shapes and not args.dynamic:
-        raise ValueError('--verify-shapes needs --dynamic (a file exported '
-                         'without it runs at its export shape only)')
+        raise BadArgumentError('--verify-shapes needs --dynamic (a file '
+                               'exported without it runs at its export '
+                               'shape only)')
     shape = tuple(args.shape or cfg.get('crop_size', (224, 224)))
-    model = load_fused(cfg, args.checkpoint)
+    model = load_fused(cfg, args.checkpoint).fused
     x = random_input(args.batch, shape)
     export(model, x, args.out, args.opset, args.dynamic)
     size = 'dynamic (N, 3, H, W) input, traced at ' if args.dynamic else ''
@@ -258,44 +146,6 @@ def run(args):
               file=sys.stderr)
         return 2
     return 0
-
-
-def random_input(batch, shape):
-    """A seeded ``(batch, 3, H, W)`` normal input."""
-    return torch.randn(batch, 3, *shape,
-                       generator=torch.Generator().manual_seed(0))
-
-
-def verify(model, path, x):
-    """Max difference between the torch model and the ONNX file on ``x``.
-
-    Returns:
-        tuple[float, float]: as :func:`max_difference`.
-    """
-    with torch.no_grad():
-        ref = tensor_outputs(model, x)
-    return max_difference(ref, run_onnx(path, x))
-
-
-def main(argv=None):
-    """Run the tool.
-
-    Args:
-        argv (list[str], optional): command-line arguments.
-
-    Returns:
-        int: exit status (0: written; 1: bad input, nothing written;
-        2: ``--verify`` failed).
-    """
-    args = parse_args(argv)
-    enforce_weights_only()
-    try:
-        return run(args)
-    except (CheckpointLoadError, CheckpointMismatchError, FileNotFoundError,
-            MissingCustomImportsError, NonFiniteWeightsError,
-            ValueError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 1
 
 
 if __name__ == '__main__':

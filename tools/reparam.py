@@ -6,17 +6,27 @@ Usage:
 
 Every mmrep module is fused and every BatchNorm that directly follows a
 convolution in the necks and heads (mmcv ``ConvModule``) is folded into it
-(:func:`mmrep.reparameterize_model`). Writes the fused weights to FILE
-(default ``<checkpoint stem>_deploy.pth``) and the deploy config (same
-config, mmrep backbones with ``deploy=True``, ``norm_cfg=None`` where a
-BatchNorm was folded; checked to build exactly the fused structure) beside
-it as ``<FILE stem>_config.py``; ``tools/test.py DEPLOY_CONFIG FILE``
-evaluates the fused model. ``--verify`` runs the train-time and fused models
-in eval mode on one random input and exits non-zero when their outputs
-differ by more than 1e-4 relative (a two-stage detector is compared on what
-it computes without data samples: features and RPN outputs). A checkpoint that is already fused is
-reported and left alone; one that does not fit the config is refused with
-the mismatching keys named, and nothing is written.
+(:func:`mmrep.reparameterize_model`, through :func:`mmrep.apis.load_fused`).
+Writes the fused weights to FILE (default ``<checkpoint stem>_deploy.pth``)
+and the deploy config (same config, mmrep backbones with ``deploy=True``,
+``norm_cfg=None`` where a BatchNorm was folded; checked to build exactly the
+fused structure) beside it as ``<FILE stem>_config.py``;
+``tools/test.py DEPLOY_CONFIG FILE`` evaluates the fused model. ``--verify``
+runs the train-time and fused models in eval mode on one random input and
+fails when their outputs differ by more than 1e-4 relative (a two-stage
+detector is compared on what it computes without data samples: features
+and RPN outputs). A checkpoint that is already fused is reported and left
+alone.
+
+Exit status:
+    0: written, or the checkpoint is already fused (nothing to do);
+    1: refused input (missing or unreadable config or checkpoint, a
+       checkpoint that fits the config in neither form, with the
+       mismatching keys named, non-finite weights, missing
+       ``custom_imports``): one ``error:`` line on stderr, nothing written;
+    2: ``--verify`` failed (the fused model computes something else; not a
+       refused input): an ``error:`` line on stderr after the measured
+       differences, nothing written; also for arguments argparse rejects.
 """
 import argparse
 import os.path as osp
@@ -26,15 +36,9 @@ import torch
 from mmengine.config import DictAction
 
 import mmrep
-from mmrep.apis import build_model, load_config
-from mmrep.checkpoints import (CheckpointMismatchError, describe_mismatch,
-                               matching_form, read_state_dict, same_layout)
-from mmrep.deploy import (NonFiniteWeightsError, make_deploy_config,
-                          reparameterize_model, tensor_outputs)
-from mmrep.deploy import deploy_path
-from mmrep.utils import atomic_save
-from mmrep.utils import (CheckpointLoadError, MissingCustomImportsError,
-                         check_custom_imports, enforce_weights_only)
+from mmrep.apis import load_config, load_fused, refusals_as_errors
+from mmrep.deploy import deploy_path, make_deploy_config, tensor_outputs
+from mmrep.utils import atomic_save, enforce_weights_only
 
 
 def parse_args(argv=None):
@@ -51,31 +55,19 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def check_deploy_config(deploy_cfg, fused):
-    """Make sure the deploy config builds the fused model's structure.
-
-    Args:
-        deploy_cfg (Config): from :func:`mmrep.deploy.make_deploy_config`.
-        fused (nn.Module): the fused model.
-
-    Raises:
-        CheckpointMismatchError: the fused weights would not load strictly
-            into the model the deploy config builds (a conv + BN pair that
-            the config's ``norm_cfg=None`` does not describe); the keys are
-            named.
-    """
-    expected = build_model(deploy_cfg).state_dict()
-    state = fused.state_dict()
-    if not same_layout(state, expected):
-        raise CheckpointMismatchError(
-            'the deploy config does not build the fused model: '
-            + describe_mismatch(state, expected))
-
-
 def compare(model, fused, shape):
     """Max absolute and relative difference of the two models' outputs
     (:func:`mmrep.deploy.tensor_outputs`: for a two-stage detector, the
-    features and RPN outputs)."""
+    features and RPN outputs).
+
+    Args:
+        model (nn.Module): the train-time model.
+        fused (nn.Module): its fused form.
+        shape (tuple[int, int]): the input's ``(H, W)``.
+
+    Returns:
+        tuple[float, float]: max absolute and relative difference.
+    """
     x = torch.randn(1, 3, *shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ref = tensor_outputs(model, x)
@@ -85,59 +77,33 @@ def compare(model, fused, shape):
     return abs_diff, abs_diff / max(scale, 1e-12)
 
 
+@refusals_as_errors()
 def main(argv=None):
-    """Run the tool.
+    """Run the tool: fuse, verify and write; see the module docstring.
 
     Args:
         argv (list[str], optional): command-line arguments.
 
     Returns:
-        int: exit status (0: written or already fused; 1: bad input, nothing
-        written; 2: ``--verify`` failed, nothing written).
+        int: exit status (0: written or already fused; 2: ``--verify``
+        failed, nothing written).
+
+    Raises:
+        SystemExit: ``'error: ...'`` (exit status 1) for a refused input,
+            nothing written.
     """
     args = parse_args(argv)
     enforce_weights_only()
-    try:
-        return run(args)
-    except (CheckpointLoadError, CheckpointMismatchError, FileNotFoundError,
-            MissingCustomImportsError, NonFiniteWeightsError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        print('nothing was written', file=sys.stderr)
-        return 1
-
-
-def run(args):
-    """Fuse, verify and write; see the module docstring.
-
-    Args:
-        args (argparse.Namespace): parsed arguments.
-
-    Returns:
-        int: exit status, as :func:`main`'s.
-    """
     cfg = load_config(args.config, args.cfg_options)
-    deploy_cfg = make_deploy_config(cfg)
-
-    state = read_state_dict(args.checkpoint)
-    model = build_model(cfg)
-    expected = model.state_dict()
-    form = matching_form(state, {
-        'config': expected,
-        'deploy': lambda: build_model(deploy_cfg).state_dict()})
-    if form == 'deploy':
+    loaded = load_fused(cfg, args.checkpoint, keep_unfused=args.verify,
+                        check_deploy=True)
+    if loaded.form == 'deploy':
         print(f'{args.checkpoint} is already fused; nothing to do.')
         return 0
-    if form is None:
-        print(f'error: {args.checkpoint} does not fit {args.config}: '
-              + describe_mismatch(state, expected), file=sys.stderr)
-        return 1
-    model.load_state_dict(state, strict=True)
-    fused = reparameterize_model(model)
-    check_deploy_config(deploy_cfg, fused)
 
     if args.verify:
         shape = args.shape or tuple(cfg.get('crop_size', (224, 224)))
-        abs_diff, rel_diff = compare(model, fused, shape)
+        abs_diff, rel_diff = compare(loaded.model, loaded.fused, shape)
         print(f'verify at {shape[0]}x{shape[1]}: max abs diff {abs_diff:.3g},'
               f' max rel diff {rel_diff:.3g}')
         if rel_diff > 1e-4:
@@ -145,12 +111,13 @@ def run(args):
                   'relative', file=sys.stderr)
             return 2
 
+    deploy_cfg = make_deploy_config(cfg)
     out = args.out or deploy_path(args.checkpoint)
     config_out = osp.splitext(out)[0] + '_config.py'
     meta = dict(source_checkpoint=osp.basename(args.checkpoint),
                 mmrep_version=mmrep.__version__,
                 deploy_config=deploy_cfg.pretty_text)
-    atomic_save(dict(meta=meta, state_dict=fused.state_dict()), out)
+    atomic_save(dict(meta=meta, state_dict=loaded.fused.state_dict()), out)
     deploy_cfg.dump(config_out)
     print(f'fused weights: {out}\ndeploy config: {config_out}')
     return 0

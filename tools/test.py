@@ -9,12 +9,18 @@ Usage:
 The metrics configured as ``test_evaluator`` are printed by mmengine's
 logger and written to ``<work-dir>/<timestamp>/<timestamp>.json``.
 
-The checkpoint must fit the config's model exactly (every key and shape).
-Fused weights (``ReparamCheckpointHook``'s ``<checkpoint>_deploy.pth``, or
+The checkpoint must fit the config's model exactly (every key and shape;
+:func:`mmrep.apis.preflight_test`). Fused weights
+(``ReparamCheckpointHook``'s ``<checkpoint>_deploy.pth``, or
 ``tools/reparam.py``'s output) are evaluated with every mmrep module of the
-config in deploy form, which is logged; anything else is refused with one
-``error:`` line naming the first mismatching keys and shapes, before
-anything is written.
+config in deploy form, which is logged.
+
+Exit status: 0 when evaluated; 1 for a refused input (missing or
+unreadable config or checkpoint, a checkpoint that fits neither form, with
+the first mismatching keys and shapes named, a model that does not build,
+missing ``custom_imports``, ``--show-dir`` without a visualization hook):
+one ``error:`` line on stderr, nothing written; 2 for arguments argparse
+rejects.
 """
 import argparse
 import json
@@ -25,13 +31,11 @@ from mmengine.config import DictAction
 from mmengine.model import is_model_wrapper
 
 import mmrep  # noqa: F401
-from mmrep.apis import (REFUSED, build_config, build_runner,
-                        finish_distributed, fitting_form,
-                        setup_cpu_distributed)
+from mmrep.apis import (build_config, build_runner, enable_visualization,
+                        finish_distributed, preflight_test,
+                        refusals_as_errors, setup_cpu_distributed)
 from mmrep.checkpoints import load_state_strict
-from mmrep.deploy import make_deploy_config
-from mmrep.utils import check_custom_imports, enforce_weights_only, safe_load
-from mmrep.utils.config_check import build_model_state
+from mmrep.utils import enforce_weights_only
 
 
 def _to_json(value):
@@ -70,82 +74,29 @@ def parse_args(argv=None):
     return args
 
 
-def enable_visualization(cfg, show_dir, interval=1):
-    """Make the config's visualization hook draw test predictions into
-    ``show_dir``, as mmseg's, mmdet's and mmpretrain's test tools do.
+def main(argv=None):
+    """Run the tool.
 
     Args:
-        cfg (Config): the config; changed in place.
-        show_dir (str): the folder for the drawings.
-        interval (int): draw every ``interval``-th batch. Default: 1.
-
-    Raises:
-        SystemExit: the config has no visualization hook that draws test
-            predictions.
-    """
-    hook = cfg.get('default_hooks', {}).get('visualization')
-    kind = str(hook.get('type', '')).split('.')[-1] if hook else ''
-    show_dir = osp.abspath(show_dir)
-    if kind == 'SegVisualizationHook':  # mmseg: the visualizer saves
-        hook['draw'] = True
-        cfg.visualizer['save_dir'] = show_dir
-    elif kind == 'DetVisualizationHook':
-        hook['draw'] = True
-        hook['test_out_dir'] = show_dir
-    elif kind == 'VisualizationHook':  # mmpretrain
-        hook['enable'] = True
-        hook['out_dir'] = show_dir
-    else:
-        raise SystemExit(
-            'error: --show-dir needs default_hooks.visualization of type '
-            'SegVisualizationHook, DetVisualizationHook or VisualizationHook '
-            f'(mmpretrain) in the config; it has {kind or "none"}')
-    hook['interval'] = interval
-
-
-def prepare(cfg, args):
-    """Check the config and the checkpoint; pick the model's form.
-
-    Args:
-        cfg (Config): the config; its model is switched to the deploy form
-            when the checkpoint holds fused weights.
-        args (argparse.Namespace): parsed arguments.
+        argv (list[str], optional): command-line arguments.
 
     Returns:
-        tuple[dict[str, Tensor], str]: the weights, and the line to log
-        about them.
+        dict: the metrics.
 
     Raises:
-        SystemExit: with a message starting ``error:``; nothing has been
-            created.
+        SystemExit: ``'error: ...'`` (exit status 1) for a refused input,
+            before anything is written.
     """
-    try:
-        check_custom_imports(cfg, args.config)
-        checkpoint = safe_load(args.checkpoint)
-        form, state = fitting_form(
-            checkpoint, cfg, build_model_state(cfg, args.config),
-            args.checkpoint, args.config)
-    except REFUSED as e:
-        raise SystemExit(f'error: {e}') from None
-    if form == 'config':
-        return state, f'evaluating {args.checkpoint} with the model as ' \
-            f'configured'
-    cfg.model = make_deploy_config(cfg).model
-    return state, (f'{args.checkpoint} holds fused (deploy) weights: '
-                   f'evaluating {args.config} with its mmrep modules in '
-                   f'deploy form')
-
-
-def main(argv=None):
     args = parse_args(argv)
     enforce_weights_only()
-    cfg = build_config(args)
-    # The weights are loaded below, strictly, not by the runner.
-    cfg.load_from = None
-    cfg.resume = False
-    if args.show_dir:
-        enable_visualization(cfg, args.show_dir, args.show_interval)
-    state, note = prepare(cfg, args)
+    with refusals_as_errors():
+        cfg = build_config(args)
+        # The weights are loaded below, strictly, not by the runner.
+        cfg.load_from = None
+        cfg.resume = False
+        if args.show_dir:
+            enable_visualization(cfg, args.show_dir, args.show_interval)
+        state, note = preflight_test(cfg, args.config, args.checkpoint)
     setup_cpu_distributed(cfg)
     runner = build_runner(cfg)
     runner.logger.info(note)

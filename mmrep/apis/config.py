@@ -4,20 +4,16 @@ import os.path as osp
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
-from ..checkpoints import CheckpointMismatchError
-from ..utils import (CheckpointLoadError, MissingCustomImportsError,
-                     ModelConfigError, check_custom_imports)
-
-#: The errors the tools report as one ``error:`` line, writing nothing.
-REFUSED = (MissingCustomImportsError, ModelConfigError, CheckpointLoadError,
-           CheckpointMismatchError, FileNotFoundError, ModuleNotFoundError)
+from ..utils import check_custom_imports
+from .refusals import BadArgumentError, ConfigReadError
 
 
 def load_config(path, cfg_options=None):
     """Read a config for building a model whose weights come from a file.
 
     Args:
-        path (str): the config file.
+        path (str): the config file, or ``package::path``
+            (:func:`read_config`).
         cfg_options (dict, optional): ``--cfg-options`` overrides.
 
     Returns:
@@ -25,10 +21,11 @@ def load_config(path, cfg_options=None):
         (the checkpoint given on the command line supplies the weights).
 
     Raises:
+        ConfigReadError: the config cannot be read.
         MissingCustomImportsError: mmrep backbones without
             ``custom_imports=dict(imports=['mmrep'])``.
     """
-    cfg = Config.fromfile(path)
+    cfg = read_config(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     check_custom_imports(cfg, path)
@@ -63,9 +60,8 @@ def read_config(name):
         Config: the config.
 
     Raises:
-        SystemExit: the file does not exist, the package is not installed,
-            or the config does not parse; the message starts with
-            ``error:``.
+        ConfigReadError: the file does not exist, the package is not
+            installed, or the config does not parse.
     """
     try:
         path = Config._get_cfg_path(name, '')[0] if '::' in name else name
@@ -73,8 +69,8 @@ def read_config(name):
             raise FileNotFoundError(f'no such file: {path}')
         return Config.fromfile(path)
     except Exception as e:  # noqa: BLE001  configs fail in many ways
-        raise SystemExit(f'error: cannot read config {name}: '
-                         f'{type(e).__name__}: {e}') from None
+        raise ConfigReadError(f'cannot read config {name}: '
+                              f'{type(e).__name__}: {e}') from None
 
 
 def build_config(args):
@@ -90,6 +86,9 @@ def build_config(args):
 
     Returns:
         Config: the config to run.
+
+    Raises:
+        ConfigReadError: the config cannot be read.
     """
     cfg = read_config(args.config)
     if args.cfg_options:
@@ -115,3 +114,36 @@ def build_config(args):
         cfg.resume = True
         cfg.load_from = resume
     return cfg
+
+
+def enable_visualization(cfg, show_dir, interval=1):
+    """Make the config's visualization hook draw test predictions into
+    ``show_dir``, as mmseg's, mmdet's and mmpretrain's test tools do.
+
+    Args:
+        cfg (Config): the config; changed in place.
+        show_dir (str): the folder for the drawings.
+        interval (int): draw every ``interval``-th batch. Default: 1.
+
+    Raises:
+        BadArgumentError: the config has no visualization hook that draws
+            test predictions.
+    """
+    hook = cfg.get('default_hooks', {}).get('visualization')
+    kind = str(hook.get('type', '')).split('.')[-1] if hook else ''
+    show_dir = osp.abspath(show_dir)
+    if kind == 'SegVisualizationHook':  # mmseg: the visualizer saves
+        hook['draw'] = True
+        cfg.visualizer['save_dir'] = show_dir
+    elif kind == 'DetVisualizationHook':
+        hook['draw'] = True
+        hook['test_out_dir'] = show_dir
+    elif kind == 'VisualizationHook':  # mmpretrain
+        hook['enable'] = True
+        hook['out_dir'] = show_dir
+    else:
+        raise BadArgumentError(
+            '--show-dir needs default_hooks.visualization of type '
+            'SegVisualizationHook, DetVisualizationHook or VisualizationHook '
+            f'(mmpretrain) in the config; it has {kind or "none"}')
+    hook['interval'] = interval
