@@ -34,6 +34,14 @@ def run_python(code, pythonpath):
                           stderr=subprocess.PIPE)
 
 
+def the_one_line_about_mmseg(proc):
+    """The only line of a run's output that names mmsegmentation."""
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines()
+             if 'mmsegmentation' in line]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
 @pytest.mark.parametrize('module,installed,expected', [
     ('mmcv', '2.2.0', 'mmrep needs mmcv>=2.1.0,<2.2.0; mmcv 2.2.0 is '
      'installed'),
@@ -106,10 +114,7 @@ def test_unsupported_mmseg_disables_only_the_deploy_head(tmp_path):
     assert 'UPerHead None' in proc.stdout
     assert 'head type None' in proc.stdout
     assert 'batchnorms left 0' in proc.stdout
-    warnings = [line for line in (proc.stdout + proc.stderr).splitlines()
-                if 'mmsegmentation' in line]
-    assert len(warnings) == 1, warnings
-    assert warnings[0].endswith(
+    assert the_one_line_about_mmseg(proc).endswith(
         'mmrep needs mmsegmentation>=1.2.2,<1.3.0; mmsegmentation 1.3.0 is '
         'installed: the deploy form of UPerHead disabled')
 
@@ -125,10 +130,7 @@ def test_mmseg_failing_its_own_check_disables_only_the_deploy_head(tmp_path):
                       'print("UPerHead", heads.UPerHead)\n', str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert 'UPerHead None' in proc.stdout
-    lines = [line for line in (proc.stdout + proc.stderr).splitlines()
-             if 'mmsegmentation' in line]
-    assert len(lines) == 1, lines
-    assert lines[0].endswith(
+    assert the_one_line_about_mmseg(proc).endswith(
         'mmsegmentation fails to import (AssertionError: MMCV==2.2.0 is used '
         'but incompatible. Please install mmcv>=2.0.0rc4, <2.2.0.): the '
         'deploy form of UPerHead disabled')
