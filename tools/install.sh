@@ -1,146 +1,202 @@
 #!/usr/bin/env bash
 # Idempotent installer for mmrep and its OpenMMLab stack.
 #
-# From scratch it installs torch/torchvision, builds mmcv 2.1.0 with compiled ops
-# from source against the installed torch (about 17 minutes on 2 cores), installs
-# mmengine, mmsegmentation, mmdet, mmpretrain and mmrep itself (editable).
-# When everything is already present it only checks and returns in seconds.
+# It keeps what is installed and compatible and installs only what is
+# missing, printing one line for each thing it keeps or installs:
+#   - torch: a supported torch is kept, whatever its build (CPU, CUDA);
+#     torch and torchvision are installed only where no torch is present. An
+#     unsupported torch is refused unless --replace-torch is given.
+#   - torchvision: kept when it imports with the torch; installed (the
+#     release made with that torch) when missing or made for another torch.
+#   - mmcv: kept when its version is in requirements/mminstall.txt and its
+#     compiled ops load (with CUDA ops where a GPU is visible or FORCE_CUDA=1);
+#     otherwise a cached wheel is installed or mmcv is built from source
+#     against the installed torch (about 17 minutes on 2 cores) and cached,
+#     keyed by torch release, torch build and the wheel's ops:
+#       $MMREP_CACHE/wheels/torch-2.14.1-cu130/        CUDA ops
+#       $MMREP_CACHE/wheels/torch-2.14.1-cu130-cpuops/ CUDA torch, CPU-only ops
+#       $MMREP_CACHE/wheels/torch-2.13.0-cpu/          CPU torch
+#   - the OpenMMLab libraries and the test/export tools: the ranges of
+#     requirements/*.txt; those outside them are installed, pip held to the
+#     kept torch, torchvision and mmcv by a constraints file.
+#   - mmrep itself, editable from this checkout.
+# When everything is present it only checks and returns in seconds. The
+# decisions are made by tools/install_plan.py (tests/test_install.py).
+#
+# Usage: tools/install.sh [--dry-run] [--replace-torch] [--no-torchvision]
+#   --dry-run         print the keep/install lines and change nothing
+#   --replace-torch   replace an unsupported torch (or one that does not
+#                     import) with torch $TORCH_DEFAULT
+#   --no-torchvision  where no torchvision is installed, go on without one
+#                     (mmpretrain and the torchvision-based tests need it);
+#                     one that is installed must still import
 #
 # Environment:
-#   PYTHON            interpreter to install into (default: python3)
-#   MMREP_CACHE       where built mmcv wheels are kept, keyed by torch version
-#                     (default: ~/.cache/mmrep)
+#   PYTHON                 interpreter to install into (default: python3)
+#   MMREP_CACHE            where built mmcv wheels are kept
+#                          (default: ~/.cache/mmrep)
+#   MMREP_REPLACE_TORCH=1  same as --replace-torch
+#   MMREP_NO_TORCHVISION=1 same as --no-torchvision
+#   MMREP_DRY_RUN=1        same as --dry-run
+#   MMREP_TORCH_INDEX_URL  an extra package index for torch/torchvision
+#                          (e.g. https://download.pytorch.org/whl/cpu)
+#   FORCE_CUDA=1           build mmcv's CUDA ops without a visible GPU
+#   MAX_JOBS               parallel compile jobs of the mmcv build
 set -euo pipefail
+
+# The version policy, in one place.
+TORCH_SUPPORTED='>=2.4'          # mmrep needs torch.serialization.add_safe_globals
+TORCH_TESTED='2.13.0 2.14.1'     # releases the test suite has passed on
+TORCH_DEFAULT=2.14.1             # installed only where no torch is present
+TORCHVISION_DEFAULT=0.29.1       # the torchvision of TORCH_DEFAULT
+MMCV_BUILD=2.1.0                 # built from source; within requirements/mminstall.txt
+SETUPTOOLS_MAX=81                # setuptools 81 drops pkg_resources (mmcv's setup.py)
 
 PY=${PYTHON:-python3}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${MMREP_CACHE:-$HOME/.cache/mmrep}
-TORCH_VERSION=2.14.1
-TORCHVISION_VERSION=0.29.1
-MMCV_VERSION=2.1.0
-PIP="$PY -m pip --disable-pip-version-check"
+DRY_RUN=${MMREP_DRY_RUN:-0}
+REPLACE_TORCH=${MMREP_REPLACE_TORCH:-0}
+NO_TORCHVISION=${MMREP_NO_TORCHVISION:-0}
+for arg in "$@"; do
+  case "$arg" in
+    --dry-run) DRY_RUN=1 ;;
+    --replace-torch) REPLACE_TORCH=1 ;;
+    --no-torchvision) NO_TORCHVISION=1 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "[install] unknown argument: $arg (see --help)" >&2; exit 2 ;;
+  esac
+done
 
+PIP="$PY -m pip --disable-pip-version-check"
+TORCH_INDEX=()
+if [ -n "${MMREP_TORCH_INDEX_URL:-}" ]; then
+  TORCH_INDEX=(--extra-index-url "$MMREP_TORCH_INDEX_URL")
+fi
 log() { printf '[install] %s\n' "$*"; }
 
-# One interpreter start checks everything and prints what is missing, so an
-# installed environment is confirmed in a few seconds.
-missing() {
-  "$PY" - "$ROOT" "$TORCH_VERSION" "$TORCHVISION_VERSION" "$MMCV_VERSION" <<'PYEOF' 2>/dev/null || echo setuptools torch mmcv openmmlab tools mmrep
-import importlib.util, os, sys
-from importlib.metadata import PackageNotFoundError, version
-root, torch_v, tv_v, mmcv_v = sys.argv[1:5]
+STATE=$(mktemp -d)
+trap 'rm -rf "$STATE"' EXIT
+PLAN_ARGS=(--root "$ROOT" --cache "$CACHE" --torch-supported "$TORCH_SUPPORTED"
+  --torch-tested "$TORCH_TESTED" --torch-default "$TORCH_DEFAULT"
+  --torchvision-default "$TORCHVISION_DEFAULT" --mmcv-build "$MMCV_BUILD"
+  --setuptools-max "$SETUPTOOLS_MAX"
+  --vars-out "$STATE/plan.sh" --constraints-out "$STATE/constraints.txt")
+[ "$REPLACE_TORCH" = 1 ] && PLAN_ARGS+=(--replace-torch)
+[ "$NO_TORCHVISION" = 1 ] && PLAN_ARGS+=(--no-torchvision)
 
-def ver(name):
-    try:
-        return version(name).split('+')[0]
-    except PackageNotFoundError:
-        return None
-
-out = []
-st = ver('setuptools')
-if st is None or not 77 <= int(st.split('.')[0]) < 81 or \
-        importlib.util.find_spec('pkg_resources') is None:
-    out.append('setuptools')
-if ver('torch') != torch_v or ver('torchvision') != tv_v:
-    out.append('torch')
-if ver('mmcv') != mmcv_v:
-    out.append('mmcv')
-else:
-    try:  # compiled ops must load against the installed torch
-        from mmcv import _ext  # noqa: F401
-    except Exception:
-        out.append('mmcv')
-pins = {'mmengine': '0.10.7', 'mmsegmentation': '1.2.2', 'mmdet': '3.3.0',
-        'mmpretrain': '1.2.0'}
-if any(ver(k) != v for k, v in pins.items()):
-    out.append('openmmlab')
-if any(ver(k) is None for k in ('pytest', 'hypothesis', 'onnx',
-                                  'onnxruntime')):
-    out.append('tools')
-spec = importlib.util.find_spec('mmrep')
-if ver('mmrep') is None or spec is None or os.path.realpath(
-        os.path.dirname(spec.origin)) != os.path.realpath(
-            os.path.join(root, 'mmrep')):
-    out.append('mmrep')
-print(' '.join(out))
-PYEOF
-}
-
-TODO=" $(missing) "
-needs() { [[ "$TODO" == *" $1 "* ]]; }
-
-# 1. setuptools that still ships pkg_resources (mmcv's setup.py needs it) and
-#    is new enough for torch 2.14.
-if needs setuptools; then
-  log "installing setuptools>=77,<81"
-  $PIP install -q 'setuptools>=77,<81' wheel
-fi
-
-# 2. torch + torchvision.
-if needs torch; then
-  log "installing torch==$TORCH_VERSION torchvision==$TORCHVISION_VERSION"
-  $PIP install -q "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
-fi
-
-# 3. mmcv with compiled ops, built from source against this torch.
-mmcv_ok() {
-  "$PY" - "$MMCV_VERSION" <<'PYEOF' >/dev/null 2>&1
-import sys
-import mmcv
-assert mmcv.__version__ == sys.argv[1]
-from mmcv import _ext  # noqa: F401  compiled ops load against this torch
-from mmcv.ops import nms  # noqa: F401
-PYEOF
-}
-if needs mmcv; then
-  TORCH_KEY=$("$PY" -c "import torch; print(torch.__version__.replace('+', '_'))")
-  WHEEL_DIR="$CACHE/wheels/torch-$TORCH_KEY"
-  mkdir -p "$WHEEL_DIR"
-  WHEEL=$(ls "$WHEEL_DIR"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n 1 || true)
-  if [ -z "$WHEEL" ]; then
-    log "building mmcv $MMCV_VERSION with ops against torch $TORCH_KEY (about 17 minutes on 2 cores)"
-    BUILD=$(mktemp -d)
-    trap 'rm -rf "$BUILD"' EXIT
-    # The source distribution, unpacked without running its setup.py.
-    $PIP download -q --no-deps --no-binary mmcv --no-build-isolation -d "$BUILD" "mmcv==$MMCV_VERSION" \
-      || $PIP download -q --no-deps --no-binary :all: --no-build-isolation -d "$BUILD" "mmcv==$MMCV_VERSION"
-    tar -xzf "$BUILD"/mmcv-"$MMCV_VERSION".tar.gz -C "$BUILD"
-    SRC="$BUILD/mmcv-$MMCV_VERSION"
-    # torch >= 2.10 headers need C++20; mmcv 2.1.0 hard-codes C++17 for CPU builds.
-    sed -i "s/-std=c++17/-std=c++20/g" "$SRC/setup.py"
-    grep -q -- '-std=c++20' "$SRC/setup.py" || { log "could not patch the C++ standard in mmcv's setup.py"; exit 1; }
-    (cd "$SRC" && MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} \
-      $PIP wheel --no-cache-dir --no-build-isolation --no-deps -w "$WHEEL_DIR" .)
-    WHEEL=$(ls "$WHEEL_DIR"/mmcv-"$MMCV_VERSION"-*.whl | head -n 1)
-  else
-    log "reusing $WHEEL (built against torch $TORCH_KEY)"
+# Probe the environment and decide (one interpreter start, plus one child
+# for the imports); the plan's variables are PLAN_*.
+plan() {
+  if ! command -v "$PY" >/dev/null 2>&1 && [ ! -x "$PY" ]; then
+    log "no interpreter $PY (set PYTHON)"; exit 1
   fi
-  $PIP install -q --no-deps --force-reinstall "$WHEEL"
-  # mmcv's own runtime requirements (its package imports mmengine).
-  $PIP install -q "mmengine==0.10.7" addict numpy packaging Pillow pyyaml yapf opencv-python-headless
-  mmcv_ok || { log "mmcv $MMCV_VERSION installed but its compiled ops do not import"; exit 1; }
-fi
+  "$PY" "$ROOT/tools/install_plan.py" plan "${PLAN_ARGS[@]}" "$@"
+  # shellcheck source=/dev/null
+  . "$STATE/plan.sh"
+}
 
-# 4. The OpenMMLab libraries, pinned.
-if needs openmmlab; then
-  log "installing mmengine 0.10.7, mmsegmentation 1.2.2, mmdet 3.3.0, mmpretrain 1.2.0"
-  $PIP install -q "mmengine==0.10.7" "mmsegmentation==1.2.2" "mmdet==3.3.0" "mmpretrain==1.2.0" \
-    ftfy regex
-fi
-
-# 5. Test and export tools (pytest, hypothesis; onnx and onnxruntime for
-#    tools/export_onnx.py) and mmrep itself (editable).
-if needs tools; then
-  log "installing pytest, hypothesis, onnx, onnxruntime"
-  $PIP install -q pytest hypothesis onnx onnxruntime
-fi
-if needs mmrep; then
-  log "installing mmrep (editable) from $ROOT"
-  $PIP install -q --no-deps --no-build-isolation -e "$ROOT"
-fi
-TODO=" $(missing) "
-if [ "$TODO" != "  " ]; then
-  log "still missing after installing:$TODO"
+plan
+if [ "$PLAN_REFUSED" = 1 ]; then
   exit 1
 fi
-log "ready: torch $TORCH_VERSION, mmcv $MMCV_VERSION, mmengine 0.10.7, mmseg 1.2.2, mmdet 3.3.0, mmpretrain 1.2.0, mmrep (editable, $ROOT)"
+if [ "$DRY_RUN" = 1 ]; then
+  log "dry run: nothing changed"
+  exit 0
+fi
+if [ "$PLAN_DONE" = 1 ]; then
+  log "ready: nothing to install"
+  exit 0
+fi
+
+# 1. torch + torchvision: only where no torch is present, or behind
+#    --replace-torch; torchvision alone where it is missing or mismatched.
+if [ "$PLAN_TORCH" = install ] || [ "$PLAN_TORCH" = replace ]; then
+  $PIP install -q "${TORCH_INDEX[@]}" "${PLAN_TORCH_SPECS[@]}"
+  plan --changes-only
+  if [ "$PLAN_REFUSED" = 1 ]; then exit 1; fi
+fi
+if [ "$PLAN_TORCHVISION" = install ]; then
+  # The kept torch is pinned; a torchvision made for another torch goes.
+  $PIP install -q --force-reinstall --no-deps -c "$STATE/constraints.txt" \
+    "${TORCH_INDEX[@]}" "$PLAN_TORCHVISION_SPEC"
+  $PIP install -q -c "$STATE/constraints.txt" "${TORCH_INDEX[@]}" "$PLAN_TORCHVISION_SPEC"
+  plan --changes-only
+  if [ "$PLAN_REFUSED" = 1 ]; then exit 1; fi
+  if [ "$PLAN_TORCHVISION" != keep ] && [ "$PLAN_TORCHVISION" != skip ]; then
+    log "torchvision still does not suit torch; see the line above"; exit 1
+  fi
+fi
+
+# 2. mmcv with compiled ops: a cached wheel, else built from source against
+#    the installed torch.
+if [ "$PLAN_MMCV" = build ]; then
+  if [ -n "$PLAN_SETUPTOOLS_SPEC" ]; then
+    # mmcv's setup.py imports pkg_resources; torch declares a minimum.
+    $PIP install -q "$PLAN_SETUPTOOLS_SPEC" -c "$STATE/constraints.txt"
+  fi
+  "$PY" -c 'import wheel' 2>/dev/null || $PIP install -q wheel
+  BUILD="$STATE/build"
+  mkdir -p "$BUILD"
+  # The source distribution, unpacked without running its setup.py.
+  $PIP download -q --no-deps --no-binary mmcv --no-build-isolation -d "$BUILD" "mmcv==$MMCV_BUILD" \
+    || $PIP download -q --no-deps --no-binary :all: --no-build-isolation -d "$BUILD" "mmcv==$MMCV_BUILD"
+  tar -xzf "$BUILD"/mmcv-"$MMCV_BUILD".tar.gz -C "$BUILD"
+  SRC="$BUILD/mmcv-$MMCV_BUILD"
+  # torch >= 2.10 headers need C++20; mmcv 2.1.0 hard-codes C++17 for CPU builds.
+  sed -i "s/-std=c++17/-std=c++20/g" "$SRC/setup.py"
+  grep -q -- '-std=c++20' "$SRC/setup.py" || { log "could not patch the C++ standard in mmcv's setup.py"; exit 1; }
+  if [ "$PLAN_MMCV_CUDA_OPS" = 1 ]; then
+    log "building mmcv $MMCV_BUILD with CUDA ops (about 17 minutes on 2 cores without CUDA; longer with)"
+    FORCE=1
+  else
+    log "building mmcv $MMCV_BUILD with CPU ops (about 17 minutes on 2 cores)"
+    FORCE=${FORCE_CUDA:-0}
+  fi
+  (cd "$SRC" && FORCE_CUDA=$FORCE MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} \
+    $PIP wheel -q --no-cache-dir --no-build-isolation --no-deps -w "$BUILD/wheel" .)
+  BUILT=$(ls "$BUILD"/wheel/mmcv-"$MMCV_BUILD"-*.whl | head -n 1)
+  # Cached under the key of what the wheel contains (CUDA ops or not).
+  PLAN_MMCV_WHEEL=$("$PY" "$ROOT/tools/install_plan.py" place-wheel --cache "$CACHE" "$BUILT")
+  log "cached $PLAN_MMCV_WHEEL"
+  PLAN_MMCV=reuse
+elif [ "$PLAN_MMCV" = reuse ]; then
+  # A wheel of the old torch-version-only cache moves under its new key.
+  PLAN_MMCV_WHEEL=$("$PY" "$ROOT/tools/install_plan.py" place-wheel --cache "$CACHE" "$PLAN_MMCV_WHEEL")
+fi
+if [ "$PLAN_MMCV" = reuse ]; then
+  $PIP install -q --no-deps --force-reinstall "$PLAN_MMCV_WHEEL"
+  PLAN_MMCV=deps
+fi
+if [ "$PLAN_MMCV" = deps ]; then
+  # mmcv's own requirements (it imports mmengine and cv2), within the ranges
+  # of requirements/*.txt; the installed mmcv satisfies the pin.
+  $PIP install -q -c "$STATE/constraints.txt" "$PLAN_MMCV_PIN"
+  # opencv-python needs libGL to import; the headless build does not.
+  "$PY" -c 'import cv2' 2>/dev/null || $PIP install -q -c "$STATE/constraints.txt" opencv-python-headless
+  plan --changes-only
+  if [ "$PLAN_REFUSED" = 1 ]; then exit 1; fi
+  if [ "$PLAN_MMCV" != keep ]; then
+    log "mmcv $PLAN_MMCV_PIN is installed but its compiled ops do not load with this torch; see the line above"; exit 1
+  fi
+fi
+
+# 3. The OpenMMLab libraries, mmcv's own requirements and the tools, within
+#    the ranges of requirements/*.txt; torch, torchvision and mmcv held.
+if [ "${#PLAN_PIP_SPECS[@]}" -gt 0 ]; then
+  $PIP install -q -c "$STATE/constraints.txt" "${PLAN_PIP_SPECS[@]}"
+  # opencv-python (a requirement of mmengine) needs libGL to import.
+  "$PY" -c 'import cv2' 2>/dev/null || $PIP install -q -c "$STATE/constraints.txt" opencv-python-headless
+fi
+
+# 4. mmrep itself, editable.
+if [ "$PLAN_MMREP" = install ]; then
+  $PIP install -q --no-deps --no-build-isolation -e "$ROOT"
+fi
+
+plan --changes-only
+if [ "$PLAN_DONE" != 1 ]; then
+  log "not complete after installing; see the lines above"
+  exit 1
+fi
+log "ready"
