@@ -11,7 +11,11 @@ def read_state_dict(checkpoint, map_location='cpu'):
     """Read a checkpoint file (or take a dict) and return its state dict.
 
     Unwraps ``state_dict`` / ``model`` / ``module`` containers and strips
-    DataParallel's ``module.`` prefix.
+    DataParallel's ``module.`` prefix. Files are read by
+    :func:`~mmrep.utils.safe_load`, which also reads MindSpore ``.ckpt``,
+    PaddlePaddle ``.pdparams`` and ``.safetensors`` files (told by their
+    content) as plain state dicts under their own names
+    (:mod:`mmrep.checkpoints.frameworks`).
 
     Args:
         checkpoint (str | dict): a path, or an already loaded checkpoint.

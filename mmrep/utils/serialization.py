@@ -8,6 +8,11 @@ those types (and a ``getattr`` restricted to ``HistoryBuffer``'s statistics
 methods), so ``runner.resume`` works without ever turning ``weights_only``
 off. ``argparse.Namespace``, which the original releases' training scripts
 save beside their weights, is allowed too: it only holds attributes.
+
+:func:`safe_load` also reads the checkpoints of other frameworks, which it
+tells by their first bytes: MindSpore ``.ckpt`` and PaddlePaddle
+``.pdparams`` files (read without those frameworks, by :mod:`.frameworks`)
+and ``.safetensors`` files (with the ``safetensors`` package).
 """
 import argparse
 import os
@@ -15,6 +20,9 @@ import pickle
 
 import numpy as np
 import torch
+
+from .frameworks import (FrameworkFormatError, file_format, read_mindspore,
+                         read_paddle, read_safetensors)
 
 
 def _numpy_globals():
@@ -124,8 +132,56 @@ def _unpickler_detail(error):
         else error.__class__.__name__
 
 
+def read_framework_checkpoint(path, map_location='cpu', framework=None):
+    """Read a checkpoint file of another framework as a state dict.
+
+    Args:
+        path (str | os.PathLike): the file.
+        map_location (str | torch.device): where to put the tensors (any
+            other kind of ``map_location`` leaves them on the CPU).
+        framework (str, optional): ``'mindspore'``, ``'paddle'`` or
+            ``'safetensors'``: read the file as that format whatever its
+            first bytes say. By default the first bytes decide.
+
+    Returns:
+        dict[str, Tensor] | None: the tensors under the framework's own
+        names; None where ``framework`` is not given and the file is none
+        of these formats (a torch checkpoint, or anything else).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        CheckpointLoadError: the file is truncated or corrupt (one line);
+            :class:`UnsafeCheckpointError` when it is a pickle that names
+            a global outside the few numpy arrays need (never executed).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'checkpoint not found: {path}')
+    readers = {'mindspore': read_mindspore, 'paddle': read_paddle,
+               'safetensors': read_safetensors}
+    found = framework or file_format(path)
+    if found is None:
+        return None
+    if found not in readers:
+        raise ValueError(f'framework must be one of {sorted(readers)}, '
+                         f'got {found!r}')
+    try:
+        state = readers[found](path)
+    except FrameworkFormatError as e:
+        error = UnsafeCheckpointError if e.refused else CheckpointLoadError
+        raise error(str(e)) from e
+    if isinstance(map_location, (str, torch.device)) and \
+            torch.device(map_location).type != 'cpu':
+        state = {k: v.to(map_location) for k, v in state.items()}
+    return state
+
+
 def safe_load(path, map_location='cpu'):
     """Load a checkpoint with ``weights_only=True`` and clear errors.
+
+    MindSpore, PaddlePaddle and safetensors files (told by their first
+    bytes) are read by :func:`read_framework_checkpoint` instead, as a
+    plain state dict under the framework's own names.
 
     Args:
         path (str | os.PathLike): the checkpoint file.
@@ -143,6 +199,9 @@ def safe_load(path, map_location='cpu'):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path}')
+    state = read_framework_checkpoint(path, map_location)
+    if state is not None:
+        return state
     allow_checkpoint_globals()
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
