@@ -300,3 +300,30 @@ class RepBackbone(BaseModule):
             self._is_init = True
             return
         super().init_weights()
+
+
+# ---------------------------------------------------------------------------
+# checkpoint sources: MindSpore names (used by the MindCV blocks of the
+# family files)
+# ---------------------------------------------------------------------------
+#: MindSpore BatchNorm tensor name -> PyTorch's.
+MINDSPORE_BN_NAMES = {'gamma': 'weight', 'beta': 'bias',
+                      'moving_mean': 'running_mean',
+                      'moving_variance': 'running_var'}
+
+
+def torch_bn_name(key):
+    """A MindSpore BatchNorm tensor's key with PyTorch's last name.
+
+    Args:
+        key (str): e.g. ``'stages.0.0.prebn1.moving_mean'``.
+
+    Returns:
+        str: e.g. ``'stages.0.0.prebn1.running_mean'``; other keys as they
+        are.
+    """
+    head, _, last = key.rpartition('.')
+    if last not in MINDSPORE_BN_NAMES:
+        return key
+    return f'{head}.{MINDSPORE_BN_NAMES[last]}' if head else \
+        MINDSPORE_BN_NAMES[last]

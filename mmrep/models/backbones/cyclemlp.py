@@ -400,3 +400,106 @@ class CycleMLP(RepBackbone):
                 group.append(getattr(self, self._out_norm_name(i)))
             stages.append(group)
         return [self.patch_embed], stages
+
+
+# ---------------------------------------------------------------------------
+# checkpoint source: Paddle-CycleMLP
+# huangshenneng/Paddle-CycleMLP ``cycle_mlp.py`` (at 6728f3e), its
+# ``CycleNet(...)`` and its ``paddle.save(model.state_dict())`` files.
+#
+# The port computes what the original release computes: the same model,
+# line for line, with Paddle's ``deform_conv2d`` for Cycle FC (the same
+# fixed integer offsets, one deformable group per channel, and the same
+# zero reads outside the map, so the same per-channel shifts), Paddle's
+# exact GELU and LayerNorm eps 1e-5: no option is needed. Its names are the
+# original's; its Linear weights are stored (in, out).
+# ---------------------------------------------------------------------------
+#: The port's (the original's) arch arguments -> mmrep's arch keys.
+PADDLE_ARCH_NAMES = dict(layers='num_blocks', embed_dims='channels',
+                         mlp_ratios='mlp_ratios', skip_lam='skip_lam',
+                         qkv_bias='qkv_bias')
+#: The port's arguments that change no number in eval mode, are ignored by
+#: its code (``img_size``, ``patch_size``, ``in_chans``, ``segment_dim``,
+#: ``qk_scale``) or are classes, not data.
+PADDLE_DROPPED = ('num_classes', 'img_size', 'patch_size', 'in_chans',
+                  'segment_dim', 'qk_scale', 'drop_rate', 'attn_drop_rate',
+                  'drop_path_rate', 'norm_layer', 'mlp_fn', 'fork_feat',
+                  'transitions')
+
+
+def from_paddle_kwargs(port_kwargs):
+    """The mmrep settings of a Paddle-CycleMLP ``CycleNet(...)``.
+
+    The port's names are the original's (translated as
+    :data:`mmrep.checkpoints.conversion.ORIGINAL_ARCH_NAMES` does:
+    :data:`PADDLE_ARCH_NAMES`); :data:`PADDLE_DROPPED` leave the arch. Like
+    the original, the port's embedding always takes 3 image channels,
+    whatever ``in_chans`` says. ``fork_feat=True`` (per-stage norms, no
+    classifier) gives a backbone returning every stage.
+
+    Args:
+        port_kwargs (dict): the port's constructor arguments.
+
+    Returns:
+        tuple[dict, int | None]: the :class:`CycleMLP` constructor arguments
+        (a classifier's backbone: the last stage through ``norm``) and the
+        number of classes (None for ``fork_feat``).
+
+    Raises:
+        ValueError: a stage but the last without a (stride-2) transition
+            (mmrep's only layout), or an argument the port does not take.
+    """
+    fork_feat = bool(port_kwargs.get('fork_feat', False))
+    num_classes = None if fork_feat else \
+        int(port_kwargs.get('num_classes', 1000))
+    unknown = sorted(set(port_kwargs) - set(PADDLE_ARCH_NAMES) -
+                     set(PADDLE_DROPPED))
+    if unknown:
+        raise ValueError(f'Paddle-CycleMLP CycleNet takes no {unknown}')
+    arch = {new: port_kwargs[old] for old, new in PADDLE_ARCH_NAMES.items()
+            if old in port_kwargs}
+    arch = {k: tuple(v) if isinstance(v, list) else v
+            for k, v in arch.items()}
+    num_stages = len(arch['num_blocks'])
+    transitions = list(port_kwargs.get('transitions') or ())
+    if len(transitions) < num_stages - 1 or \
+            not all(transitions[:num_stages - 1]):
+        raise ValueError(f'transitions {transitions}: every stage but the '
+                         f'last must end with a (stride-2) downsampling')
+    if fork_feat:
+        outputs = dict(out_indices=tuple(range(num_stages)))
+    else:
+        outputs = dict(out_indices=(-1, ), final_norm=True)
+    return dict(arch=arch, **outputs), num_classes
+
+
+def from_paddle_state_dict(port_state):
+    """Paddle-CycleMLP weights as mmrep backbone and classifier weights.
+
+    Every name is the original's, which mmrep keeps (Cycle FC ``offset``
+    buffers included; they hold the original's offsets); ``head.*`` becomes
+    the classifier's ``fc.*``. Every 2-D ``weight`` is a Linear layer's,
+    stored (in, out) by Paddle, and is transposed. Entries that are not
+    arrays (Paddle's ``StructuredToParameterName@@`` name table) are
+    dropped.
+
+    Args:
+        port_state (dict[str, Tensor | numpy.ndarray]): the port's weights.
+
+    Returns:
+        tuple[dict, dict]: backbone weights and head weights (``fc.weight``,
+        ``fc.bias``, mmpretrain's ``LinearClsHead`` names).
+    """
+    backbone, head = {}, {}
+    for key, value in port_state.items():
+        if not hasattr(value, 'shape'):
+            continue
+        value = torch.as_tensor(value)
+        if key.endswith('.weight') and value.dim() == 2:
+            value = value.t().contiguous()
+        if key.startswith('head.'):
+            head['fc.' + key[len('head.'):]] = value
+        else:
+            backbone[key] = value
+    return backbone, head
+# ------------------------ end of checkpoint source: Paddle-CycleMLP ----------

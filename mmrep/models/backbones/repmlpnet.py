@@ -39,7 +39,9 @@ Differences from the original:
 * ``partition_sizes`` is a setting of its own. Inputs of any size run: the
   image and each embedding input are zero-padded on the bottom/right to a
   multiple of the stride, and each RepMLP block pads its map to a multiple of
-  its partition (see above).
+  its partition (see above). ``embed_rounding='floor'`` makes the embeddings
+  drop that remainder instead, as the original's unpadded strided
+  convolutions do.
 * Stage outputs (before the next embedding) are returned as NCHW maps for
   ``out_indices``; ``final_norm=True`` applies ``head_norm`` to the last one,
   which is what a classifier needs.
@@ -49,6 +51,11 @@ Differences from the original:
   fused checkpoints that keep it are folded on load). For inference on the
   CPU those products, and the fused FFN's, run on oneDNN
   (:mod:`mmrep.models.layers.linear`).
+
+MindCV's port (``mindcv/models/repmlp.py``) computes the FFN's GELU in its
+tanh approximation (MindSpore's default), which ``gelu_approximate='tanh'``
+reproduces; :func:`from_mindcv_kwargs` and :func:`from_mindcv_state_dict`
+(end of this file) translate its arguments and weights.
 """
 import logging
 import math
@@ -63,7 +70,8 @@ from ...registry import MODELS
 from ..layers import (ConvBN, build_bn, conv_to_fc, fold_input_bn, fuse_bn,
                       fused_conv, pad_to_partition)
 from ..layers.linear import grouped_linear, linear, onednn_usable
-from .base import RepBackbone, is_positive_int, positive_ints
+from .base import (RepBackbone, is_positive_int, positive_ints,
+                   torch_bn_name)
 
 
 PARTITION_ORDERS = ('spatial', 'original')
@@ -292,15 +300,19 @@ class FFNBlock(nn.Module):
     vectors (:func:`~mmrep.models.layers.linear.linear`, GELU in the first):
     a 1x1 convolution on an NCHW map is slower there than transposing the
     map, multiplying and transposing back.
+
+    ``gelu_approximate`` is ``nn.GELU``'s ``approximate``: ``'none'`` (the
+    exact, erf form, the original's) or ``'tanh'``.
     """
 
-    def __init__(self, channels, hidden, deploy=False, norm_cfg=None):
+    def __init__(self, channels, hidden, deploy=False, norm_cfg=None,
+                 gelu_approximate='none'):
         super().__init__()
         self.ffn_fc1 = ConvBN(channels, hidden, 1, deploy=deploy,
                               norm_cfg=norm_cfg)
         self.ffn_fc2 = ConvBN(hidden, channels, 1, deploy=deploy,
                               norm_cfg=norm_cfg)
-        self.act = nn.GELU()
+        self.act = nn.GELU(approximate=gelu_approximate)
 
     def forward(self, x, identity=None):
         """Apply the FFN; ``identity`` (the unit's residual) is added.
@@ -317,7 +329,8 @@ class FFNBlock(nn.Module):
                 and onednn_usable(x, fc1.weight)):
             N, C, H, W = x.shape
             rows = x.permute(0, 2, 3, 1).reshape(-1, C)
-            rows = linear(rows, fc1.weight.flatten(1), fc1.bias, act='gelu')
+            act = 'gelu' if self.act.approximate == 'none' else 'gelu_tanh'
+            rows = linear(rows, fc1.weight.flatten(1), fc1.bias, act=act)
             rows = linear(rows, fc2.weight.flatten(1), fc2.bias)
             y = rows.reshape(N, H, W, C).permute(0, 3, 1, 2)
         else:
@@ -338,13 +351,13 @@ class RepMLPNetUnit(nn.Module):
 
     def __init__(self, channels, partition, num_sharesets, conv_kernels,
                  gp_reduce, ffn_expand=4, deploy=False, norm_cfg=None,
-                 partition_order='spatial'):
+                 partition_order='spatial', gelu_approximate='none'):
         super().__init__()
         self.repmlp_block = RepMLPBlock(
             channels, partition, num_sharesets, conv_kernels, gp_reduce,
             deploy, norm_cfg=norm_cfg, partition_order=partition_order)
         self.ffn_block = FFNBlock(channels, channels * ffn_expand, deploy,
-                                  norm_cfg)
+                                  norm_cfg, gelu_approximate)
         self.prebn1 = build_bn(norm_cfg, channels)
         self.prebn2 = nn.Identity() if deploy else build_bn(norm_cfg,
                                                             channels)
@@ -386,6 +399,17 @@ def _pad_to_stride(x, stride):
     return F.pad(x, (0, pad_w, 0, pad_h)) if traced or pad_h or pad_w else x
 
 
+def _crop_to_stride(x, stride):
+    """Drop the bottom rows / right columns that do not fill a stride (what
+    a ``stride x stride`` conv without padding leaves unread)."""
+    sh, sw = stride
+    return x[..., :x.shape[-2] // sh * sh, :x.shape[-1] // sw * sw]
+
+
+#: How the embeddings treat a map that is not a multiple of their stride.
+EMBED_ROUNDINGS = {'ceil': _pad_to_stride, 'floor': _crop_to_stride}
+
+
 @MODELS.register_module()
 class RepMLPNet(RepBackbone):
     """RepMLPNet backbone.
@@ -415,6 +439,16 @@ class RepMLPNet(RepBackbone):
             moves results between partitions; see the module docstring).
             Both are the same computation when every stage map is one
             partition. Default: ``'spatial'``.
+        gelu_approximate (str): the FFN's GELU: ``'none'`` (exact, erf form:
+            the original release's) or ``'tanh'`` (the tanh approximation,
+            which MindCV's port computes: MindSpore's ``nn.GELU()`` defaults
+            to it; its logits differ from the exact form's by about 1e-3).
+            Default: ``'none'``.
+        embed_rounding (str): an image or stage map that is not a multiple
+            of the embedding's stride: ``'ceil'`` zero-pads it bottom/right
+            (see the module docstring); ``'floor'`` drops the remainder, as
+            the original release's and MindCV's unpadded strided convs do
+            (then stage maps are rounded down). Default: ``'ceil'``.
         out_indices, frozen_stages, norm_eval, with_cp, deploy, init_cfg,
             norm_cfg: the OpenMMLab switches, as
             :class:`~mmrep.models.backbones.base.RepBackbone` describes them.
@@ -442,9 +476,18 @@ class RepMLPNet(RepBackbone):
                  out_indices=(0, 1, 2, 3), final_norm=False, frozen_stages=-1,
                  norm_eval=False, with_cp=False, deploy=False, init_cfg=None,
                  pad=True, norm_cfg=dict(type='BN'),
-                 partition_order='spatial'):
+                 partition_order='spatial', gelu_approximate='none',
+                 embed_rounding='ceil'):
         super().__init__(arch, out_indices, frozen_stages, norm_eval,
                          with_cp, deploy, norm_cfg, init_cfg)
+        if gelu_approximate not in ('none', 'tanh'):
+            raise ValueError(f"gelu_approximate must be 'none' or 'tanh', "
+                             f'got {gelu_approximate!r}')
+        if embed_rounding not in EMBED_ROUNDINGS:
+            raise ValueError(f'embed_rounding must be one of '
+                             f'{tuple(EMBED_ROUNDINGS)}, got '
+                             f'{embed_rounding!r}')
+        self.embed_rounding = embed_rounding
         self.pad = bool(pad)
         if partition_sizes is not None:
             self.arch['partition_sizes'] = self.check_partition_sizes(
@@ -465,7 +508,7 @@ class RepMLPNet(RepBackbone):
                 RepMLPNetUnit(a['channels'][i], a['partition_sizes'][i],
                               a['sharesets'][i], a['conv_kernels'],
                               a['gp_reduce'], a['ffn_expand'], deploy,
-                              norm_cfg, partition_order)
+                              norm_cfg, partition_order, gelu_approximate)
                 for _ in range(a['num_blocks'][i])))
             if i < num_stages - 1:
                 self.embeds.append(ConvBN(a['channels'][i],
@@ -555,12 +598,13 @@ class RepMLPNet(RepBackbone):
             self._check_fits(x)
         elif not self._padding_checked:
             self.warn_if_mostly_padding(x.shape[-2:])
-        x = self.conv_embedding(_pad_to_stride(x, self.patch_size))
+        fit = EMBED_ROUNDINGS[self.embed_rounding]
+        x = self.conv_embedding(fit(x, self.patch_size))
         outs = []
         last = len(self.stages) - 1
         for i, stage in enumerate(self.stages):
             if i > 0:
-                x = self.embeds[i - 1](_pad_to_stride(x, (2, 2)))
+                x = self.embeds[i - 1](fit(x, (2, 2)))
             for unit in stage:
                 x = self.run_block(unit, x)
             if i in self.out_indices:
@@ -590,14 +634,20 @@ class RepMLPNet(RepBackbone):
             image_size (tuple[int, int]): ``(H, W)``.
 
         Returns:
-            list[tuple[int, int]]: ``(h, w)`` per stage (padding rounds up).
+            list[tuple[int, int]]: ``(h, w)`` per stage (rounded as
+            :attr:`embed_rounding` says).
         """
         (H, W), (ph, pw) = image_size, self.patch_size
-        h, w = -(-H // ph), -(-W // pw)
+        floor = self.embed_rounding == 'floor'
+
+        def div(n, d):
+            return n // d if floor else -(-n // d)
+
+        h, w = div(H, ph), div(W, pw)
         sizes = []
         for i in range(len(self.stages)):
             if i:
-                h, w = -(-h // 2), -(-w // 2)
+                h, w = div(h, 2), div(w, 2)
             sizes.append((h, w))
         return sizes
 
@@ -683,3 +733,127 @@ class RepMLPNet(RepBackbone):
         return [self.conv_embedding], [
             [stage] if i == 0 else [self.embeds[i - 1], stage]
             for i, stage in enumerate(self.stages)]
+
+
+# ---------------------------------------------------------------------------
+# checkpoint source: MindCV
+# mindspore-lab/mindcv ``mindcv/models/repmlp.py`` (at 51b0636), its
+# ``RepMLPNet(**kwargs)`` and its checkpoints (MindSpore names).
+#
+# What the port computes differently from the original release: the FFN's
+# activation is MindSpore's ``nn.GELU()``, whose default is the tanh
+# approximation (``gelu_approximate='tanh'``). Like the original, it reads
+# the partition FC's rows in the original order (``partition_order=
+# 'original'``) and its unpadded strided convs drop the rows and columns
+# that do not fill a stride (``embed_rounding='floor'``); it runs only maps
+# that are whole partitions.
+# ---------------------------------------------------------------------------
+#: The port's constructor defaults for the arch (its own names), where an
+#: argument is not given.
+MINDCV_DEFAULTS = dict(patch_size=(4, 4), num_blocks=(2, 2, 6, 2),
+                       channels=(192, 384, 768, 1536), hs=(64, 32, 16, 8),
+                       ws=(64, 32, 16, 8), sharesets_nums=(4, 8, 16, 32),
+                       reparam_conv_k=(3, ), globalperceptron_reduce=4)
+#: The port's arch arguments (the original's names) -> mmrep's arch keys
+#: (``hs`` / ``ws`` make ``partition_sizes``).
+MINDCV_ARCH_NAMES = dict(channels='channels', num_blocks='num_blocks',
+                         sharesets_nums='sharesets',
+                         reparam_conv_k='conv_kernels',
+                         globalperceptron_reduce='gp_reduce',
+                         patch_size='patch_size')
+#: What mmrep sets to compute what the port computes.
+MINDCV_OPTIONS = dict(partition_order='original', gelu_approximate='tanh',
+                      embed_rounding='floor')
+#: Parameters the port holds but its forward never reads: ``conv2d``, an
+#: image-to-stage-0 convolution built next to ``conv_embedding``.
+MINDCV_UNUSED = ('conv2d.weight', 'conv2d.bias')
+
+
+def _tuples(value):
+    """Lists (from JSON) as tuples, nested."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def from_mindcv_kwargs(port_kwargs):
+    """The mmrep classifier settings of a MindCV ``RepMLPNet(**kwargs)``.
+
+    ``num_class`` goes to the classifier, ``in_channels`` and ``deploy`` to
+    the backbone; ``use_checkpoint`` is dropped; ``hs`` / ``ws`` become
+    ``partition_sizes`` and the other arguments (the original's names, as
+    :data:`mmrep.checkpoints.conversion.ORIGINAL_ARCH_NAMES` translates
+    them) the arch keys of :data:`MINDCV_ARCH_NAMES`, with the port's
+    defaults where one is missing (``reparam_conv_k=(3, )``, not the
+    original's ``(1, 3)``).
+
+    Args:
+        port_kwargs (dict): the port's constructor arguments.
+
+    Returns:
+        tuple[dict, int]: the :class:`RepMLPNet` constructor arguments of a
+        classifier's backbone (with :data:`MINDCV_OPTIONS`, ``final_norm``
+        and the last stage as output) and the number of classes.
+
+    Raises:
+        ValueError: an argument the port does not take.
+    """
+    kwargs = {k: _tuples(v) for k, v in
+              dict(MINDCV_DEFAULTS, **port_kwargs).items()}
+    num_classes = int(kwargs.pop('num_class', 1000))
+    backbone = dict(in_channels=int(kwargs.pop('in_channels', 3)),
+                    deploy=bool(kwargs.pop('deploy', False)),
+                    out_indices=(-1, ), final_norm=True, **MINDCV_OPTIONS)
+    kwargs.pop('use_checkpoint', None)
+    partitions = tuple(zip(kwargs.pop('hs'), kwargs.pop('ws')))
+    unknown = sorted(set(kwargs) - set(MINDCV_ARCH_NAMES))
+    if unknown:
+        raise ValueError(f'MindCV RepMLPNet takes no {unknown}')
+    arch = {MINDCV_ARCH_NAMES[k]: v for k, v in kwargs.items()}
+    arch['partition_sizes'] = partitions
+    return dict(backbone, arch=arch), num_classes
+
+
+def _mindcv_key(key):
+    """A MindCV RepMLPNet key in mmrep's names: BN names, and the
+    embeddings' ``conv.conv`` / ``conv.bn`` (a conv-BN cell inside a
+    conv-BN-ReLU cell) as ``conv`` / ``bn``."""
+    parts = torch_bn_name(key).split('.')
+    # conv_embedding.conv.{conv,bn}.* and embeds.{i}.conv.{conv,bn}.*
+    depth = {'conv_embedding': 1, 'embeds': 2}.get(parts[0])
+    if depth and parts[depth:depth + 1] == ['conv'] and \
+            parts[depth + 1:depth + 2] in (['conv'], ['bn']):
+        del parts[depth]
+    return '.'.join(parts)
+
+
+def from_mindcv_state_dict(port_state):
+    """MindCV RepMLPNet weights as mmrep backbone and classifier weights.
+
+    ``conv_embedding.conv.conv.*`` -> ``conv_embedding.conv.*``,
+    ``conv_embedding.conv.bn.*`` -> ``conv_embedding.bn.*`` (likewise
+    ``embeds.{i}``), BN ``gamma`` / ``beta`` / ``moving_mean`` /
+    ``moving_variance`` -> ``weight`` / ``bias`` / ``running_mean`` /
+    ``running_var``, ``head.*`` -> the classifier's ``fc.*``; every other
+    name is the original's, which mmrep keeps. :data:`MINDCV_UNUSED` is
+    dropped. A ``deploy=True`` port's weights are the original's fused form
+    (fused ``fc3``, the other conv-BN pairs kept): fold them into a deploy
+    backbone with :func:`mmrep.checkpoints.release_fused_form`.
+
+    Args:
+        port_state (dict[str, Tensor]): the port's checkpoint.
+
+    Returns:
+        tuple[dict, dict]: backbone weights and head weights (``fc.weight``,
+        ``fc.bias``, mmpretrain's ``LinearClsHead`` names).
+    """
+    backbone, head = {}, {}
+    for key, value in port_state.items():
+        if key in MINDCV_UNUSED:
+            continue
+        if key.startswith('head.'):
+            head['fc.' + key[len('head.'):]] = value
+        else:
+            backbone[_mindcv_key(key)] = value
+    return backbone, head
+# ------------------------ end of checkpoint source: MindCV -------------------

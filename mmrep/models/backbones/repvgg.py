@@ -30,13 +30,16 @@ off on loading, :mod:`mmrep.checkpoints`), stage outputs are returned as
 NCHW maps for ``out_indices``, and the usual OpenMMLab training switches are
 available. Inputs of any size run (each stride-2 block rounds up).
 """
+import re
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ...registry import MODELS
+from ...utils.serialization import CheckpointMismatchError
 from ..layers import ConvBN, build_bn, fuse_bn, fused_conv
-from .base import RepBackbone
+from .base import RepBackbone, torch_bn_name
 
 def identity_kernel(channels, groups, kernel_size=3, device=None,
                     dtype=None):
@@ -270,3 +273,317 @@ class RepVGG(RepBackbone):
                              f'numbered 1..{total} (stage0 cannot be grouped)')
         out['group_layer_map'] = groups
         return out
+
+
+# ---------------------------------------------------------------------------
+# checkpoint source: MindCV
+# mindspore-lab/mindcv ``mindcv/models/repvgg.py`` (at 51b0636), its
+# ``RepVGG(**kwargs)`` and its checkpoints (MindSpore names).
+#
+# The port computes what the original release computes (same blocks, widths,
+# group numbering, BN eps, pooling and classifier): no option is needed.
+# Its SE blocks (``use_se=True``) are not supported, as the original's are
+# not.
+# ---------------------------------------------------------------------------
+#: The port's conv-BN cells are numbered lists: index -> mmrep's name.
+MINDCV_CONV_BN = {'0': 'conv', '1': 'bn'}
+
+
+def from_mindcv_kwargs(port_kwargs):
+    """The mmrep classifier settings of a MindCV ``RepVGG(**kwargs)``.
+
+    ``num_blocks`` and ``width_multiplier`` keep their names,
+    ``override_group_map`` becomes ``group_layer_map`` (keys as ints: a JSON
+    copy has them as strings), ``num_classes`` goes to the classifier,
+    ``in_channels`` and ``deploy`` to the backbone.
+
+    Args:
+        port_kwargs (dict): the port's constructor arguments.
+
+    Returns:
+        tuple[dict, int]: the :class:`RepVGG` constructor arguments of a
+        classifier's backbone (the last stage as output) and the number of
+        classes.
+
+    Raises:
+        ValueError: ``use_se=True``, or an argument the port does not take.
+    """
+    kwargs = dict(port_kwargs)
+    if kwargs.pop('use_se', False):
+        raise ValueError('RepVGG blocks with SE layers (use_se) are not '
+                         'supported')
+    num_classes = int(kwargs.pop('num_classes', 1000))
+    backbone = dict(in_channels=int(kwargs.pop('in_channels', 3)),
+                    deploy=bool(kwargs.pop('deploy', False)),
+                    out_indices=(-1, ))
+    groups = kwargs.pop('override_group_map', None) or {}
+    arch = dict(num_blocks=tuple(kwargs.pop('num_blocks')),
+                width_multiplier=tuple(kwargs.pop('width_multiplier')),
+                group_layer_map={int(k): int(v) for k, v in groups.items()})
+    if kwargs:
+        raise ValueError(f'MindCV RepVGG takes no {sorted(kwargs)}')
+    return dict(backbone, arch=arch), num_classes
+
+
+def _mindcv_key(key):
+    """A MindCV RepVGG key in mmrep's (the original's) names."""
+    parts = key.split('.')
+    for i, part in enumerate(parts[:-2]):
+        if part in ('rbr_dense', 'rbr_1x1') and parts[i + 1] in \
+                MINDCV_CONV_BN:
+            parts[i + 1] = MINDCV_CONV_BN[parts[i + 1]]
+    return torch_bn_name('.'.join(parts))
+
+
+def from_mindcv_state_dict(port_state):
+    """MindCV RepVGG weights as mmrep backbone and classifier weights.
+
+    ``rbr_dense.0.*`` / ``rbr_1x1.0.*`` -> ``rbr_dense.conv.*`` /
+    ``rbr_1x1.conv.*``, ``rbr_dense.1.*`` / ``rbr_1x1.1.*`` -> ``.bn.*``, BN
+    ``gamma`` / ``beta`` / ``moving_mean`` / ``moving_variance`` ->
+    ``weight`` / ``bias`` / ``running_mean`` / ``running_var`` (also
+    ``rbr_identity``), ``linear.*`` -> the classifier's ``fc.*``;
+    ``rbr_reparam.*`` and the stage names are the original's already.
+
+    Args:
+        port_state (dict[str, Tensor]): the port's checkpoint.
+
+    Returns:
+        tuple[dict, dict]: backbone weights and head weights (``fc.weight``,
+        ``fc.bias``, mmpretrain's ``LinearClsHead`` names).
+    """
+    backbone, head = {}, {}
+    for key, value in port_state.items():
+        if key.startswith('linear.'):
+            head['fc.' + key[len('linear.'):]] = value
+        else:
+            backbone[_mindcv_key(key)] = value
+    return backbone, head
+# ------------------------ end of checkpoint source: MindCV -------------------
+
+
+# ---------------------------------------------------------------------------
+# checkpoint source: timm
+# ---------------------------------------------------------------------------
+# timm (``timm/models/byobnet.py``) builds RepVGG as a ``ByobNet`` of
+# ``RepVggBlock``s: ``stem`` (the stride-2 first block), ``stages.N.M`` (block
+# M of stage N, from 0), no ``final_conv`` (``num_features=0``) and a
+# ``ClassifierHead`` whose ``head.fc`` is the linear classifier. In eval mode
+# its models compute what the original release's compute:
+#
+# * the identity branch is a BN present when the input and output channels
+#   agree and the stride is 1 (timm also requires an undilated block, which
+#   only its ``output_stride`` < 32 option changes);
+# * every BN is a ``BatchNormAct2d`` without activation, eps 1e-5 (the
+#   original's default);
+# * timm's ``drop_path`` (only for ``drop_path_rate`` > 0, on the sum of the
+#   3x3 and 1x1 branches of the blocks that have an identity) and dropout
+#   before ``head.fc`` act in training only;
+# * grouped blocks: timm groups the 2nd, 4th, ... block of each stage (odd
+#   index within the stage; a group size ``channels // groups``), the
+#   original the blocks with even global numbers 2..26
+#   (``override_groups_map``, stage1's first block is number 1). Every stage
+#   before the last has an even depth in timm's B presets, so both group the
+#   same blocks, those of :data:`TIMM_REPVGG_ARCHS`' presets;
+#   :func:`timm_repvgg_arch` translates a config of other depths block by
+#   block;
+# * ``repvgg_d2se`` (depths 8, 14, 24, 1, widths of B2) puts a
+#   squeeze-and-excitation layer (``attn.fc1``/``attn.fc2``) after each
+#   block's branches: mmrep's RepVGG has none, and refuses it.
+#
+# timm has no ``g2`` presets. Its fused form (``reparameterize_model``) has
+# ``reparam_conv`` for each block, mmrep's ``rbr_reparam``.
+
+#: timm model names -> mmrep presets (same depths, widths, stem width and
+#: grouped blocks as timm's ``model_cfgs``).
+TIMM_REPVGG_ARCHS = {
+    'repvgg_a0': 'A0', 'repvgg_a1': 'A1', 'repvgg_a2': 'A2',
+    'repvgg_b0': 'B0', 'repvgg_b1': 'B1', 'repvgg_b1g4': 'B1g4',
+    'repvgg_b2': 'B2', 'repvgg_b2g4': 'B2g4', 'repvgg_b3': 'B3',
+    'repvgg_b3g4': 'B3g4',
+}
+TIMM_SE_REFUSAL = (
+    "timm's repvgg_d2se cannot be converted: its blocks end in a "
+    "squeeze-and-excitation layer (attn.fc1, attn.fc2), which mmrep's "
+    "RepVGG does not have")
+
+#: timm's block parts -> mmrep's (the ``conv``/``bn`` names inside are
+#: shared).
+TIMM_REPVGG_PARTS = {
+    'conv_kxk': 'rbr_dense',
+    'conv_1x1': 'rbr_1x1',
+    'identity': 'rbr_identity',
+    'reparam_conv': 'rbr_reparam',
+}
+_TIMM_KEY = re.compile(
+    r'^(?:stem|stages\.(\d+)\.(\d+))\.(?:'
+    r'(conv_kxk|conv_1x1)\.((?:conv|bn)\.\w+)|(identity)\.(\w+)|'
+    r'(reparam_conv)\.(weight|bias))$')
+_TIMM_HEAD = ('head.fc.weight', 'head.fc.bias')
+
+
+def timm_repvgg_key(key):
+    """An mmrep classifier's name for a timm RepVGG tensor.
+
+    ``stem.`` -> ``backbone.stage0.``, ``stages.N.M.`` ->
+    ``backbone.stage{N+1}.M.``; within a block ``conv_kxk`` ->
+    ``rbr_dense``, ``conv_1x1`` -> ``rbr_1x1``, ``identity`` ->
+    ``rbr_identity``, ``reparam_conv`` -> ``rbr_reparam``; ``head.fc.*``
+    stays (mmpretrain's ``LinearClsHead``).
+
+    Args:
+        key (str): a key of timm's ``state_dict()``.
+
+    Returns:
+        str | None: the mmrep key; None for a key no timm RepVGG model of
+        mmrep's kind has (``attn.*``, ``final_conv.*``, other blocks).
+    """
+    if key in _TIMM_HEAD:
+        return key
+    m = _TIMM_KEY.match(key)
+    if m is None:
+        return None
+    stage, block = m.group(1), m.group(2)
+    part = m.group(3) or m.group(5) or m.group(7)
+    rest = m.group(4) or m.group(6) or m.group(8)
+    where = 'stage0' if stage is None else f'stage{int(stage) + 1}.{block}'
+    return f'backbone.{where}.{TIMM_REPVGG_PARTS[part]}.{rest}'
+
+
+def is_timm_repvgg_state(state):
+    """Whether a state dict has timm's RepVGG names (``stem.`` /
+    ``stages.N.M.`` with ``conv_kxk``, ``conv_1x1``, ``identity`` or
+    ``reparam_conv``). mmpretrain's (``stem.branch_3x3``, ``stage_1.``) and
+    the original's (``stage1.0.rbr_dense``) do not match.
+
+    Args:
+        state (dict[str, Tensor]): the weights.
+
+    Returns:
+        bool
+    """
+    return any(_TIMM_KEY.match(k) for k in state)
+
+
+def convert_timm_repvgg(state):
+    """A timm RepVGG state dict (train-time or fused, with or without
+    ``head.fc``) as an mmrep classifier's: backbone tensors under
+    ``backbone.`` (names of :class:`RepVGG`), the classifier ``head.fc.*``
+    (mmpretrain's ``LinearClsHead``), values unchanged.
+
+    Args:
+        state (dict[str, Tensor]): timm's weights.
+
+    Returns:
+        tuple[dict, bool]: the converted weights and whether they are the
+        fused form (build the backbone with ``deploy=True``).
+
+    Raises:
+        CheckpointMismatchError: SE layers (``repvgg_d2se``), a
+            ``final_conv``, other keys, or fused and train-time blocks mixed.
+    """
+    out, unknown = {}, []
+    for key, value in state.items():
+        new = timm_repvgg_key(key)
+        if new is None:
+            unknown.append(key)
+        else:
+            out[new] = value
+    if any('.attn.' in k for k in unknown):
+        raise CheckpointMismatchError(TIMM_SE_REFUSAL)
+    if unknown:
+        hint = (' (a final 1x1 conv, which timm RepVGG models do not have)'
+                if any(k.startswith('final_conv.') for k in unknown) else '')
+        raise CheckpointMismatchError(
+            f'{len(unknown)} keys are not those of a timm RepVGG model'
+            f'{hint}: {sorted(unknown)[:8]}')
+    fused = any('.rbr_reparam.' in k for k in out)
+    if fused and any('.rbr_dense.' in k for k in out):
+        raise CheckpointMismatchError(
+            'the timm checkpoint mixes fused (reparam_conv) and train-time '
+            '(conv_kxk) blocks')
+    return out, fused
+
+
+def _timm_cfg_arch(cfg):
+    """:func:`timm_repvgg_arch` of a timm ``ByoModelCfg``."""
+    def refuse(why):
+        raise ValueError(f'this timm config is no mmrep RepVGG: {why}')
+
+    blocks = tuple(cfg.blocks)
+    if getattr(cfg, 'stem_type', None) != 'rep':
+        refuse(f'stem_type {getattr(cfg, "stem_type", None)!r}, not rep')
+    attn = [getattr(c, name, None) for c in (cfg, ) + blocks
+            for name in ('attn_layer', 'self_attn_layer')]
+    if 'se' in attn:
+        raise ValueError(TIMM_SE_REFUSAL)
+    if any(attn):
+        refuse(f'attention layers {sorted(set(filter(None, attn)))}')
+    if getattr(cfg, 'num_features', 0):
+        refuse(f'a final 1x1 conv (num_features={cfg.num_features})')
+    factor = float(getattr(cfg, 'width_factor', 1.0))
+    stem = getattr(cfg, 'stem_chs', None) or blocks[0].c
+    if isinstance(stem, (list, tuple)):
+        refuse(f'stem_chs {stem}, several convolutions')
+    stem = int(round(stem * factor))
+    num_blocks, width_multiplier, group_map = [], [], {}
+    in_chs, layer = stem, 1
+    for i, block in enumerate(blocks):
+        if getattr(block, 'type', None) != 'rep' or \
+                getattr(block, 's', 2) != 2:
+            refuse(f'stage {i} is not one run of stride-2 rep blocks')
+        width = block.c * factor
+        if width <= 0 or width != int(width) or int(width) % 8:
+            # timm rounds other widths to multiples of 8.
+            refuse(f'stage {i} width {width} is no multiple of 8')
+        width = int(width)
+        multiplier = width / (64 * 2**i)
+        if int(64 * 2**i * multiplier) != width:
+            refuse(f'stage {i} width {width}')
+        for j in range(block.d):
+            size = block.gs(width, j) if callable(block.gs) else block.gs
+            groups = in_chs // size if size else 1
+            if groups > 1:
+                group_map[layer] = groups
+            in_chs, layer = width, layer + 1
+        num_blocks.append(int(block.d))
+        width_multiplier.append(multiplier)
+    first = int(64 * width_multiplier[0])
+    if stem > first:
+        refuse(f'stem width {stem} above the first stage\'s')
+    # mmrep's stem has min(stem_channels, first stage) channels.
+    return dict(num_blocks=tuple(num_blocks),
+                width_multiplier=tuple(width_multiplier),
+                group_layer_map=group_map,
+                stem_channels=64 if stem == min(64, first) else stem)
+
+
+def timm_repvgg_arch(model):
+    """The mmrep RepVGG arch of a timm RepVGG model.
+
+    Args:
+        model (str | object): a timm model name (``'repvgg_a0'`` ..
+            ``'repvgg_b3g4'``; a ``'timm/'`` prefix and a ``'.tag'`` such as
+            ``'.rvgg_in1k'`` allowed), or a timm ``ByoModelCfg``
+            (``timm.models.byobnet.model_cfgs[name]``), translated: depths,
+            widths (``c * width_factor``), the stem width and the groups of
+            each block as timm computes them.
+
+    Returns:
+        str | dict: a preset name (:data:`TIMM_REPVGG_ARCHS`) for a name, an
+        arch dict for a config.
+
+    Raises:
+        ValueError: ``repvgg_d2se`` (:data:`TIMM_SE_REFUSAL`), an unknown
+            name, or a config mmrep cannot represent.
+    """
+    if not isinstance(model, str):
+        return _timm_cfg_arch(model)
+    name = model.split('/')[-1].split('.')[0].lower()
+    if name == 'repvgg_d2se':
+        raise ValueError(TIMM_SE_REFUSAL)
+    if name not in TIMM_REPVGG_ARCHS:
+        raise ValueError(f'unknown timm RepVGG model {model!r}; one of '
+                         f'{sorted(TIMM_REPVGG_ARCHS)}')
+    return TIMM_REPVGG_ARCHS[name]
+# ------------------------- end of checkpoint source: timm -------------------

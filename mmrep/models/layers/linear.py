@@ -31,7 +31,11 @@ MIN_ONEDNN_MACS = 1 << 20
 #: ``torch.baddbmm`` than as that many calls on copied inputs.
 MIN_ONEDNN_GROUP_MACS = 1 << 24
 
-_ACTIVATIONS = {None: None, 'relu': F.relu, 'gelu': F.gelu}
+_ACTIVATIONS = {None: None, 'relu': F.relu, 'gelu': F.gelu,
+                'gelu_tanh': lambda y: F.gelu(y, approximate='tanh')}
+#: oneDNN's name of each activation and of its algorithm.
+_ONEDNN_ACTS = {None: ('none', ''), 'relu': ('relu', ''),
+                'gelu': ('gelu', 'none'), 'gelu_tanh': ('gelu', 'tanh')}
 
 
 def onednn_usable(x, weight):
@@ -65,8 +69,9 @@ def linear(x, weight, bias=None, act=None):
         x (Tensor): ``(..., K)`` input.
         weight (Tensor): ``(O, K)`` weight.
         bias (Tensor, optional): ``(O,)`` bias.
-        act (str, optional): ``'relu'`` or ``'gelu'`` (exact, erf form),
-            applied in the same pass on oneDNN.
+        act (str, optional): ``'relu'``, ``'gelu'`` (exact, erf form) or
+            ``'gelu_tanh'`` (tanh approximation), applied in the same pass
+            on oneDNN.
 
     Returns:
         Tensor: ``(..., O)`` output.
@@ -76,8 +81,8 @@ def linear(x, weight, bias=None, act=None):
                          f'got {act!r}')
     if (onednn_usable(x, weight)
             and x.numel() * weight.size(0) >= MIN_ONEDNN_MACS):
-        return _onednn_linear(x, weight, bias, act or 'none', [],
-                              'none' if act == 'gelu' else '')
+        name, algorithm = _ONEDNN_ACTS[act]
+        return _onednn_linear(x, weight, bias, name, [], algorithm)
     y = F.linear(x, weight, bias)
     return y if act is None else _ACTIVATIONS[act](y)
 
