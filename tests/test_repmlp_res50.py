@@ -1,6 +1,7 @@
 """RepMLP v1 (unit, Bottleneck and Light blocks) and RepMLP-Res50:
 conformance with the original release, full-size layouts, any input size,
-the dilated form, loading and training-mode switches."""
+the dilated form, loading. The OpenMMLab switches are checked in
+test_backbone_contract.py (here: ``with_cp`` for the light block too)."""
 import json
 import os.path as osp
 
@@ -9,9 +10,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import conftest
-from conftest import (FIXTURES, assert_close, build_in_scope,
-                      check_pretrained_features, fixture_params, load_fixture,
-                      mmrep_arch)
+from conftest import (FIXTURES, assert_close, check_pretrained_features,
+                      fixture_params, load_fixture, mmrep_arch)
+from test_backbone_contract import check_with_cp
 
 import mmrep
 from mmrep.checkpoints import CheckpointMismatchError
@@ -289,39 +290,14 @@ def test_dilated_form_gives_stride_8():
 
 
 # --------------------------------------------------------------------------
-# Training-mode switches, arguments, registry
+# Training-mode switches of the light block, arguments
 # --------------------------------------------------------------------------
-def test_frozen_stages_and_norm_eval():
-    model = RepMLPResNet(small_arch(), frozen_stages=2, norm_eval=True)
-    model.train()
-    for name, p in model.named_parameters():
-        frozen = name.startswith(('stage0.', 'stage1.', 'stage2.'))
-        assert p.requires_grad != frozen, name
-    assert all(not m.training for m in model.modules()
-               if isinstance(m, nn.modules.batchnorm._BatchNorm))
-    model = RepMLPResNet(small_arch(), frozen_stages=1).train()
-    assert not model.stage0.training and not model.stage1.training
-    assert model.stage2.training
-    assert model.stage2[1].btnk_repmlp.fc3_bn.training
-    # Fusion replaces layers; frozen ones stay frozen.
-    mmrep.reparameterize_model(model, inplace=True)
-    assert not model.stage1[0].conv1.conv.weight.requires_grad
-    assert model.stage2[1].btnk_repmlp.fc3.weight.requires_grad
-    with pytest.raises(ValueError, match='frozen_stages'):
-        RepMLPResNet(small_arch(), frozen_stages=5)
-
-
-def test_with_cp_gives_same_gradients():
-    torch.manual_seed(0)
-    plain = RepMLPResNet(small_arch(block_type='light'))
-    ckpt = RepMLPResNet(small_arch(block_type='light'), with_cp=True)
-    ckpt.load_state_dict(plain.state_dict())
-    x = torch.randn(2, 3, 32, 32)
-    for m in (plain, ckpt):
-        sum(o.sum() for o in m(x)).backward()
-    for (n, a), (_, b) in zip(plain.named_parameters(),
-                              ckpt.named_parameters()):
-        assert_close(b.grad, a.grad, 1e-4 * max(1.0, a.grad.abs().max()), n)
+def test_with_cp_light_block(monkeypatch):
+    """The contract's ``with_cp`` check (test_backbone_contract.py runs the
+    bottleneck block) for the light block."""
+    check_with_cp(RepMLPResNet, RepMLPResNet.parse_arch(
+        small_arch(block_type='light')), torch.randn(2, 3, 32, 32),
+        monkeypatch)
 
 
 def test_bad_arguments_are_refused():
@@ -349,13 +325,6 @@ def test_base_block_type_is_plain_resnet50():
                                   block_type='base'))
     assert not any(isinstance(m, RepMLPUnit) for m in model.modules())
     assert sum(p.numel() for p in model.parameters()) == 23508032
-
-
-@pytest.mark.parametrize('scope', ['mmseg', 'mmdet', 'mmpretrain'])
-def test_registry_under_each_default_scope(scope):
-    model = build_in_scope(scope, dict(type='mmrep.RepMLPResNet',
-                                       arch=small_arch()))
-    assert isinstance(model, RepMLPResNet)
 
 
 def test_bottleneck_224_parameter_counts():

@@ -1,5 +1,6 @@
-"""RepMLPNet: conformance with the original release, presets, any input
-size, Locality Injection, loading, training-mode switches."""
+"""RepMLPNet: conformance with the original release and mmpretrain,
+presets, any input size, partition orders, Locality Injection, loading.
+The OpenMMLab switches are checked in test_backbone_contract.py."""
 import copy
 import json
 import os.path as osp
@@ -8,9 +9,9 @@ import pytest
 import torch
 import torch.nn as nn
 import conftest
-from conftest import (FIXTURES, assert_close, build_in_scope,
-                      check_pretrained_features, fixture_params, load_fixture,
-                      load_via_init_cfg, mmrep_arch)
+from conftest import (FIXTURES, assert_close, check_pretrained_features,
+                      fixture_params, load_fixture, load_via_init_cfg,
+                      mmrep_arch)
 
 import mmrep
 from mmrep.checkpoints import CheckpointMismatchError
@@ -442,49 +443,3 @@ def test_mismatching_checkpoints_name_the_keys():
     bad = {'foo.weight': torch.zeros(1)}
     with pytest.raises(CheckpointMismatchError, match='foo.weight'):
         mmrep.load_pretrained(model, bad)
-
-
-def test_frozen_stages_and_norm_eval():
-    model = RepMLPNet(small_arch(), frozen_stages=2, norm_eval=True)
-    model.train()
-    for name, p in model.named_parameters():
-        frozen = name.startswith(('conv_embedding', 'stages.0', 'stages.1',
-                                  'embeds.0'))
-        if name.startswith('head_norm'):  # unused without final_norm, so
-            frozen = True  # no gradient for DDP to wait for
-        assert p.requires_grad != frozen, name
-    assert all(not m.training for m in model.modules()
-               if isinstance(m, nn.BatchNorm2d))
-    model = RepMLPNet(small_arch(), frozen_stages=1).train()
-    assert not model.stages[0].training and model.stages[1].training
-    assert model.stages[1][0].prebn1.training
-    assert not model.conv_embedding.training
-    # Fusion replaces layers; frozen ones stay frozen.
-    mmrep.reparameterize_model(model, inplace=True)
-    assert not model.stages[0][0].repmlp_block.fc3.weight.requires_grad
-    assert model.stages[1][0].repmlp_block.fc3.weight.requires_grad
-    with pytest.raises(ValueError, match='frozen_stages'):
-        RepMLPNet(small_arch(), frozen_stages=5)
-
-
-def test_with_cp_gives_same_gradients():
-    torch.manual_seed(0)
-    plain = RepMLPNet(small_arch())
-    ckpt = RepMLPNet(small_arch(), with_cp=True)
-    ckpt.load_state_dict(plain.state_dict())
-    x = torch.randn(2, 3, 32, 32)
-    for m in (plain, ckpt):
-        sum(o.sum() for o in m(x)).backward()
-    for (n, a), (_, b) in zip(plain.named_parameters(),
-                              ckpt.named_parameters()):
-        if n.startswith('head_norm'):  # unused without final_norm
-            assert a.grad is None and b.grad is None
-            continue
-        assert_close(b.grad, a.grad, 1e-5, n)
-
-
-@pytest.mark.parametrize('scope', ['mmseg', 'mmdet', 'mmpretrain'])
-def test_registry_under_each_default_scope(scope):
-    model = build_in_scope(scope, dict(type='mmrep.RepMLPNet',
-                                       arch=small_arch()))
-    assert isinstance(model, RepMLPNet)

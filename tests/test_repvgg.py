@@ -1,5 +1,6 @@
 """RepVGG: conformance with the original release, presets, checkpoint
-conversion, any input size, fusion, training-mode switches."""
+conversion, any input size, block fusion. The OpenMMLab switches are
+checked in test_backbone_contract.py."""
 import json
 import os.path as osp
 
@@ -7,15 +8,13 @@ import pytest
 import torch
 import torch.nn as nn
 import conftest
-from conftest import (FIXTURES, assert_close, build_in_scope,
-                      check_pretrained_features, fixture_params, load_fixture,
-                      mmrep_arch)
+from conftest import (FIXTURES, assert_close, check_pretrained_features,
+                      fixture_params, load_fixture, mmrep_arch)
 
 import mmrep
 from mmrep.checkpoints import CheckpointMismatchError, convert_state_dict
 from mmrep.models.backbones import RepVGG
 from mmrep.models.backbones.repvgg import RepVGGBlock
-from mmrep.registry import MODELS
 from mmrep.utils.testing import randomize_bn
 
 SMALL = dict(num_blocks=(1, 2, 2, 1), width_multiplier=(0.25, 0.25, 0.25, 0.5),
@@ -265,52 +264,6 @@ def test_any_input_size_runs_and_fuses(size):
     conftest.check_stage_shapes_and_fusion(model, torch.randn(2, 3, *size))
 
 
-def test_out_indices():
-    x = torch.randn(1, 3, 32, 32)
-    outs = RepVGG(SMALL, out_indices=(1, -1)).eval()(x)
-    assert [tuple(o.shape) for o in outs] == [(1, 32, 4, 4), (1, 256, 1, 1)]
-    with pytest.raises(ValueError, match='out_indices'):
-        RepVGG(SMALL, out_indices=(4, ))
-
-
-def test_frozen_stages_and_norm_eval():
-    model = RepVGG(SMALL, frozen_stages=1).train()
-    for name, p in model.named_parameters():
-        frozen = name.startswith(('stage0.', 'stage1.'))
-        assert p.requires_grad != frozen, name
-    for name, m in model.named_modules():
-        if isinstance(m, nn.BatchNorm2d):
-            assert m.training != name.startswith(('stage0.', 'stage1.')), \
-                name
-    # Frozen stays frozen after fusion.
-    mmrep.reparameterize_model(model, inplace=True)
-    assert not model.stage1[0].rbr_reparam.weight.requires_grad
-    assert model.stage2[0].rbr_reparam.weight.requires_grad
-
-    model = RepVGG(SMALL, norm_eval=True).train()
-    assert all(p.requires_grad for p in model.parameters())
-    assert model.training and all(
-        not m.training for m in model.modules()
-        if isinstance(m, nn.BatchNorm2d))
-
-
-def test_with_cp_gives_same_gradients():
-    torch.manual_seed(0)
-    plain = RepVGG(SMALL)
-    ckpt = RepVGG(SMALL, with_cp=True)
-    ckpt.load_state_dict(plain.state_dict())
-    x = torch.randn(2, 3, 32, 32, requires_grad=True)
-    grads = []
-    for m in (plain, ckpt):
-        x.grad = None
-        sum(o.sum() for o in m(x)).backward()
-        grads.append(x.grad.clone())
-    assert_close(grads[1], grads[0], 1e-5, 'input gradient')
-    for (n, a), (_, b) in zip(plain.named_parameters(),
-                              ckpt.named_parameters()):
-        assert_close(b.grad, a.grad, 1e-5, n)
-
-
 def test_mismatching_checkpoints_name_the_keys():
     model = RepVGG(SMALL)
     other = RepVGG(dict(SMALL, width_multiplier=(0.25, 0.25, 0.25, 0.25)))
@@ -345,7 +298,7 @@ def test_bad_arch_is_refused():
         RepVGG(3)
 
 
-def test_preset_names_and_registry():
+def test_preset_names_and_original_arguments():
     a = RepVGG.parse_arch('repvgg-b1G2')
     assert a == RepVGG.parse_arch('B1g2')
     assert a['group_layer_map'][26] == 2 and 27 not in a['group_layer_map']
@@ -355,13 +308,3 @@ def test_preset_names_and_registry():
                 override_groups_map={3: 2, 5: 4})
     assert RepVGG.parse_arch(mmrep_arch('repvgg', orig)) == \
         RepVGG.parse_arch(SMALL)
-    model = MODELS.build(dict(type='mmrep.RepVGG', arch=SMALL,
-                              out_indices=(3, )))
-    assert isinstance(model, RepVGG) and model.out_indices == (3, )
-
-
-@pytest.mark.parametrize('scope', ['mmseg', 'mmdet', 'mmpretrain'])
-def test_registry_under_each_default_scope(scope):
-    """``mmrep.RepVGG`` is found, not mmpretrain's RepVGG of that name."""
-    model = build_in_scope(scope, dict(type='mmrep.RepVGG', arch=SMALL))
-    assert isinstance(model, RepVGG)

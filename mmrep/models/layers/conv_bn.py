@@ -156,9 +156,11 @@ class ConvBN(nn.Module):
 
     def reparameterize(self):
         """Fold the BatchNorm into the convolution, in place (torch's
-        ``fuse_conv_bn_eval``; eval-mode semantics)."""
+        ``fuse_conv_bn_eval``; eval-mode semantics). The new bias trains
+        as the weight does (torch makes a bias it creates frozen)."""
         if self.deploy:
             return
         with torch.no_grad():
             self.conv = fuse_conv_bn_eval(self.conv.eval(), self.bn.eval())
+        self.conv.bias.requires_grad_(self.conv.weight.requires_grad)
         self.bn = nn.Identity()
