@@ -3,13 +3,23 @@
 Usage:
     python tools/convert_checkpoint.py SRC DST
         --family {repmlpnet,repvgg,repmlp-res50,cyclemlp}
-        [--arch ARCH] [--source {original,mmpretrain}] [--backbone-only]
+        [--arch ARCH] [--source {original,mmpretrain,timm,mindcv,paddle}]
+        [--backbone-only]
 
 Sources: the original releases (DingXiaoH RepMLPNet, RepVGG and RepMLP-Res50,
-train-time or fused; ShoufaChen CycleMLP) and mmpretrain's RepMLPNet and
-RepVGG checkpoints. The preset is inferred from the weights' names and
-shapes unless ``--arch`` names it; ``--source`` (default: detected) is
-checked against the names.
+train-time or fused; ShoufaChen CycleMLP), mmpretrain's RepMLPNet and
+RepVGG checkpoints, and three ports: timm's RepVGG (``.pth`` or
+``.safetensors``), MindCV's RepMLPNet and RepVGG (MindSpore ``.ckpt``) and
+Paddle-CycleMLP (``.pdparams``), read without their frameworks. The source
+is detected (a MindSpore file is MindCV's, a PaddlePaddle file
+Paddle-CycleMLP's, otherwise the key names tell); ``--source``, when given,
+is checked against it. The preset is inferred from the weights' names and
+shapes unless ``--arch`` names it (a preset name, or a dict literal such as
+``"{'channels': (16, 32), ...}"``); weights of no preset (a port's or
+mmpretrain's custom arch) get the arch their shapes give. A port's
+options that shapes do not show (MindCV RepMLPNet's tanh GELU, floor
+rounding and partition order) are set on the converted backbone and
+recorded in ``meta['port_options']``.
 
 DST is written atomically and holds ``state_dict`` and ``meta``:
 
@@ -34,11 +44,26 @@ one ``error:`` line on stderr, nothing written; 2 for arguments argparse
 rejects.
 """
 import argparse
+import ast
 import sys
 
 from mmrep.apis import refusals_as_errors
 from mmrep.checkpoints.conversion import FAMILIES, convert
+from mmrep.checkpoints.ports import SOURCES
 from mmrep.utils import atomic_save
+
+
+def arch_argument(text):
+    """A preset name, or a dict literal (``{...}``) read as an arch."""
+    if not text.lstrip().startswith('{'):
+        return text
+    try:
+        arch = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        arch = None
+    if not isinstance(arch, dict):
+        raise argparse.ArgumentTypeError(f'not a dict literal: {text}')
+    return arch
 
 
 def parse_args(argv=None):
@@ -46,11 +71,12 @@ def parse_args(argv=None):
     parser.add_argument('src', help='checkpoint to convert')
     parser.add_argument('dst', help='where the mmrep checkpoint goes')
     parser.add_argument('--family', required=True, choices=sorted(FAMILIES))
-    parser.add_argument('--arch', help='preset name (default: inferred from '
-                        'the weights)')
-    parser.add_argument('--source', choices=['original', 'mmpretrain'],
+    parser.add_argument('--arch', type=arch_argument,
+                        help='preset name or arch dict literal (default: '
+                        'inferred from the weights)')
+    parser.add_argument('--source', choices=list(SOURCES),
                         help='where the weights come from (default: '
-                        'detected from their names)')
+                        'detected from the file and the names)')
     parser.add_argument('--backbone-only', action='store_true',
                         help='write the backbone weights only')
     return parser.parse_args(argv)
@@ -76,7 +102,8 @@ def main(argv=None):
     atomic_save(checkpoint, args.dst)
     meta = checkpoint['meta']
     what = 'backbone' if args.backbone_only else 'classifier'
-    print(f'{meta["family"]} {meta["arch"]} ({meta["source"]}, '
+    arch = meta['arch'] if isinstance(meta['arch'], str) else 'custom arch'
+    print(f'{meta["family"]} {arch} ({meta["source"]}, '
           f'{"fused" if meta["deploy"] else "train-time"}) {what}: '
           f'{len(checkpoint["state_dict"])} tensors written to {args.dst}')
     return 0

@@ -1,13 +1,17 @@
 """Converting the released ImageNet weights into mmrep checkpoints: the
 original releases' constructor arguments as mmrep arch dicts
-(:func:`mmrep_arch`), telling the source (original release or mmpretrain)
-from the weights' names, inferring the preset the weights fit, and building
-the ``configs/imagenet`` classifier (or the bare backbone) that holds them
-(:func:`convert`). ``tools/convert_checkpoint.py`` writes the result.
+(:func:`mmrep_arch`), telling the source (original release, mmpretrain,
+timm, MindCV or Paddle-CycleMLP) from the file and the weights' names,
+inferring the preset (or, failing that, the arch) the weights fit, and
+building the ``configs/imagenet`` classifier (or the bare backbone) that
+holds them (:func:`convert`). ``tools/convert_checkpoint.py`` writes the
+result.
 """
 import ast
 import functools
+import math
 import os.path as osp
+import re
 
 import torch
 
@@ -18,6 +22,8 @@ from .convert import convert_state_dict
 from .forms import describe_mismatch, same_layout
 from .io import read_state_dict, split_model_state
 from .load import fits_backbone, load_pretrained
+from .ports import (PORT_SOURCES, detect_checkpoint_source,
+                    port_options, port_state_dict, source_of_names)
 
 #: Family name (``--family``) -> backbone class.
 FAMILIES = {
@@ -130,21 +136,30 @@ def mmrep_arch(family, original_kwargs):
 
 
 def detect_source(state):
-    """Tell mmpretrain checkpoints from the original releases by names.
+    """Tell a checkpoint's source by its key names.
+
+    timm's RepVGG names are checked first (they share mmpretrain's
+    ``stem.`` prefix). MindCV and Paddle-CycleMLP checkpoints are told by
+    their file format instead
+    (:func:`~mmrep.checkpoints.ports.detect_checkpoint_source`).
 
     Args:
         state (dict[str, Tensor]): the checkpoint's weights.
 
     Returns:
-        str: ``'mmpretrain'`` or ``'original'``.
+        str: ``'timm'``, ``'mmpretrain'`` or ``'original'``.
     """
-    names = [k[len('backbone.'):] if k.startswith('backbone.') else k
-             for k in state]
-    mmpretrain_prefixes = ('patch_embed.projection.', 'downsample_layers.',
-                           'final_norm.', 'stem.', 'stage_')
-    if any(k.startswith(mmpretrain_prefixes) for k in names):
-        return 'mmpretrain'
-    return 'original'
+    return source_of_names(state)
+
+
+def _source_evidence(detected):
+    """What shows a checkpoint's source, for a refused ``--source``."""
+    if detected == 'mindcv':
+        return 'the file is a MindSpore checkpoint (mindcv)'
+    if detected == 'paddle':
+        return 'the file is a PaddlePaddle checkpoint (paddle)'
+    article = 'a' if detected == 'timm' else 'an'
+    return f'the key names are those of {article} {detected} checkpoint'
 
 
 def split_source(state, family):
@@ -173,24 +188,50 @@ def split_source(state, family):
     return convert_state_dict(FAMILIES[family], combined)
 
 
-def backbone_kwargs(family, arch, backbone_state, deploy):
+#: Where each family's first weight (its input channels at dim 1) is.
+_INPUT_WEIGHTS = {
+    'repmlpnet': ('conv_embedding.conv.weight', ),
+    'repvgg': ('stage0.rbr_dense.conv.weight', 'stage0.rbr_reparam.weight'),
+}
+
+
+def input_channels(family, backbone_state):
+    """Image channels the weights take (None where the family's first
+    weight is not found)."""
+    for key in _INPUT_WEIGHTS.get(family, ()):
+        if key in backbone_state and backbone_state[key].dim() == 4:
+            return int(backbone_state[key].shape[1])
+    return None
+
+
+def backbone_kwargs(family, arch, backbone_state, deploy, options=None):
     """Constructor arguments of the backbone the weights describe.
 
     A classifier's backbone returns the last stage, normalized where the
     original normalizes it before the classifier (RepMLPNet's ``head_norm``,
     CycleMLP's ``norm``). CycleMLP weights with per-output norms
     (``norm0`` .. ``norm6``, the original's dense-prediction form) describe a
-    backbone returning all four stages.
+    backbone returning all four stages. Weights taking other than 3 image
+    channels set ``in_channels``; ``options`` (a port's, e.g. MindCV
+    RepMLPNet's tanh GELU) are added.
     """
+    last = 3
+    if isinstance(arch, dict):
+        last = len(FAMILIES[family].parse_arch(
+            mmrep_arch(family, arch))['num_blocks']) - 1
     kwargs = dict(arch=mmrep_arch(family, arch), deploy=deploy,
-                  out_indices=(3, ))
+                  out_indices=(last, ))
+    channels = input_channels(family, backbone_state)
+    if channels not in (None, 3):
+        kwargs['in_channels'] = channels
+    kwargs.update(options or {})
     if family == 'repmlpnet':
         kwargs['final_norm'] = True
     elif family == 'cyclemlp':
         if 'norm.weight' in backbone_state:
             kwargs['final_norm'] = True
         else:
-            kwargs['out_indices'] = (0, 1, 2, 3)
+            kwargs['out_indices'] = tuple(range(last + 1))
     return kwargs
 
 
@@ -207,11 +248,149 @@ def _cached_meta_backbone(family, kwargs_repr):
         return FAMILIES[family](**kwargs)
 
 
+def _indices(state, pattern):
+    """The sorted ints the first group of ``pattern`` takes over the keys."""
+    found = set()
+    for key in state:
+        m = re.match(pattern, key)
+        if m:
+            found.add(int(m.group(1)))
+    return sorted(found)
+
+
+def _square_side(area, what):
+    side = math.isqrt(area)
+    if side * side != area:
+        raise ValueError(f'{what}: {area} positions are no square partition')
+    return side
+
+
+def _read_repmlpnet_arch(state):
+    stages = _indices(state, r'stages\.(\d+)\.0\.prebn1\.weight$')
+    if not stages or stages != list(range(len(stages))):
+        raise ValueError('no stages')
+    channels, blocks, sharesets, partitions, hidden = [], [], [], [], []
+    for i in stages:
+        c = int(state[f'stages.{i}.0.prebn1.weight'].shape[0])
+        channels.append(c)
+        blocks.append(len(_indices(state, rf'stages\.{i}\.(\d+)\.prebn1\.')))
+        fc3 = state[f'stages.{i}.0.repmlp_block.fc3.weight'].shape
+        sharesets.append(int(fc3[0] // fc3[1]))
+        side = _square_side(int(fc3[1]), f'stage {i}')
+        partitions.append((side, side))
+        hidden.append(int(
+            state[f'stages.{i}.0.repmlp_block.gp.fc1.weight'].shape[0]))
+    kernels = tuple(_indices(
+        state, r'stages\.0\.0\.repmlp_block\.repconv(\d+)\.'))
+    ffn = state['stages.0.0.ffn_block.ffn_fc1.conv.weight'
+                if 'stages.0.0.ffn_block.ffn_fc1.conv.weight' in state else
+                'stages.0.0.ffn_block.ffn_fc1.weight'].shape[0]
+    arch = dict(channels=tuple(channels), num_blocks=tuple(blocks),
+                sharesets=tuple(sharesets),
+                partition_sizes=tuple(partitions),
+                conv_kernels=kernels,
+                ffn_expand=int(ffn // channels[0]),
+                patch_size=tuple(int(v) for v in state[
+                    'conv_embedding.conv.weight'].shape[-2:]))
+    if not kernels and not any('.fc3_bn.' in k for k in state):
+        arch['conv_kernels'] = (1, 3)  # fused: no conv branch is left
+    reduce = channels[0] // hidden[0] if hidden[0] else 0
+    if reduce and all(c // reduce == h for c, h in zip(channels, hidden)):
+        arch['gp_reduce'] = reduce
+    else:  # mmpretrain's widths, rounded to multiples of 8
+        arch['gp_channels'] = tuple(hidden)
+    return arch
+
+
+def _repvgg_block_weight(state, name):
+    for key in (f'{name}.rbr_dense.conv.weight', f'{name}.rbr_reparam.weight'):
+        if key in state:
+            return state[key].shape
+    raise KeyError(name)
+
+
+def _read_repvgg_arch(state):
+    stem = _repvgg_block_weight(state, 'stage0')
+    planes, in_ch = int(stem[0]), int(stem[0])
+    num_blocks, multipliers, groups, layer = [], [], {}, 1
+    for i in range(1, 5):
+        blocks = _indices(state, rf'stage{i}\.(\d+)\.')
+        if not blocks:
+            raise ValueError(f'no stage{i}')
+        num_blocks.append(len(blocks))
+        for j in range(len(blocks)):
+            shape = _repvgg_block_weight(state, f'stage{i}.{j}')
+            if in_ch % int(shape[1]):
+                raise ValueError(f'stage{i}.{j} groups')
+            if in_ch // int(shape[1]) > 1:
+                groups[layer] = in_ch // int(shape[1])
+            in_ch, layer = int(shape[0]), layer + 1
+        multipliers.append(in_ch / (64 * 2**(i - 1)))
+    arch = dict(num_blocks=tuple(num_blocks),
+                width_multiplier=tuple(multipliers), group_layer_map=groups)
+    if planes != min(64, int(64 * multipliers[0])):
+        arch['stem_channels'] = planes
+    return arch
+
+
+def _read_cyclemlp_arch(state):
+    stages = _indices(state, r'network\.(\d+)\.0\.norm1\.weight$')
+    channels, blocks, ratios = [], [], []
+    for i in stages:
+        c = int(state[f'network.{i}.0.norm1.weight'].shape[0])
+        channels.append(c)
+        blocks.append(len(_indices(state, rf'network\.{i}\.(\d+)\.norm1\.')))
+        ratios.append(int(state[f'network.{i}.0.mlp.fc1.weight'].shape[0]
+                          // c))
+    if not stages or stages != list(range(0, 2 * len(stages), 2)):
+        raise ValueError('stages')
+    return dict(channels=tuple(channels), num_blocks=tuple(blocks),
+                mlp_ratios=tuple(ratios),
+                qkv_bias='network.0.0.attn.mlp_c.bias' in state)
+
+
+_ARCH_READERS = dict(repmlpnet=_read_repmlpnet_arch,
+                     repvgg=_read_repvgg_arch,
+                     cyclemlp=_read_cyclemlp_arch)
+
+
+def read_arch(family, backbone_state):
+    """Read an arch dict from converted weights' names and shapes, for
+    weights of no preset (a port's or mmpretrain's custom arch).
+
+    What shapes do not tell takes mmrep's default: RepMLPNet partitions are
+    taken as square (``h * w`` positions is all ``fc3`` holds) and a fused
+    model's conv kernels as ``(1, 3)`` (they leave no weight); CycleMLP's
+    ``skip_lam`` is 1.0. RepMLPNet's global perceptron widths become
+    ``gp_reduce``, or ``gp_channels`` where no ratio gives them all
+    (mmpretrain rounds them to multiples of 8).
+
+    Args:
+        family (str): a key of :data:`FAMILIES`.
+        backbone_state (dict[str, Tensor]): converted backbone weights.
+
+    Returns:
+        dict | None: the arch (mmrep names); None where the weights are not
+        laid out as the family's.
+    """
+    reader = _ARCH_READERS.get(family)
+    if reader is None:
+        return None
+    try:
+        arch = reader(backbone_state)
+        FAMILIES[family].parse_arch(arch)
+    except (KeyError, ValueError, IndexError, ZeroDivisionError):
+        return None
+    return arch
+
+
 def infer_arch(family, backbone_state):
     """Find the preset (and form) whose model the weights fit.
 
     Every preset is built on the meta device (no memory, no initialization)
-    in train-time and fused form and compared by names and shapes.
+    in train-time and fused form and compared by names and shapes. Where
+    none fits, the arch read from the weights' shapes (:func:`read_arch`)
+    is tried and returned as a dict when its model fits.
 
     Args:
         family (str): a key of :data:`FAMILIES`.
@@ -250,6 +429,12 @@ def infer_arch(family, backbone_state):
         raise ConversionError(
             f'the weights fit several {family} presets {fits}; name one '
             f'with --arch')
+    read = read_arch(family, backbone_state)
+    if read is not None:
+        for deploy in (False, True):
+            if fits_backbone(backbone_state, _meta_backbone(
+                    family, read, backbone_state, deploy)):
+                return read, deploy
     _, arch, deploy, expected = closest
     raise ConversionError(
         f'the weights fit no {family} preset; the closest is {arch!r} '
@@ -285,14 +470,23 @@ def convert(src, family, arch=None, source=None, backbone_only=False):
         arch (str | dict, optional): preset name, or an arch dict (the
             original's argument names are translated by
             :func:`mmrep_arch`); inferred when None.
-        source (str, optional): ``'original'`` or ``'mmpretrain'``; detected
-            when None, checked against the names otherwise.
+        source (str, optional): ``'original'``, ``'mmpretrain'``,
+            ``'timm'``, ``'mindcv'`` or ``'paddle'``; detected when None
+            (:func:`~mmrep.checkpoints.ports.detect_checkpoint_source`: a
+            MindSpore file is MindCV's, a PaddlePaddle file Paddle-CycleMLP's,
+            otherwise the key names tell), checked against the file
+            otherwise. A port's arch is the preset its weights fit, or the
+            one its weights' shapes give (:func:`read_arch`); options its
+            computation needs (MindCV RepMLPNet's tanh GELU, floor rounding
+            and partition order) go into the backbone's arguments and
+            ``meta['port_options']``.
         backbone_only (bool): return the backbone's weights only.
 
     Returns:
         dict: ``state_dict`` (the loaded model's weights) and ``meta``
         (family, arch, source, deploy, num_classes, source file name, mmrep
-        version).
+        version, ``model`` (the classifier config) or ``backbone`` (the
+        backbone config), and a port's ``port_options``).
 
     Raises:
         ConversionError: wrong source, unknown or ambiguous preset, missing
@@ -304,13 +498,21 @@ def convert(src, family, arch=None, source=None, backbone_only=False):
     from mmpretrain.registry import MODELS
 
     state = read_state_dict(src)
-    detected = detect_source(state)
+    detected = detect_checkpoint_source(src, state)
     if source is not None and source != detected:
-        raise ConversionError(f'--source {source}, but the key names are '
-                              f'those of an {detected} checkpoint')
+        raise ConversionError(f'--source {source}, but ' +
+                              _source_evidence(detected))
     if detected == 'mmpretrain' and family not in MMPRETRAIN_FAMILIES:
         raise ConversionError(f'mmpretrain has no {family} checkpoints')
-    backbone_state, head = split_source(state, family)
+    options = {}
+    if detected in PORT_SOURCES:
+        try:
+            backbone_state, head = port_state_dict(detected, family, state)
+        except CheckpointMismatchError as e:
+            raise ConversionError(str(e)) from None
+        options = port_options(detected, family)
+    else:
+        backbone_state, head = split_source(state, family)
     cls = FAMILIES[family]
     if arch is None:
         arch, deploy = infer_arch(family, backbone_state)
@@ -329,9 +531,11 @@ def convert(src, family, arch=None, source=None, backbone_only=False):
             raise CheckpointMismatchError(
                 f'the weights do not fit {family} {arch!r}: '
                 + describe_mismatch(backbone_state, expected))
-    kwargs = backbone_kwargs(family, arch, backbone_state, deploy)
+    kwargs = backbone_kwargs(family, arch, backbone_state, deploy, options)
     meta = dict(family=family, arch=arch, source=detected, deploy=deploy,
                 source_file=osp.basename(src), mmrep_version=__version__)
+    if options:
+        meta['port_options'] = dict(options)
 
     if backbone_only:
         with torch.device('meta'):

@@ -8,6 +8,10 @@ One entry point, :func:`load_pretrained`, serves ``init_cfg=Pretrained``
   classifier, keys under ``backbone.``),
 * the original releases' state dicts, in train-time or fused form,
 * mmpretrain checkpoints,
+* the ports' checkpoints: MindCV's RepMLPNet and RepVGG (MindSpore
+  ``.ckpt``), Paddle-CycleMLP (``.pdparams``) and timm's RepVGG (``.pth`` /
+  ``.safetensors``), told by :func:`~mmrep.checkpoints.ports.
+  detect_checkpoint_source` and mapped by the family files' key maps,
 
 converts names per family (:func:`~mmrep.checkpoints.convert.
 convert_state_dict`) and the form (train-time weights into a fused model
@@ -18,6 +22,7 @@ with how many of the backbone's tensors came from the checkpoint and how
 many kept their initialization, so weights that did not load cannot go
 unnoticed.
 """
+import logging
 import os
 
 from mmengine.logging import print_log
@@ -30,6 +35,8 @@ from .convert import (adapt_state_dict, convert_state_dict, family_of,
 from .forms import (count_found, describe_mismatch, fold_bn_pairs,
                     is_fused_state, same_layout)
 from .io import read_state_dict, split_model_state
+from .ports import (PORT_SOURCES, SOURCE_LABELS, detect_checkpoint_source,
+                    family_name, port_options, port_state_dict)
 
 
 def fill_unused(backbone, state, expected):
@@ -121,7 +128,8 @@ def match_form(backbone, state):
     raise CheckpointMismatchError(f'{what}: ' + describe_mismatch(state, best))
 
 
-def report_loading(backbone, checkpoint, loaded, converted, before):
+def report_loading(backbone, checkpoint, loaded, converted, before,
+                   source=None):
     """Log how many of the backbone's tensors came from the checkpoint.
 
     A tensor kept its initialization when the loader filled it with the
@@ -135,6 +143,9 @@ def report_loading(backbone, checkpoint, loaded, converted, before):
         converted (dict[str, Tensor]): the checkpoint's converted weights.
         before (dict[str, int]): data pointers of the backbone's tensors
             before loading.
+        source (str, optional): the port the weights come from (a key of
+            :data:`~mmrep.checkpoints.ports.SOURCE_LABELS`), named after the
+            file.
 
     Returns:
         tuple[int, int]: tensors loaded from the checkpoint, tensors that
@@ -142,14 +153,39 @@ def report_loading(backbone, checkpoint, loaded, converted, before):
     """
     kept = [k for k, v in loaded.items()
             if k not in converted and v.data_ptr() == before.get(k)]
-    source = checkpoint if isinstance(checkpoint, (str, os.PathLike)) \
+    where = checkpoint if isinstance(checkpoint, (str, os.PathLike)) \
         else 'a state dict'
+    if source is not None:
+        where = f'{where} ({SOURCE_LABELS[source]})'
     detail = f': {kept[:4]}' if kept else ''
     print_log(f'{type(backbone).__name__}: loaded {len(loaded) - len(kept)} '
-              f'of {len(loaded)} backbone tensors from {source}; '
+              f'of {len(loaded)} backbone tensors from {where}; '
               f'{len(kept)} kept their initialization{detail}',
               logger='current')
     return len(loaded) - len(kept), len(kept)
+
+
+def warn_port_options(backbone, source, family, checkpoint):
+    """Log one warning line where the backbone lacks options a port's
+    computation needs (MindCV RepMLPNet's tanh GELU, floor rounding and
+    partition order); the model is left as it is.
+
+    Returns:
+        dict: the options that differ (name -> the port's value).
+    """
+    args = getattr(backbone, '_build_args', {})
+    differ = {k: v for k, v in port_options(source, family).items()
+              if args.get(k) != v}
+    if differ:
+        where = checkpoint if isinstance(checkpoint, (str, os.PathLike)) \
+            else 'the checkpoint'
+        wanted = ', '.join(f'{k}={v!r}' for k, v in differ.items())
+        print_log(f'{type(backbone).__name__}: {where} holds '
+                  f'{SOURCE_LABELS[source]} weights; set {wanted} on the '
+                  f'backbone to reproduce the {SOURCE_LABELS[source]} '
+                  f'model (this one computes otherwise)', logger='current',
+                  level=logging.WARNING)
+    return differ
 
 
 @CHECKPOINT_LOADERS.register_module(name='pretrained')
@@ -188,14 +224,23 @@ def load_pretrained(module, checkpoint, prefix=None, map_location='cpu'):
     backbone = getattr(module, 'backbone', module)
     if family_of(backbone) is None:
         raise TypeError(f'{type(backbone).__name__} is not an mmrep backbone')
-    backbone_state, rest = split_model_state(state)
-    backbone_state, head = convert_state_dict(backbone, backbone_state)
+    source = detect_checkpoint_source(checkpoint, state)
+    if source in PORT_SOURCES:
+        family = family_name(backbone)
+        backbone_state, head = port_state_dict(source, family, state)
+        rest = {}
+        warn_port_options(backbone, source, family, checkpoint)
+    else:
+        source = None
+        backbone_state, rest = split_model_state(state)
+        backbone_state, head = convert_state_dict(backbone, backbone_state)
     for k, v in head.items():
         rest.setdefault('head.' + k, v)
     before = {k: v.data_ptr() for k, v in backbone.state_dict().items()}
     loaded = match_form(backbone, backbone_state)
     backbone.load_state_dict(loaded, strict=True)
-    report_loading(backbone, checkpoint, loaded, backbone_state, before)
+    report_loading(backbone, checkpoint, loaded, backbone_state, before,
+                   source)
     unused = []
     if module is backbone:
         unused = sorted(rest)

@@ -83,12 +83,14 @@ class GlobalPerceptron(nn.Module):
     Args:
         channels (int): input and output channels.
         reduce (int): squeeze ratio; ``fc1`` has ``channels // reduce``
-            outputs.
+            outputs (the original's width).
+        hidden (int, optional): ``fc1``'s outputs instead (mmpretrain rounds
+            ``channels // reduce`` to a multiple of 8).
     """
 
-    def __init__(self, channels, reduce=4):
+    def __init__(self, channels, reduce=4, hidden=None):
         super().__init__()
-        hidden = channels // reduce
+        hidden = channels // reduce if hidden is None else hidden
         self.fc1 = nn.Conv2d(channels, hidden, 1)
         self.fc2 = nn.Conv2d(hidden, channels, 1)
 
@@ -118,11 +120,13 @@ class RepMLPBlock(nn.Module):
         partition_order (str): ``'spatial'`` (every partition's result stays
             in place) or ``'original'`` (the original release's row order,
             see the module docstring). Default: ``'spatial'``.
+        gp_channels (int, optional): the global perceptron's hidden width;
+            None: ``channels // gp_reduce``.
     """
 
     def __init__(self, channels, partition, num_sharesets=1,
                  conv_kernels=(1, 3), gp_reduce=4, deploy=False,
-                 norm_cfg=None, partition_order='spatial'):
+                 norm_cfg=None, partition_order='spatial', gp_channels=None):
         super().__init__()
         if partition_order not in PARTITION_ORDERS:
             raise ValueError(f'partition_order must be one of '
@@ -139,7 +143,7 @@ class RepMLPBlock(nn.Module):
         self.num_sharesets = num_sharesets
         self.conv_kernels = tuple(conv_kernels or ())
         self.deploy = deploy
-        self.gp = GlobalPerceptron(channels, gp_reduce)
+        self.gp = GlobalPerceptron(channels, gp_reduce, gp_channels)
         hw = self.h * self.w
         # Stored as the original's grouped 1x1 convolution so that original
         # checkpoints load unchanged; applied as S matrix products
@@ -351,11 +355,13 @@ class RepMLPNetUnit(nn.Module):
 
     def __init__(self, channels, partition, num_sharesets, conv_kernels,
                  gp_reduce, ffn_expand=4, deploy=False, norm_cfg=None,
-                 partition_order='spatial', gelu_approximate='none'):
+                 partition_order='spatial', gelu_approximate='none',
+                 gp_channels=None):
         super().__init__()
         self.repmlp_block = RepMLPBlock(
             channels, partition, num_sharesets, conv_kernels, gp_reduce,
-            deploy, norm_cfg=norm_cfg, partition_order=partition_order)
+            deploy, norm_cfg=norm_cfg, partition_order=partition_order,
+            gp_channels=gp_channels)
         self.ffn_block = FFNBlock(channels, channels * ffn_expand, deploy,
                                   norm_cfg, gelu_approximate)
         self.prebn1 = build_bn(norm_cfg, channels)
@@ -419,7 +425,11 @@ class RepMLPNet(RepBackbone):
             ``'B256'``, ``'D256'``, ``'L256'``) or a dict with ``channels``,
             ``num_blocks``, ``sharesets`` and ``partition_sizes`` (one entry
             per stage) and optionally ``conv_kernels`` (default ``(1, 3)``),
-            ``gp_reduce`` (4), ``ffn_expand`` (4), ``patch_size`` (4).
+            ``gp_reduce`` (4), ``ffn_expand`` (4), ``patch_size`` (4) and
+            ``gp_channels`` (the global perceptron's hidden width per stage;
+            None, the default: the original's ``channels // gp_reduce``;
+            mmpretrain's models round that to a multiple of 8, which
+            ``tools/convert_checkpoint.py`` reads from their weights).
             (``tools/convert_checkpoint.py`` translates the original
             constructor's arguments into such a dict.)
         in_channels (int): image channels. Default: 3.
@@ -470,7 +480,7 @@ class RepMLPNet(RepBackbone):
     }
     arch_keys = ('channels', 'num_blocks', 'sharesets', 'partition_sizes')
     arch_defaults = dict(conv_kernels=(1, 3), gp_reduce=4, ffn_expand=4,
-                         patch_size=4)
+                         patch_size=4, gp_channels=None)
 
     def __init__(self, arch='T224', in_channels=3, partition_sizes=None,
                  out_indices=(0, 1, 2, 3), final_norm=False, frozen_stages=-1,
@@ -508,7 +518,9 @@ class RepMLPNet(RepBackbone):
                 RepMLPNetUnit(a['channels'][i], a['partition_sizes'][i],
                               a['sharesets'][i], a['conv_kernels'],
                               a['gp_reduce'], a['ffn_expand'], deploy,
-                              norm_cfg, partition_order, gelu_approximate)
+                              norm_cfg, partition_order, gelu_approximate,
+                              None if a['gp_channels'] is None
+                              else a['gp_channels'][i])
                 for _ in range(a['num_blocks'][i])))
             if i < num_stages - 1:
                 self.embeds.append(ConvBN(a['channels'][i],
@@ -571,6 +583,13 @@ class RepMLPNet(RepBackbone):
             len(out['channels']))
         for key in ('gp_reduce', 'ffn_expand'):
             out[key] = positive_ints(name(key), out[key])[0]
+        if out['gp_channels'] is not None:
+            out['gp_channels'] = positive_ints(name('gp_channels'),
+                                               out['gp_channels'])
+            if len(out['gp_channels']) != len(out['channels']):
+                raise ValueError(
+                    f"{name('gp_channels')}={arch['gp_channels']!r}: needs "
+                    f"one entry per stage ({len(out['channels'])})")
         positive_ints(name('patch_size'), out['patch_size'])
         out['conv_kernels'] = positive_ints(
             name('conv_kernels'), tuple(out['conv_kernels'] or ()), odd=True)
