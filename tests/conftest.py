@@ -18,6 +18,27 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 FIXTURES = os.environ.get('MMREP_FIXTURES') or osp.join(REPO, 'tests', 'data')
 
 
+# Crafted pickle payloads: a safe reader must refuse them, executing nothing.
+class CreateFile:
+    """Unpickling this object runs ``open(path, 'w')``: it creates a file."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, 'w'))
+
+
+class RunShell:
+    """Unpickling this object runs ``os.system('touch PATH')``."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.system, (f'touch {self.path}', ))
+
+
 def fixture_files(pattern):
     """Sorted fixture files matching ``pattern`` (e.g. ``repvgg_small_s*.pt``).
 

@@ -18,7 +18,7 @@ from mmrep.deploy import make_deploy_config
 from mmrep.models.layers.cycle_fc import cycle_offset
 
 from conftest import FIXTURES
-from tool_runner import REPO, load_tool, run_tool
+from tool_runner import REPO, main_or_error, run_tool
 
 CONFIG_DIR = osp.join(REPO, 'configs', 'imagenet')
 
@@ -30,12 +30,7 @@ def convert(argv):
         int | str: its exit status (0) when it wrote DST, else the
         ``error:`` line it exits with (status 1).
     """
-    try:
-        return load_tool('convert_checkpoint').main(argv)
-    except SystemExit as e:
-        assert isinstance(e.code, str) and e.code.startswith('error: ') \
-            and '\n' not in e.code, e.code
-        return e.code
+    return main_or_error('convert_checkpoint', argv)
 
 
 def listing(family_file, preset):

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, fixture_params
+from conftest import REPO, CreateFile, RunShell, fixture_params
 
 from mmrep.checkpoints import read_state_dict
 from mmrep.checkpoints.frameworks import (MINDSPORE_DTYPES, PADDLE_GLOBALS,
@@ -128,26 +128,6 @@ def test_the_frameworks_are_never_imported():
 
 
 # -- crafted Paddle pickles ---------------------------------------------------
-
-class CreateFile:
-    """Unpickling this object runs ``open(path, 'w')``: it creates a file."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, 'w'))
-
-
-class RunShell:
-    """Unpickling this object runs ``os.system('touch PATH')``."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (os.system, (f'touch {self.path}', ))
-
 
 class Reduce:
     """Pickles as ``func(*args)``, then ``state`` when given."""

@@ -21,7 +21,7 @@ import safetensors.torch
 import torch
 from conftest import assert_close, fixture_params, load_via_init_cfg
 from mmengine.registry import init_default_scope
-from tool_runner import load_tool
+from tool_runner import main_or_error
 
 from mmrep.checkpoints import load as checkpoint_load
 from mmrep.models.backbones import RepMLPNet, RepVGG, repmlpnet
@@ -33,12 +33,7 @@ PORT_LABELS = dict(mindcv='MindCV', paddle='Paddle-CycleMLP')
 def convert(argv):
     """Run tools/convert_checkpoint.py in this process: 0, or its one
     ``error:`` line."""
-    try:
-        return load_tool('convert_checkpoint').main(argv)
-    except SystemExit as e:
-        assert isinstance(e.code, str) and e.code.startswith('error: ') \
-            and '\n' not in e.code, e.code
-        return e.code
+    return main_or_error('convert_checkpoint', argv)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import re
 
 import pytest
 import torch
+from conftest import CreateFile, RunShell
 from tool_runner import DEMO, REPO, load_tool
 
 import mmrep  # noqa: F401
@@ -15,26 +16,6 @@ from mmrep.models.backbones import RepVGG
 from mmrep.utils import CheckpointLoadError, enforce_weights_only
 
 TINY_REPVGG = dict(num_blocks=(1, 1, 1, 1), width_multiplier=(0.25, ) * 4)
-
-
-class CreateFile:
-    """Unpickling this object runs ``open(path, 'w')``: it creates a file."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, 'w'))
-
-
-class RunShell:
-    """Unpickling this object runs ``os.system('touch PATH')``."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (os.system, (f'touch {self.path}', ))
 
 
 @pytest.fixture(params=[CreateFile, RunShell], ids=['open', 'os.system'])

@@ -36,6 +36,25 @@ def load_tool(name):
     return module
 
 
+def main_or_error(name, argv):
+    """Run ``tools/<name>.py``'s ``main(argv)`` in this process.
+
+    Args:
+        name (str): the tool.
+        argv (list[str]): its arguments.
+
+    Returns:
+        int | str: what ``main`` returned, or the one ``error:`` line it
+        exits with (checked to be one line).
+    """
+    try:
+        return load_tool(name).main(argv)
+    except SystemExit as e:
+        assert isinstance(e.code, str) and e.code.startswith('error: ') \
+            and '\n' not in e.code, e.code
+        return e.code
+
+
 def run_tool(*args, ok=True, env=None):
     """Run ``python tools/...`` in the repository.
 
