@@ -327,3 +327,28 @@ def torch_bn_name(key):
         return key
     return f'{head}.{MINDSPORE_BN_NAMES[last]}' if head else \
         MINDSPORE_BN_NAMES[last]
+
+
+def split_port_state(port_state, head_prefix, backbone_key, drop=()):
+    """A port's classifier weights as mmrep backbone and head weights.
+
+    Args:
+        port_state (dict[str, Tensor]): the port's checkpoint.
+        head_prefix (str): the port's classifier prefix (``'head.'``,
+            ``'linear.'``); its tensors become ``fc.*``.
+        backbone_key (callable): maps every other key to mmrep's name.
+        drop (tuple[str]): keys the port holds but never uses.
+
+    Returns:
+        tuple[dict, dict]: backbone weights and head weights (``fc.weight``,
+        ``fc.bias``, mmpretrain's ``LinearClsHead`` names).
+    """
+    backbone, head = {}, {}
+    for key, value in port_state.items():
+        if key in drop:
+            continue
+        if key.startswith(head_prefix):
+            head['fc.' + key[len(head_prefix):]] = value
+        else:
+            backbone[backbone_key(key)] = value
+    return backbone, head

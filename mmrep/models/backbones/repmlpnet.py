@@ -71,7 +71,7 @@ from ..layers import (ConvBN, build_bn, conv_to_fc, fold_input_bn, fuse_bn,
                       fused_conv, pad_to_partition)
 from ..layers.linear import grouped_linear, linear, onednn_usable
 from .base import (RepBackbone, is_positive_int, positive_ints,
-                   torch_bn_name)
+                   split_port_state, torch_bn_name)
 
 
 PARTITION_ORDERS = ('spatial', 'original')
@@ -866,13 +866,6 @@ def from_mindcv_state_dict(port_state):
         tuple[dict, dict]: backbone weights and head weights (``fc.weight``,
         ``fc.bias``, mmpretrain's ``LinearClsHead`` names).
     """
-    backbone, head = {}, {}
-    for key, value in port_state.items():
-        if key in MINDCV_UNUSED:
-            continue
-        if key.startswith('head.'):
-            head['fc.' + key[len('head.'):]] = value
-        else:
-            backbone[_mindcv_key(key)] = value
-    return backbone, head
+    return split_port_state(port_state, 'head.', _mindcv_key,
+                            drop=MINDCV_UNUSED)
 # ------------------------ end of checkpoint source: MindCV -------------------

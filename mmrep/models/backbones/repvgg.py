@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from ...registry import MODELS
 from ...utils.serialization import CheckpointMismatchError
 from ..layers import ConvBN, build_bn, fuse_bn, fused_conv
-from .base import RepBackbone, torch_bn_name
+from .base import RepBackbone, split_port_state, torch_bn_name
 
 def identity_kernel(channels, groups, kernel_size=3, device=None,
                     dtype=None):
@@ -352,13 +352,7 @@ def from_mindcv_state_dict(port_state):
         tuple[dict, dict]: backbone weights and head weights (``fc.weight``,
         ``fc.bias``, mmpretrain's ``LinearClsHead`` names).
     """
-    backbone, head = {}, {}
-    for key, value in port_state.items():
-        if key.startswith('linear.'):
-            head['fc.' + key[len('linear.'):]] = value
-        else:
-            backbone[_mindcv_key(key)] = value
-    return backbone, head
+    return split_port_state(port_state, 'linear.', _mindcv_key)
 # ------------------------ end of checkpoint source: MindCV -------------------
 
 
