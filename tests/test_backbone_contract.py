@@ -22,6 +22,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 import mmrep
 import mmrep.models.backbones as backbones
+from mmrep.checkpoints import CHECKPOINT_FAMILIES
 from mmrep.models.backbones.base import RepBackbone
 from mmrep.registry import MODELS
 from mmrep.utils.testing import randomize_bn
@@ -47,10 +48,11 @@ SYNC_BN = dict(type='SyncBN', requires_grad=True)
 
 
 def registered_families():
-    """``{name: class}`` of the backbones registered in scope mmrep."""
-    MODELS.import_from_location()
-    return {name: cls for name, cls in sorted(MODELS.module_dict.items())
-            if isinstance(cls, type) and issubclass(cls, RepBackbone)}
+    """``{class name: class}`` of the registered families
+    (``CHECKPOINT_FAMILIES``; tests/test_layout.py checks that they are the
+    backbones registered in scope mmrep)."""
+    return {f.model.__name__: f.model
+            for f in CHECKPOINT_FAMILIES.values()}
 
 
 FAMILIES = registered_families()

@@ -15,7 +15,8 @@ from tool_runner import DEMO, load_tool
 
 import mmrep  # noqa: F401
 from mmrep.deploy import NonFiniteWeightsError, reparameterize_model
-from mmrep.checkpoints import CheckpointMismatchError, load_pretrained
+from mmrep.checkpoints import (CHECKPOINT_FAMILIES, CheckpointMismatchError,
+                               load_pretrained)
 from mmrep.models.backbones import CycleMLP, RepMLPNet, RepMLPResNet, RepVGG
 from mmrep.utils import CheckpointLoadError
 from mmrep.utils.testing import randomize_bn
@@ -33,6 +34,11 @@ FAMILIES = {
     'RepMLPResNet': (RepMLPResNet, 'huge-512',
                      dict(num_blocks=(1, 1, 1, 1), block_type='dense')),
 }
+
+
+def test_every_family_has_bad_arch_cases():
+    assert set(FAMILIES) == {f.model.__name__
+                             for f in CHECKPOINT_FAMILIES.values()}
 
 
 def files_in(folder):

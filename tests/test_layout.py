@@ -5,6 +5,7 @@ tool importing another tool, and no test importing logic from a tool: the
 tests take what they check from the package and run a tool only through
 ``load_tool(name).main`` (or ``.parse_args``)."""
 import ast
+import inspect
 import glob
 import os
 import os.path as osp
@@ -219,3 +220,132 @@ def test_the_checker_sees_tool_logic_in_a_test():
         (2, 'import convert_checkpoint'),
         (3, 'load_tool(...) used as mmrep_arch'),
         (4, 'load_tool(...) used as Assign')]
+
+
+# ---------------------------------------------------------------------------
+# One place per family: each family's checkpoint knowledge is declared in its
+# own file (mmrep.models.backbones.family); nothing else names its keys.
+# ---------------------------------------------------------------------------
+#: Key components that are common words of the sources' vocabularies
+#: (timm's ``stages``, mmpretrain's ``norm`` and ``patch_embed``, an SE
+#: block's ``attn``): one family's model has them, another family's sources
+#: name them too.
+COMMON_KEY_WORDS = {'stages', 'norm', 'attn', 'mlp', 'proj', 'patch_embed'}
+
+
+def family_key_fragments():
+    """``{family file: fragments}``: the dotted key components that only
+    this family's state dicts have (its smallest preset, train-time and
+    fused, built on the meta device; trailing digits dropped), except
+    :data:`COMMON_KEY_WORDS`, and the ``key_marks`` of its sources (the
+    names only a source's checkpoints have)."""
+    import re
+
+    import torch
+
+    from mmrep.checkpoints import CHECKPOINT_FAMILIES
+    components = {}
+    for name, family in CHECKPOINT_FAMILIES.items():
+        found = set()
+        for deploy in (False, True):
+            with torch.device('meta'):
+                model = family.model(arch=next(iter(family.model.arch_zoo)),
+                                     deploy=deploy)
+            for key in model.state_dict():
+                found.update(re.sub(r'\d+$', '', part)
+                             for part in key.split('.')[:-1]
+                             if not part.isdigit())
+        components[name] = found
+    fragments = {}
+    for name, family in CHECKPOINT_FAMILIES.items():
+        others = set().union(*(c for n, c in components.items()
+                               if n != name))
+        marks = {m for s in family.sources for m in s.key_marks}
+        path = inspect.getsourcefile(family.model)
+        fragments[osp.relpath(path, REPO)] = sorted(
+            (components[name] - others - COMMON_KEY_WORDS) | marks)
+    return fragments
+
+
+def names_a_key(text, fragment):
+    """Whether ``text`` uses ``fragment`` as a key component (followed by a
+    dot, or an escaped dot in a regular expression)."""
+    import re
+    return re.search(r'(?<![A-Za-z0-9_])' + re.escape(fragment) +
+                     r'\d*(?=\\?\.)', text) is not None
+
+
+def key_names_in(path, fragments):
+    """``(line, fragment)`` for every string constant of the file (not a
+    docstring) that names a key with one of ``fragments``."""
+    tree = ast.parse(open(path).read(), path)
+    docs = set()
+    for node in ast.walk(tree):
+        body = getattr(node, 'body', None)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef,
+                             ast.AsyncFunctionDef)) and body and \
+                isinstance(body[0], ast.Expr) and \
+                isinstance(body[0].value, ast.Constant):
+            docs.add(id(body[0].value))
+    return [(node.lineno, f) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and id(node) not in docs
+            for f in fragments if names_a_key(node.value, f)]
+
+
+FAMILY_KEYS = family_key_fragments()
+CODE_FILES = sorted(glob.glob(osp.join(REPO, 'mmrep', '**', '*.py'),
+                              recursive=True) +
+                    glob.glob(osp.join(REPO, 'tools', '*.py')))
+
+
+@pytest.mark.parametrize('path', CODE_FILES,
+                         ids=[osp.relpath(p, REPO) for p in CODE_FILES])
+def test_no_module_outside_a_family_file_names_its_keys(path):
+    rel = osp.relpath(path, REPO)
+    found = [(family, line, f)
+             for family, fragments in FAMILY_KEYS.items() if family != rel
+             for line, f in key_names_in(path, fragments)]
+    assert not found, (f'{rel} names keys of another family\'s file '
+                       f'(family file, line, fragment): {found}')
+
+
+def test_every_family_has_key_fragments_to_check():
+    assert len(FAMILY_KEYS) == 4
+    for family, fragments in FAMILY_KEYS.items():
+        assert fragments, family
+    repvgg = FAMILY_KEYS['mmrep/models/backbones/repvgg.py']
+    assert {'rbr_dense', 'rbr_reparam', 'branch_3x3', 'conv_kxk'} <= \
+        set(repvgg)
+
+
+def test_the_key_checker_sees_a_family_key(tmp_path):
+    bad = tmp_path / 'bad.py'
+    bad.write_text('"""rbr_dense.conv in a docstring is prose."""\n'
+                   "KEY = 'stage1.0.rbr_dense.conv.weight'\n"
+                   "PATTERN = r'^branch_3x3\\.norm'\n"
+                   "FINE = 'rbr_dense'\n")
+    fragments = FAMILY_KEYS['mmrep/models/backbones/repvgg.py']
+    assert sorted(f for _, f in key_names_in(str(bad), fragments)) == [
+        'branch_3x3', 'rbr_dense']
+
+
+def test_every_registered_backbone_declares_its_family():
+    from mmrep.checkpoints import CHECKPOINT_FAMILIES
+    from mmrep.models.backbones.base import RepBackbone
+    from mmrep.registry import MODELS
+    MODELS.import_from_location()
+    registered = {cls for cls in MODELS.module_dict.values()
+                  if isinstance(cls, type) and issubclass(cls, RepBackbone)}
+    declared = {f.model for f in CHECKPOINT_FAMILIES.values()}
+    assert registered == declared
+    for family in CHECKPOINT_FAMILIES.values():
+        # The family's declaration lives in the model's own file.
+        assert inspect.getsourcefile(family.source('original').to_mmrep) \
+            .endswith('family.py') or inspect.getsourcefile(
+                family.source('original').to_mmrep) == \
+            inspect.getsourcefile(family.model)
+        for source in family.sources[1:]:
+            assert inspect.getsourcefile(source.to_mmrep) == \
+                inspect.getsourcefile(family.model), (family.name,
+                                                      source.name)

@@ -10,6 +10,7 @@ from conftest import FIXTURES
 from tool_runner import load_tool
 
 from mmrep.apis import model_table as table
+from mmrep.checkpoints import CHECKPOINT_FAMILIES
 
 # Original release names -> (family, mmrep preset).
 RENAME = {
@@ -41,7 +42,7 @@ CASES = original_counts()
 def test_every_listed_model_is_a_preset():
     assert len(CASES) >= 6 + 11 * 2 + 2 * 2 + 5
     for family, arch, _, _ in CASES:
-        assert arch in table.FAMILIES[family][0].arch_zoo
+        assert arch in CHECKPOINT_FAMILIES[family].model.arch_zoo
     assert {(f, a) for f, a, _, _ in CASES} <= {
         (f, a) for f, a, _ in table.presets()}
 

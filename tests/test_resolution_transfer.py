@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from mmengine.logging import MMLogger
 
 import mmrep
-from mmrep.checkpoints.resample import (hidden_mapping, resample_fc1_fc2,
+from mmrep.models.layers.resample import (hidden_mapping, resample_fc1_fc2,
                                    resample_grid, resize_matrix)
 from mmrep.models.backbones import RepMLPNet, RepMLPResNet
 from mmrep.models.backbones.repmlp_resnet import RepMLPUnit

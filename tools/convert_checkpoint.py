@@ -48,7 +48,8 @@ import ast
 import sys
 
 from mmrep.apis import refusals_as_errors
-from mmrep.checkpoints.conversion import FAMILIES, convert
+from mmrep.checkpoints import CHECKPOINT_FAMILIES
+from mmrep.checkpoints.conversion import convert
 from mmrep.checkpoints.ports import SOURCES
 from mmrep.utils import atomic_save
 
@@ -70,7 +71,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('src', help='checkpoint to convert')
     parser.add_argument('dst', help='where the mmrep checkpoint goes')
-    parser.add_argument('--family', required=True, choices=sorted(FAMILIES))
+    parser.add_argument('--family', required=True,
+                        choices=sorted(CHECKPOINT_FAMILIES))
     parser.add_argument('--arch', type=arch_argument,
                         help='preset name or arch dict literal (default: '
                         'inferred from the weights)')

@@ -30,7 +30,9 @@ import sys
 
 import mmrep  # noqa: F401  (registers the backbones)
 from mmrep.apis import BadArgumentError, refusals_as_errors
-from mmrep.apis.model_table import FAMILIES, markdown, measure, presets
+from mmrep.apis.model_table import (display_name, markdown, measure,
+                                    presets)
+from mmrep.checkpoints import CHECKPOINT_FAMILIES
 
 
 def parse_args(argv=None):
@@ -40,7 +42,8 @@ def parse_args(argv=None):
     parser.add_argument('--batch', type=int, default=8)
     parser.add_argument('--iters', type=int, default=5)
     parser.add_argument('--families',
-                        help=f'comma-separated subset of {list(FAMILIES)}')
+                        help='comma-separated subset of '
+                        f'{list(CHECKPOINT_FAMILIES)}')
     parser.add_argument('--out', help='also write the table to this file')
     return parser.parse_args(argv)
 
@@ -61,10 +64,10 @@ def main(argv=None):
     """
     args = parse_args(argv)
     families = args.families.split(',') if args.families else None
-    unknown = set(families or ()) - set(FAMILIES)
+    unknown = set(families or ()) - set(CHECKPOINT_FAMILIES)
     if unknown:
         raise BadArgumentError(f'unknown families {sorted(unknown)}; choose '
-                               f'from {list(FAMILIES)}')
+                               f'from {list(CHECKPOINT_FAMILIES)}')
     for name in ('batch', 'iters'):
         if getattr(args, name) < 1:
             raise BadArgumentError(f'--{name} must be at least 1, got '
@@ -74,7 +77,7 @@ def main(argv=None):
     for family, arch, size in presets(families):
         numbers = measure(family, arch, size, speed, args.batch, args.iters)
         rows.append((family, arch, size, numbers))
-        print(f'{FAMILIES[family][1].format(arch)}: {numbers}',
+        print(f'{display_name(family, arch)}: {numbers}',
               file=sys.stderr, flush=True)
     table = markdown(rows, speed, args.batch)
     print(table)

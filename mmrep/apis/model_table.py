@@ -7,15 +7,12 @@ import time
 
 import torch
 
-from ..models.backbones import CycleMLP, RepMLPNet, RepMLPResNet, RepVGG
+from ..models.backbones.family import CHECKPOINT_FAMILIES, get_family
 
-#: family: (backbone class, display name of a preset)
-FAMILIES = {
-    'repvgg': (RepVGG, 'RepVGG-{}'),
-    'repmlpnet': (RepMLPNet, 'RepMLPNet-{}'),
-    'repmlp-res50': (RepMLPResNet, 'RepMLP-Res50-{}'),
-    'cyclemlp': (CycleMLP, 'CycleMLP-{}'),
-}
+
+def display_name(family, arch):
+    """A preset's name in the table, e.g. ``'RepVGG-A0'``."""
+    return get_family(family).display.format(arch)
 
 
 def presets(families=None):
@@ -25,16 +22,15 @@ def presets(families=None):
         families (Sequence[str], optional): restrict to these families.
 
     Returns:
-        list[tuple[str, str, int]]: RepMLPNet presets run at the resolution
-        in their name, all others at 224.
+        list[tuple[str, str, int]]: each preset at its family's
+        ``preset_size`` (RepMLPNet's in its name, all others 224).
     """
     rows = []
-    for family, (cls, _) in FAMILIES.items():
-        if families and family not in families:
+    for name, family in CHECKPOINT_FAMILIES.items():
+        if families and name not in families:
             continue
-        for arch in cls.arch_zoo:
-            size = int(arch[1:]) if family == 'repmlpnet' else 224
-            rows.append((family, arch, size))
+        for arch in family.model.arch_zoo:
+            rows.append((name, arch, family.preset_size(arch)))
     return rows
 
 
@@ -42,18 +38,17 @@ def backbone_cfg(family, arch, deploy=False):
     """The backbone dict of the family's ImageNet classifier config.
 
     Args:
-        family (str): a key of :data:`FAMILIES`.
+        family (str): a registered family name.
         arch (str): preset name.
         deploy (bool): fused form.
 
     Returns:
         dict: backbone config (``type='mmrep.<Class>'``).
     """
-    cls = FAMILIES[family][0]
-    cfg = dict(type='mmrep.' + cls.__name__, arch=arch, out_indices=(3, ),
-               deploy=deploy)
-    if family in ('repmlpnet', 'cyclemlp'):
-        cfg['final_norm'] = True  # the original's norm before the head
+    spec = get_family(family)
+    cfg = dict(type='mmrep.' + spec.model.__name__, arch=arch,
+               out_indices=(3, ), deploy=deploy)
+    cfg.update(spec.classifier_kwargs())  # e.g. the norm before the head
     return cfg
 
 
@@ -62,7 +57,7 @@ def build_classifier(family, arch, deploy=False, num_classes=1000,
     """Build the ImageNet classifier of a preset.
 
     Args:
-        family (str): a key of :data:`FAMILIES`.
+        family (str): a registered family name.
         arch (str): preset name.
         deploy (bool): fused form.
         num_classes (int): head outputs. Default: 1000.
@@ -77,9 +72,9 @@ def build_classifier(family, arch, deploy=False, num_classes=1000,
     init_default_scope('mmpretrain')
     backbone = backbone_cfg(family, arch, deploy)
     kwargs = {k: v for k, v in backbone.items() if k != 'type'}
-    size = int(arch[1:]) if family == 'repmlpnet' else 224
+    size = get_family(family).preset_size(arch)
     with torch.device('meta'):  # the head's input: the last stage's width
-        probe = FAMILIES[family][0](**kwargs)
+        probe = get_family(family).model(**kwargs)
         channels = probe(torch.empty(1, 3, size, size))[-1].shape[1]
     with torch.device(device or 'cpu'):
         return MODELS.build(dict(
@@ -163,7 +158,7 @@ def measure(family, arch, size, speed=True, batch=8, iters=5):
     """One table row's numbers.
 
     Args:
-        family (str): a key of :data:`FAMILIES`.
+        family (str): a registered family name.
         arch (str): preset name.
         size (int): resolution.
         speed (bool): also time the fused model.
@@ -203,7 +198,7 @@ def markdown(rows, speed=True, batch=8):
     lines = ['| ' + ' | '.join(head) + ' |',
              '|' + '---|' * len(head)]
     for family, arch, size, r in rows:
-        cells = [FAMILIES[family][1].format(arch), f'{size}x{size}',
+        cells = [display_name(family, arch), f'{size}x{size}',
                  f'{r["params"] / 1e6:.2f}', f'{r["fused_params"] / 1e6:.2f}',
                  f'{r["flops"] / 1e9:.2f}']
         if speed:

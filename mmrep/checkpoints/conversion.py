@@ -9,13 +9,11 @@ result.
 """
 import ast
 import functools
-import math
 import os.path as osp
-import re
 
 import torch
 
-from ..models.backbones import CycleMLP, RepMLPNet, RepMLPResNet, RepVGG
+from ..models.backbones.family import get_family
 from ..utils.serialization import CheckpointMismatchError
 from ..version import __version__
 from .convert import convert_state_dict
@@ -25,66 +23,20 @@ from .load import fits_backbone, load_pretrained
 from .ports import (PORT_SOURCES, detect_checkpoint_source,
                     port_options, port_state_dict, source_of_names)
 
-#: Family name (``--family``) -> backbone class.
-FAMILIES = {
-    'repmlpnet': RepMLPNet,
-    'repvgg': RepVGG,
-    'repmlp-res50': RepMLPResNet,
-    'cyclemlp': CycleMLP,
-}
-# mmpretrain ships RepMLPNet and RepVGG only.
-MMPRETRAIN_FAMILIES = ('repmlpnet', 'repvgg')
-
-
-#: The original releases' constructor arguments -> mmrep's arch keys.
-ORIGINAL_ARCH_NAMES = {
-    'repmlpnet': dict(sharesets_nums='sharesets',
-                      reparam_conv_k='conv_kernels',
-                      globalperceptron_reduce='gp_reduce'),
-    'repvgg': dict(width_factor='width_multiplier',
-                   override_groups_map='group_layer_map'),
-    'repmlp-res50': dict(reparam_conv_k='conv_kernels'),
-    'cyclemlp': dict(embed_dims='channels', layers='num_blocks'),
-}
-#: The original releases' constructor arguments that belong to the
-#: classifier or the input pipeline, not to the backbone's arch.
-ORIGINAL_DROPPED = {
-    'repmlpnet': ('num_class', ),
-    'repvgg': ('num_classes', ),
-    'repmlp-res50': ('num_classes', ),
-    'cyclemlp': ('num_classes', 'img_size', 'patch_size', 'in_chans',
-                 'segment_dim', 'qk_scale', 'drop_rate', 'attn_drop_rate'),
-}
-#: Pairs of original arguments that become one mmrep ``(h, w)`` setting.
-ORIGINAL_PAIRS = {
-    'repmlp-res50': (('img_H', 'img_W', 'img_size'),
-                     ('h', 'w', 'partition')),
-}
-
-
 class ConversionError(RuntimeError):
     """The source cannot be converted as asked."""
 
 
 def mmrep_arch(family, original_kwargs):
     """Translate an original release's constructor arguments into an mmrep
-    arch dict.
-
-    RepMLPNet: ``hs``/``ws`` -> ``partition_sizes`` (``(h, w)`` per stage),
-    ``sharesets_nums`` -> ``sharesets``, ``reparam_conv_k`` ->
-    ``conv_kernels``, ``globalperceptron_reduce`` -> ``gp_reduce``
-    (``num_class`` dropped). CycleMLP: ``embed_dims`` -> ``channels``,
-    ``layers`` -> ``num_blocks``; ``transitions`` must downsample after every
-    stage but the last (mmrep's only layout) and is dropped, as are the
-    classifier's and input's arguments. RepVGG: ``override_groups_map`` ->
-    ``group_layer_map``, ``width_factor`` -> ``width_multiplier``
-    (``num_classes`` dropped; ``se_cfg`` must be None). RepMLP-Res50:
-    ``img_H``/``img_W`` -> ``img_size``, ``h``/``w`` -> ``partition``,
-    ``reparam_conv_k`` -> ``conv_kernels`` (``num_classes`` dropped).
-    mmrep's own names pass through; the model checks the result.
+    arch dict, by the family's ``from_original_kwargs`` (RepMLPNet: ``hs`` /
+    ``ws`` -> ``partition_sizes``, ``sharesets_nums`` -> ``sharesets`` ...;
+    RepVGG: ``override_groups_map`` -> ``group_layer_map`` ...; each family
+    file documents its own). mmrep's own names pass through; the model
+    checks the result.
 
     Args:
-        family (str): a key of :data:`FAMILIES`.
+        family (str): a registered family name.
         original_kwargs (dict | str): the original's arguments, or a preset
             name (returned as it is).
 
@@ -92,47 +44,14 @@ def mmrep_arch(family, original_kwargs):
         dict | str: the arch, in mmrep's names.
 
     Raises:
-        ValueError: an argument given under both names, half of a pair
-            (``hs`` without ``ws``), a ``transitions`` list that does not
-            downsample between every two stages, or an ``se_cfg``.
+        ValueError: an unknown family, or arguments the family's
+            translation refuses (an argument under both names, half of a
+            pair, a layout mmrep does not have).
     """
-    if family not in FAMILIES:
-        raise ValueError(f'unknown family {family!r}; one of '
-                         f'{sorted(FAMILIES)}')
+    original = get_family(family).source('original')
     if not isinstance(original_kwargs, dict):
         return original_kwargs
-    arch = dict(original_kwargs)
-    for old, new in ORIGINAL_ARCH_NAMES[family].items():
-        if old in arch:
-            if new in arch:
-                raise ValueError(f'arch gives both {old!r} and {new!r}')
-            arch[new] = arch.pop(old)
-    for key in ORIGINAL_DROPPED[family]:
-        arch.pop(key, None)
-    for old, new, target in ORIGINAL_PAIRS.get(family, ()):
-        if old in arch or new in arch:
-            if old not in arch or new not in arch or target in arch:
-                raise ValueError(f'arch needs both {old!r} and {new!r} '
-                                 f'(and not {target!r} as well)')
-            arch[target] = (arch.pop(old), arch.pop(new))
-    if family == 'repmlpnet' and ('hs' in arch or 'ws' in arch):
-        hs, ws = arch.pop('hs', None), arch.pop('ws', None)
-        if hs is None or ws is None or len(hs) != len(ws):
-            raise ValueError('arch needs both hs and ws, of equal length')
-        arch['partition_sizes'] = tuple(zip(hs, ws))
-    if family == 'repvgg' and arch.pop('se_cfg', None) is not None:
-        raise ValueError('RepVGG blocks with SE layers (se_cfg) are not '
-                         'supported')
-    if family == 'cyclemlp' and 'transitions' in arch:
-        transitions = arch.pop('transitions')
-        num_stages = len(arch.get('channels', arch.get('num_blocks', ())))
-        if (len(transitions) < num_stages - 1
-                or not all(transitions[:num_stages - 1])):
-            raise ValueError(
-                f'transitions {list(transitions)}: every stage but the '
-                f'last must end with a (stride-2) downsampling, as the '
-                f'original requires')
-    return arch
+    return original.from_kwargs(original_kwargs)[0]['arch']
 
 
 def detect_source(state):
@@ -168,7 +87,7 @@ def split_source(state, family):
     Args:
         state (dict[str, Tensor]): the source weights (original names, or an
             mmpretrain classifier with ``backbone.`` / ``head.`` keys).
-        family (str): a key of :data:`FAMILIES`.
+        family (str): a registered family name.
 
     Returns:
         tuple[dict, dict]: backbone weights (mmrep names) and head weights
@@ -185,20 +104,13 @@ def split_source(state, family):
             f'classifier head: {stray[:8]}')
     combined = dict(backbone)
     combined.update(rest)
-    return convert_state_dict(FAMILIES[family], combined)
-
-
-#: Where each family's first weight (its input channels at dim 1) is.
-_INPUT_WEIGHTS = {
-    'repmlpnet': ('conv_embedding.conv.weight', ),
-    'repvgg': ('stage0.rbr_dense.conv.weight', 'stage0.rbr_reparam.weight'),
-}
+    return convert_state_dict(get_family(family).model, combined)
 
 
 def input_channels(family, backbone_state):
-    """Image channels the weights take (None where the family's first
-    weight is not found)."""
-    for key in _INPUT_WEIGHTS.get(family, ()):
+    """Image channels the weights take (None where the family's
+    ``input_weights`` are not found)."""
+    for key in get_family(family).input_weights:
         if key in backbone_state and backbone_state[key].dim() == 4:
             return int(backbone_state[key].shape[1])
     return None
@@ -207,17 +119,16 @@ def input_channels(family, backbone_state):
 def backbone_kwargs(family, arch, backbone_state, deploy, options=None):
     """Constructor arguments of the backbone the weights describe.
 
-    A classifier's backbone returns the last stage, normalized where the
-    original normalizes it before the classifier (RepMLPNet's ``head_norm``,
-    CycleMLP's ``norm``). CycleMLP weights with per-output norms
-    (``norm0`` .. ``norm6``, the original's dense-prediction form) describe a
-    backbone returning all four stages. Weights taking other than 3 image
+    A classifier's backbone returns the last stage; the family's
+    ``classifier_kwargs`` add the rest (e.g. the norm the original applies
+    before its classifier, or every stage for CycleMLP's dense-prediction
+    weights). Weights taking other than 3 image
     channels set ``in_channels``; ``options`` (a port's, e.g. MindCV
     RepMLPNet's tanh GELU) are added.
     """
     last = 3
     if isinstance(arch, dict):
-        last = len(FAMILIES[family].parse_arch(
+        last = len(get_family(family).model.parse_arch(
             mmrep_arch(family, arch))['num_blocks']) - 1
     kwargs = dict(arch=mmrep_arch(family, arch), deploy=deploy,
                   out_indices=(last, ))
@@ -225,13 +136,8 @@ def backbone_kwargs(family, arch, backbone_state, deploy, options=None):
     if channels not in (None, 3):
         kwargs['in_channels'] = channels
     kwargs.update(options or {})
-    if family == 'repmlpnet':
-        kwargs['final_norm'] = True
-    elif family == 'cyclemlp':
-        if 'norm.weight' in backbone_state:
-            kwargs['final_norm'] = True
-        else:
-            kwargs['out_indices'] = tuple(range(last + 1))
+    kwargs.update(get_family(family).classifier_kwargs(backbone_state,
+                                                       last + 1))
     return kwargs
 
 
@@ -245,140 +151,30 @@ def _meta_backbone(family, arch, backbone_state, deploy):
 def _cached_meta_backbone(family, kwargs_repr):
     kwargs = dict(ast.literal_eval(kwargs_repr))
     with torch.device('meta'):
-        return FAMILIES[family](**kwargs)
-
-
-def _indices(state, pattern):
-    """The sorted ints the first group of ``pattern`` takes over the keys."""
-    found = set()
-    for key in state:
-        m = re.match(pattern, key)
-        if m:
-            found.add(int(m.group(1)))
-    return sorted(found)
-
-
-def _square_side(area, what):
-    side = math.isqrt(area)
-    if side * side != area:
-        raise ValueError(f'{what}: {area} positions are no square partition')
-    return side
-
-
-def _read_repmlpnet_arch(state):
-    stages = _indices(state, r'stages\.(\d+)\.0\.prebn1\.weight$')
-    if not stages or stages != list(range(len(stages))):
-        raise ValueError('no stages')
-    channels, blocks, sharesets, partitions, hidden = [], [], [], [], []
-    for i in stages:
-        c = int(state[f'stages.{i}.0.prebn1.weight'].shape[0])
-        channels.append(c)
-        blocks.append(len(_indices(state, rf'stages\.{i}\.(\d+)\.prebn1\.')))
-        fc3 = state[f'stages.{i}.0.repmlp_block.fc3.weight'].shape
-        sharesets.append(int(fc3[0] // fc3[1]))
-        side = _square_side(int(fc3[1]), f'stage {i}')
-        partitions.append((side, side))
-        hidden.append(int(
-            state[f'stages.{i}.0.repmlp_block.gp.fc1.weight'].shape[0]))
-    kernels = tuple(_indices(
-        state, r'stages\.0\.0\.repmlp_block\.repconv(\d+)\.'))
-    ffn = state['stages.0.0.ffn_block.ffn_fc1.conv.weight'
-                if 'stages.0.0.ffn_block.ffn_fc1.conv.weight' in state else
-                'stages.0.0.ffn_block.ffn_fc1.weight'].shape[0]
-    arch = dict(channels=tuple(channels), num_blocks=tuple(blocks),
-                sharesets=tuple(sharesets),
-                partition_sizes=tuple(partitions),
-                conv_kernels=kernels,
-                ffn_expand=int(ffn // channels[0]),
-                patch_size=tuple(int(v) for v in state[
-                    'conv_embedding.conv.weight'].shape[-2:]))
-    if not kernels and not any('.fc3_bn.' in k for k in state):
-        arch['conv_kernels'] = (1, 3)  # fused: no conv branch is left
-    reduce = channels[0] // hidden[0] if hidden[0] else 0
-    if reduce and all(c // reduce == h for c, h in zip(channels, hidden)):
-        arch['gp_reduce'] = reduce
-    else:  # mmpretrain's widths, rounded to multiples of 8
-        arch['gp_channels'] = tuple(hidden)
-    return arch
-
-
-def _repvgg_block_weight(state, name):
-    for key in (f'{name}.rbr_dense.conv.weight', f'{name}.rbr_reparam.weight'):
-        if key in state:
-            return state[key].shape
-    raise KeyError(name)
-
-
-def _read_repvgg_arch(state):
-    stem = _repvgg_block_weight(state, 'stage0')
-    planes, in_ch = int(stem[0]), int(stem[0])
-    num_blocks, multipliers, groups, layer = [], [], {}, 1
-    for i in range(1, 5):
-        blocks = _indices(state, rf'stage{i}\.(\d+)\.')
-        if not blocks:
-            raise ValueError(f'no stage{i}')
-        num_blocks.append(len(blocks))
-        for j in range(len(blocks)):
-            shape = _repvgg_block_weight(state, f'stage{i}.{j}')
-            if in_ch % int(shape[1]):
-                raise ValueError(f'stage{i}.{j} groups')
-            if in_ch // int(shape[1]) > 1:
-                groups[layer] = in_ch // int(shape[1])
-            in_ch, layer = int(shape[0]), layer + 1
-        multipliers.append(in_ch / (64 * 2**(i - 1)))
-    arch = dict(num_blocks=tuple(num_blocks),
-                width_multiplier=tuple(multipliers), group_layer_map=groups)
-    if planes != min(64, int(64 * multipliers[0])):
-        arch['stem_channels'] = planes
-    return arch
-
-
-def _read_cyclemlp_arch(state):
-    stages = _indices(state, r'network\.(\d+)\.0\.norm1\.weight$')
-    channels, blocks, ratios = [], [], []
-    for i in stages:
-        c = int(state[f'network.{i}.0.norm1.weight'].shape[0])
-        channels.append(c)
-        blocks.append(len(_indices(state, rf'network\.{i}\.(\d+)\.norm1\.')))
-        ratios.append(int(state[f'network.{i}.0.mlp.fc1.weight'].shape[0]
-                          // c))
-    if not stages or stages != list(range(0, 2 * len(stages), 2)):
-        raise ValueError('stages')
-    return dict(channels=tuple(channels), num_blocks=tuple(blocks),
-                mlp_ratios=tuple(ratios),
-                qkv_bias='network.0.0.attn.mlp_c.bias' in state)
-
-
-_ARCH_READERS = dict(repmlpnet=_read_repmlpnet_arch,
-                     repvgg=_read_repvgg_arch,
-                     cyclemlp=_read_cyclemlp_arch)
+        return get_family(family).model(**kwargs)
 
 
 def read_arch(family, backbone_state):
     """Read an arch dict from converted weights' names and shapes, for
     weights of no preset (a port's or mmpretrain's custom arch).
 
-    What shapes do not tell takes mmrep's default: RepMLPNet partitions are
-    taken as square (``h * w`` positions is all ``fc3`` holds) and a fused
-    model's conv kernels as ``(1, 3)`` (they leave no weight); CycleMLP's
-    ``skip_lam`` is 1.0. RepMLPNet's global perceptron widths become
-    ``gp_reduce``, or ``gp_channels`` where no ratio gives them all
-    (mmpretrain rounds them to multiples of 8).
+    The family's ``read_arch`` reads them; what shapes do not tell takes
+    mmrep's default (each family file says which).
 
     Args:
-        family (str): a key of :data:`FAMILIES`.
+        family (str): a registered family name.
         backbone_state (dict[str, Tensor]): converted backbone weights.
 
     Returns:
         dict | None: the arch (mmrep names); None where the weights are not
         laid out as the family's.
     """
-    reader = _ARCH_READERS.get(family)
+    reader = get_family(family).read_arch
     if reader is None:
         return None
     try:
         arch = reader(backbone_state)
-        FAMILIES[family].parse_arch(arch)
+        get_family(family).model.parse_arch(arch)
     except (KeyError, ValueError, IndexError, ZeroDivisionError):
         return None
     return arch
@@ -393,7 +189,7 @@ def infer_arch(family, backbone_state):
     is tried and returned as a dict when its model fits.
 
     Args:
-        family (str): a key of :data:`FAMILIES`.
+        family (str): a registered family name.
         backbone_state (dict[str, Tensor]): converted backbone weights.
 
     Returns:
@@ -403,7 +199,7 @@ def infer_arch(family, backbone_state):
         ConversionError: no preset, or more than one, fits; names the
             closest preset and its mismatching keys.
     """
-    cls = FAMILIES[family]
+    cls = get_family(family).model
     fits, closest = [], None
     for arch in cls.arch_zoo:
         forms = []
@@ -445,7 +241,7 @@ def classifier_cfg(family, kwargs, num_classes, in_channels):
     """The ``ImageClassifier`` dict the ``configs/imagenet`` configs use.
 
     Args:
-        family (str): a key of :data:`FAMILIES`.
+        family (str): a registered family name.
         kwargs (dict): backbone constructor arguments.
         num_classes (int): classifier outputs.
         in_channels (int): channels of the last stage.
@@ -455,7 +251,7 @@ def classifier_cfg(family, kwargs, num_classes, in_channels):
     """
     return dict(
         type='ImageClassifier',
-        backbone=dict(type='mmrep.' + FAMILIES[family].__name__, **kwargs),
+        backbone=dict(type='mmrep.' + get_family(family).model.__name__, **kwargs),
         neck=dict(type='GlobalAveragePooling'),
         head=dict(type='LinearClsHead', num_classes=num_classes,
                   in_channels=in_channels))
@@ -466,7 +262,7 @@ def convert(src, family, arch=None, source=None, backbone_only=False):
 
     Args:
         src (str): the source checkpoint.
-        family (str): a key of :data:`FAMILIES`.
+        family (str): a registered family name.
         arch (str | dict, optional): preset name, or an arch dict (the
             original's argument names are translated by
             :func:`mmrep_arch`); inferred when None.
@@ -502,8 +298,9 @@ def convert(src, family, arch=None, source=None, backbone_only=False):
     if source is not None and source != detected:
         raise ConversionError(f'--source {source}, but ' +
                               _source_evidence(detected))
-    if detected == 'mmpretrain' and family not in MMPRETRAIN_FAMILIES:
-        raise ConversionError(f'mmpretrain has no {family} checkpoints')
+    if get_family(family).source(detected) is None and \
+            detected not in PORT_SOURCES:
+        raise ConversionError(f'{detected} has no {family} checkpoints')
     options = {}
     if detected in PORT_SOURCES:
         try:
@@ -513,7 +310,7 @@ def convert(src, family, arch=None, source=None, backbone_only=False):
         options = port_options(detected, family)
     else:
         backbone_state, head = split_source(state, family)
-    cls = FAMILIES[family]
+    cls = get_family(family).model
     if arch is None:
         arch, deploy = infer_arch(family, backbone_state)
     else:

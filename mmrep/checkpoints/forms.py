@@ -1,21 +1,25 @@
 """Checkpoint forms: whether weights fit a model's train-time or fused
 (deploy) form, what differs when they do not, and the state-dict folds that
-bring the original releases' fused checkpoints to mmrep's fused form.
+bring the original releases' fused checkpoints to mmrep's fused form (the
+conv-BN pairs here; what else a family's release keeps, its
+``release_fused``).
 
 Only names and shapes count here: the expected state dicts may live on any
 device, ``meta`` included.
 """
-from types import SimpleNamespace
-
-from ..models.layers import fold_input_bn, fuse_bn
+from ..models.backbones.family import CHECKPOINT_FAMILIES
+from ..models.layers import fuse_bn, pop_bn_state
 from ..utils.serialization import CheckpointMismatchError
 
 #: How :func:`checkpoint_form`'s messages name the forms.
 FORM_NAMES = {'config': 'as configured', 'deploy': 'in fused (deploy) form'}
 
-#: Key fragments only train-time (unfused) checkpoints have.
-_TRAIN_ONLY_MARKERS = ('.bn.', 'fc3_bn.', '.repconv', 'rbr_dense.',
-                       'rbr_1x1.', 'rbr_identity.')
+
+def train_only_markers():
+    """Key fragments only train-time (unfused) checkpoints have: every
+    registered family's ``train_only_markers``."""
+    return tuple(sorted({m for family in CHECKPOINT_FAMILIES.values()
+                         for m in family.train_only_markers}))
 
 
 def same_layout(state, expected):
@@ -94,8 +98,10 @@ def is_fused_state(state, train_state):
         bool: True when ``state`` lacks train-time-only keys (BNs and conv
         branches) that ``train_state`` has.
     """
+    found = train_only_markers()
+
     def markers(keys):
-        return sum(any(m in k for m in _TRAIN_ONLY_MARKERS) for k in keys)
+        return sum(any(m in k for m in found) for k in keys)
     return markers(state) < markers(train_state)
 
 
@@ -149,17 +155,6 @@ def checkpoint_form(state, forms, meta=None, name='the checkpoint'):
         + describe_mismatch(state, resolved(form), limit=3))
 
 
-def _pop_bn(state, prefix):
-    """Take the BN tensors ``prefix + {weight, bias, running_*}`` out of
-    ``state`` as an object with the attributes ``fuse_bn`` reads."""
-    bn = SimpleNamespace(
-        **{n: state.pop(prefix + n)
-           for n in ('weight', 'bias', 'running_mean', 'running_var')},
-        eps=1e-5)
-    state.pop(prefix + 'num_batches_tracked', None)
-    return bn
-
-
 def fold_bn_pairs(state, expected):
     """Fold ``P.bn.*`` into ``P.conv`` where the model has a biased conv.
 
@@ -179,37 +174,8 @@ def fold_bn_pairs(state, expected):
         if (prefix + 'conv.bias' in expected
                 and prefix + 'bn.weight' not in expected
                 and prefix + 'conv.weight' in state):
-            bn = _pop_bn(state, prefix + 'bn.')
+            bn = pop_bn_state(state, prefix + 'bn.')
             bias = state.get(prefix + 'conv.bias')
             state[prefix + 'conv.weight'], state[prefix + 'conv.bias'] = \
                 fuse_bn(state[prefix + 'conv.weight'], bn, bias)
-    return state
-
-
-def fold_prebn2(state):
-    """Fold RepMLPNet's ``prebn2`` of a fused checkpoint that keeps it (the
-    original release's or mmpretrain's fused form) into ``ffn_fc1``, as
-    the unit's ``reparameterize()`` does; :func:`fold_bn_pairs` folds the
-    remaining conv-BN pairs.
-
-    Args:
-        state (dict[str, Tensor]): converted RepMLPNet weights, meant for a
-            fused model.
-
-    Returns:
-        dict[str, Tensor]: the weights with every ``prebn2`` folded; a
-        train-time checkpoint (it has ``fc3_bn`` or ``repconv`` keys) is
-        returned unchanged.
-    """
-    if any('fc3_bn.' in k or '.repconv' in k for k in state):
-        return state
-    state = dict(state)
-    for key in [k for k in state if k.endswith('.prebn2.running_var')]:
-        unit = key[:-len('prebn2.running_var')]
-        fc1 = unit + 'ffn_block.ffn_fc1.conv.'
-        if fc1 + 'weight' not in state:
-            continue
-        bn = _pop_bn(state, unit + 'prebn2.')
-        state[fc1 + 'weight'], state[fc1 + 'bias'] = fold_input_bn(
-            state[fc1 + 'weight'], state.get(fc1 + 'bias'), bn)
     return state

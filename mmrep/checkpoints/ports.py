@@ -1,13 +1,13 @@
 """Where a checkpoint comes from, and the ports' weights in mmrep's names.
 
-Five sources are told apart: the original releases and mmpretrain (by key
-names), timm's RepVGG (by key names: ``stem.`` / ``stages.N.M.`` with
-``conv_kxk`` ...), MindCV's RepMLPNet and RepVGG (a MindSpore ``.ckpt``) and
-Paddle-CycleMLP (a PaddlePaddle ``.pdparams``); the last two by the file's
-content (:func:`mmrep.utils.frameworks.framework_of`). The ports' key maps
-live in the family files (``from_mindcv_state_dict``,
-``from_paddle_state_dict``, ``convert_timm_repvgg``);
-:func:`port_state_dict` dispatches to them. ``init_cfg=Pretrained``
+Five sources are told apart: the original releases, mmpretrain and timm by
+key names, MindCV (a MindSpore ``.ckpt``) and Paddle-CycleMLP (a
+PaddlePaddle ``.pdparams``) by the file's content
+(:func:`mmrep.utils.frameworks.framework_of`). What tells each source, its
+key map and the options its computation needs are declared by the family
+files (:class:`~mmrep.models.backbones.family.Source`); this module
+dispatches through :data:`~mmrep.models.backbones.family.
+CHECKPOINT_FAMILIES`. ``init_cfg=Pretrained``
 (:func:`~mmrep.checkpoints.load.load_pretrained`) and
 ``tools/convert_checkpoint.py`` both go through here.
 """
@@ -15,44 +15,36 @@ import os
 
 import torch
 
-from ..models.backbones import (CycleMLP, RepMLPNet, RepMLPResNet, RepVGG,
-                                cyclemlp, repmlpnet, repvgg)
+from ..models.backbones.family import (CHECKPOINT_FAMILIES, SOURCE_LABELS,
+                                       family_of, get_family)
 from ..utils.frameworks import framework_of
 from ..utils.serialization import CheckpointMismatchError
 
+__all__ = ['SOURCES', 'PORT_SOURCES', 'SOURCE_LABELS',
+           'detect_checkpoint_source', 'source_of_names', 'family_name',
+           'port_families', 'port_state_dict', 'port_options',
+           'with_batch_counts']
+
 #: Every source, as ``--source`` names it.
-SOURCES = ('original', 'mmpretrain', 'timm', 'mindcv', 'paddle')
-#: The ports (their weights need a key map of their own).
+SOURCES = tuple(SOURCE_LABELS)
+#: The sources whose weights are not laid out as the original's; their
+#: key maps decide which families they have.
 PORT_SOURCES = ('timm', 'mindcv', 'paddle')
-#: How the loading report and the messages name a source.
-SOURCE_LABELS = dict(original='original release', mmpretrain='mmpretrain',
-                     timm='timm', mindcv='MindCV', paddle='Paddle-CycleMLP')
-#: Family class -> ``--family`` name.
-FAMILY_NAMES = {RepMLPNet: 'repmlpnet', RepVGG: 'repvgg',
-                RepMLPResNet: 'repmlp-res50', CycleMLP: 'cyclemlp'}
-#: (source, family) -> the port's key map: port state dict -> (backbone
-#: weights, head weights), mmrep's names.
-PORT_CONVERTERS = {
-    ('mindcv', 'repmlpnet'): repmlpnet.from_mindcv_state_dict,
-    ('mindcv', 'repvgg'): repvgg.from_mindcv_state_dict,
-    ('paddle', 'cyclemlp'): cyclemlp.from_paddle_state_dict,
-    ('timm', 'repvgg'): None,  # convert_timm_repvgg, see port_state_dict
-}
-#: (source, family) -> backbone options the port's computation needs
-#: (shapes do not tell them; a backbone without them computes otherwise).
-PORT_OPTIONS = {
-    ('mindcv', 'repmlpnet'): dict(repmlpnet.MINDCV_OPTIONS),
-}
-#: The file format each framework source must come in.
-_FRAMEWORK_SOURCES = {'mindspore': 'mindcv', 'paddle': 'paddle'}
-_MMPRETRAIN_PREFIXES = ('patch_embed.projection.', 'downsample_layers.',
-                        'final_norm.', 'stem.', 'stage_')
+#: Sources told by key names, in the order they are tried (timm's RepVGG
+#: names share mmpretrain's ``stem.`` prefix: timm first).
+NAME_TOLD_SOURCES = ('timm', 'mmpretrain')
+
+
+def _sources(name):
+    """Every family's source called ``name``."""
+    return [s for f in CHECKPOINT_FAMILIES.values()
+            for s in f.sources if s.name == name]
 
 
 def source_of_names(state):
-    """Tell a checkpoint's source by its key names: ``'timm'`` (timm's
-    RepVGG names, checked first: they share mmpretrain's ``stem.``
-    prefix), ``'mmpretrain'`` or ``'original'``.
+    """Tell a checkpoint's source by its key names: the first of
+    :data:`NAME_TOLD_SOURCES` some family recognizes, else
+    ``'original'``.
 
     Args:
         state (dict[str, Tensor]): the weights (a ``backbone.`` prefix is
@@ -61,18 +53,16 @@ def source_of_names(state):
     Returns:
         str
     """
-    if repvgg.is_timm_repvgg_state(state):
-        return 'timm'
-    names = [k[len('backbone.'):] if k.startswith('backbone.') else k
-             for k in state]
-    if any(k.startswith(_MMPRETRAIN_PREFIXES) for k in names):
-        return 'mmpretrain'
+    for name in NAME_TOLD_SOURCES:
+        if any(s.detect(state) for s in _sources(name)):
+            return name
     return 'original'
 
 
 def detect_checkpoint_source(checkpoint, state):
-    """The source of a checkpoint: MindCV for a MindSpore file, Paddle for
-    a PaddlePaddle file, otherwise by key names (:func:`source_of_names`).
+    """The source of a checkpoint: the source whose framework wrote the
+    file (MindCV for MindSpore, Paddle-CycleMLP for PaddlePaddle),
+    otherwise by key names (:func:`source_of_names`).
 
     Args:
         checkpoint (str | os.PathLike | dict): the file (or loaded dict).
@@ -84,23 +74,26 @@ def detect_checkpoint_source(checkpoint, state):
     """
     if isinstance(checkpoint, (str, os.PathLike)):
         framework = framework_of(checkpoint)
-        if framework in _FRAMEWORK_SOURCES:
-            return _FRAMEWORK_SOURCES[framework]
+        for family in CHECKPOINT_FAMILIES.values():
+            for source in family.sources:
+                if framework is not None and source.framework == framework:
+                    return source.name
     return source_of_names(state)
 
 
 def family_name(family):
     """``--family`` name of a backbone family class (or instance)."""
-    cls = family if isinstance(family, type) else type(family)
-    for base, name in FAMILY_NAMES.items():
-        if issubclass(cls, base):
-            return name
-    raise TypeError(f'{cls.__name__} is not an mmrep backbone')
+    found = family_of(family)
+    if found is None:
+        cls = family if isinstance(family, type) else type(family)
+        raise TypeError(f'{cls.__name__} is not an mmrep backbone')
+    return found.name
 
 
 def port_families(source):
-    """The families a port has weights of."""
-    return sorted(f for s, f in PORT_CONVERTERS if s == source)
+    """The families a source has weights of."""
+    return sorted(f.name for f in CHECKPOINT_FAMILIES.values()
+                  if f.source(source) is not None)
 
 
 def port_state_dict(source, family, state):
@@ -120,21 +113,13 @@ def port_state_dict(source, family, state):
         CheckpointMismatchError: the port has no weights of ``family``, or
             the weights are not the port's.
     """
-    if (source, family) not in PORT_CONVERTERS:
+    port = get_family(family).source(source)
+    if port is None:
         raise CheckpointMismatchError(
             f'a {SOURCE_LABELS[source]} checkpoint cannot go into {family}: '
             f'{SOURCE_LABELS[source]} weights convert as '
             f'{" or ".join(port_families(source))} only')
-    if source == 'timm':
-        converted, _ = repvgg.convert_timm_repvgg(state)
-        backbone, head = {}, {}
-        for key, value in converted.items():
-            if key.startswith('backbone.'):
-                backbone[key[len('backbone.'):]] = value
-            else:  # head.fc.*
-                head[key[len('head.'):]] = value
-        return backbone, head
-    backbone, head = PORT_CONVERTERS[(source, family)](state)
+    backbone, head = port.to_mmrep(state)
     return with_batch_counts(backbone), head
 
 
@@ -159,6 +144,7 @@ def with_batch_counts(state):
 
 
 def port_options(source, family):
-    """Backbone options a port's weights need to compute what the port
+    """Backbone options a source's weights need to compute what the source
     computes (``{}`` where none)."""
-    return dict(PORT_OPTIONS.get((source, family), {}))
+    port = get_family(family).source(source)
+    return dict(port.options) if port is not None else {}

@@ -58,6 +58,37 @@ def positive_ints(what, values, odd=False):
     return tuple(int(v) for v in items)
 
 
+def record_build_args(init):
+    """Decorate a backbone's ``__init__`` to record its arguments.
+
+    The outermost decorated ``__init__`` stores its bound arguments
+    (defaults applied, ``self`` and ``init_cfg`` left out) as
+    ``self._build_args`` before it runs: the loader builds a train-time
+    twin of a fused backbone from them, and
+    :meth:`RepBackbone.reparameterize` sets their ``deploy``.
+
+    Args:
+        init (callable): the ``__init__`` to decorate.
+
+    Returns:
+        callable: the decorated ``__init__``.
+    """
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        if '_build_args' not in self.__dict__:
+            bound = signature.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            build_args = dict(bound.arguments)
+            for name in ('self', 'init_cfg'):
+                build_args.pop(name, None)
+            self.__dict__['_build_args'] = copy.deepcopy(build_args)
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
 def _preset_key(name):
     return re.sub(r'[-_/ ]', '', name).upper()
 
@@ -72,10 +103,10 @@ class RepBackbone(BaseModule):
     by stage in :meth:`stem_and_stages`, and calls ``super().__init__`` with
     the switches below before building its layers.
 
-    The constructor's arguments are recorded in ``_build_args`` (without
-    ``init_cfg``), so the loader can build a train-time twin of a fused
-    backbone; the stages named by ``frozen_stages`` are frozen once the
-    subclass's ``__init__`` has built them.
+    A family's ``__init__`` is decorated with :func:`record_build_args`
+    (its arguments, for the loader's train-time twin of a fused backbone)
+    and ends with ``self._freeze_stages()`` (the stages named by
+    ``frozen_stages``, once built).
 
     Args:
         arch (str | dict): a preset name of :attr:`arch_zoo`
@@ -101,29 +132,6 @@ class RepBackbone(BaseModule):
     arch_defaults = {}
     arch_prefixes = ()  # preset name prefixes besides the class name
     norm_eval_types = (nn.modules.batchnorm._BatchNorm, )
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        init = cls.__dict__.get('__init__')
-        if init is None:
-            return
-        signature = inspect.signature(init)
-
-        @functools.wraps(init)
-        def __init__(self, *args, **kw):
-            outermost = '_build_args' not in self.__dict__
-            if outermost:
-                bound = signature.bind(self, *args, **kw)
-                bound.apply_defaults()
-                build_args = dict(bound.arguments)
-                for name in ('self', 'init_cfg'):
-                    build_args.pop(name, None)
-                self.__dict__['_build_args'] = copy.deepcopy(build_args)
-            init(self, *args, **kw)
-            if outermost:
-                self._freeze_stages()
-
-        cls.__init__ = __init__
 
     def __init__(self, arch, out_indices=(0, 1, 2, 3), frozen_stages=-1,
                  norm_eval=False, with_cp=False, deploy=False,
@@ -300,55 +308,3 @@ class RepBackbone(BaseModule):
             self._is_init = True
             return
         super().init_weights()
-
-
-# ---------------------------------------------------------------------------
-# checkpoint sources: MindSpore names (used by the MindCV blocks of the
-# family files)
-# ---------------------------------------------------------------------------
-#: MindSpore BatchNorm tensor name -> PyTorch's.
-MINDSPORE_BN_NAMES = {'gamma': 'weight', 'beta': 'bias',
-                      'moving_mean': 'running_mean',
-                      'moving_variance': 'running_var'}
-
-
-def torch_bn_name(key):
-    """A MindSpore BatchNorm tensor's key with PyTorch's last name.
-
-    Args:
-        key (str): e.g. ``'stages.0.0.prebn1.moving_mean'``.
-
-    Returns:
-        str: e.g. ``'stages.0.0.prebn1.running_mean'``; other keys as they
-        are.
-    """
-    head, _, last = key.rpartition('.')
-    if last not in MINDSPORE_BN_NAMES:
-        return key
-    return f'{head}.{MINDSPORE_BN_NAMES[last]}' if head else \
-        MINDSPORE_BN_NAMES[last]
-
-
-def split_port_state(port_state, head_prefix, backbone_key, drop=()):
-    """A port's classifier weights as mmrep backbone and head weights.
-
-    Args:
-        port_state (dict[str, Tensor]): the port's checkpoint.
-        head_prefix (str): the port's classifier prefix (``'head.'``,
-            ``'linear.'``); its tensors become ``fc.*``.
-        backbone_key (callable): maps every other key to mmrep's name.
-        drop (tuple[str]): keys the port holds but never uses.
-
-    Returns:
-        tuple[dict, dict]: backbone weights and head weights (``fc.weight``,
-        ``fc.bias``, mmpretrain's ``LinearClsHead`` names).
-    """
-    backbone, head = {}, {}
-    for key, value in port_state.items():
-        if key in drop:
-            continue
-        if key.startswith(head_prefix):
-            head['fc.' + key[len(head_prefix):]] = value
-        else:
-            backbone[backbone_key(key)] = value
-    return backbone, head

@@ -23,15 +23,20 @@ Differences from the original, all outside the numbers it produces:
   (the original's embedding cannot run on them); every other size runs as in
   the original.
 """
+import re
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
+from mmengine.logging import print_log
 
 from ...registry import MODELS
 from ..layers import (CycleFC, cycle_stack, cycle_stack_grouped,
                       cycle_stack_rows, cycle_stack_sum)
-from .base import RepBackbone
+from .base import RepBackbone, record_build_args
+from .family import (CheckpointFamily, Source, indices, register_family,
+                     rename_args, split_classifier)
 
 
 class Mlp(nn.Module):
@@ -283,6 +288,7 @@ class CycleMLP(RepBackbone):
     # CycleMLP's norms are LayerNorms (no BatchNorm at all).
     norm_eval_types = (nn.LayerNorm, nn.GroupNorm)
 
+    @record_build_args
     def __init__(self, arch='B1', in_channels=3, out_indices=(0, 1, 2, 3),
                  final_norm=False, drop_path_rate=0., frozen_stages=-1,
                  norm_eval=False, with_cp=False, deploy=False, init_cfg=None):
@@ -315,6 +321,7 @@ class CycleMLP(RepBackbone):
             self.add_module(self._out_norm_name(i),
                             nn.LayerNorm(a['channels'][i]))
         self.apply(self._init_like_original)
+        self._freeze_stages()
 
     def _out_norm_name(self, stage):
         if self.final_norm and stage == len(self.arch['channels']) - 1:
@@ -400,6 +407,131 @@ class CycleMLP(RepBackbone):
                 group.append(getattr(self, self._out_norm_name(i)))
             stages.append(group)
         return [self.patch_embed], stages
+
+
+# ---------------------------------------------------------------------------
+# checkpoint source: the original release
+# ShoufaChen/CycleMLP ``cycle_mlp.py``: ``CycleNet(...)`` and its
+# checkpoints (classification, and the dense-prediction backbones' per-output
+# norms ``norm0`` .. ``norm6``). mmrep keeps its names; its classifier is
+# ``head``, after ``norm``.
+# ---------------------------------------------------------------------------
+#: The original's arch arguments -> mmrep's arch keys.
+ORIGINAL_ARCH_NAMES = dict(embed_dims='channels', layers='num_blocks')
+#: The original's arguments that belong to the classifier or the input
+#: pipeline, not to the backbone's arch.
+ORIGINAL_DROPPED = ('img_size', 'patch_size', 'in_chans', 'segment_dim',
+                    'qk_scale', 'drop_rate', 'attn_drop_rate')
+#: The top-level output norms: ``norm`` (a classifier's) and ``norm{2i}``
+#: (per returned stage).
+_OUT_NORM = re.compile(r'^norm(\d*)\.')
+
+
+def from_original_kwargs(kwargs):
+    """The mmrep settings of an original ``CycleNet(...)``:
+    ``embed_dims`` -> ``channels``, ``layers`` -> ``num_blocks``;
+    ``transitions`` must downsample after every stage but the last (mmrep's
+    only layout) and is dropped, as are :data:`ORIGINAL_DROPPED`;
+    ``num_classes`` goes to the classifier.
+
+    Args:
+        kwargs (dict): the original's constructor arguments.
+
+    Returns:
+        tuple[dict, int | None]: ``dict(arch=...)`` and the number of
+        classes (None where not given).
+
+    Raises:
+        ValueError: an argument under both names, or a ``transitions`` list
+            that does not downsample between every two stages.
+    """
+    arch = rename_args(kwargs, ORIGINAL_ARCH_NAMES, ORIGINAL_DROPPED)
+    num_classes = arch.pop('num_classes', None)
+    if 'transitions' in arch:
+        transitions = arch.pop('transitions')
+        num_stages = len(arch.get('channels', arch.get('num_blocks', ())))
+        if (len(transitions) < num_stages - 1
+                or not all(transitions[:num_stages - 1])):
+            raise ValueError(
+                f'transitions {list(transitions)}: every stage but the '
+                f'last must end with a (stride-2) downsampling, as the '
+                f'original requires')
+    return dict(arch=arch), num_classes
+
+
+def read_arch(state):
+    """The arch dict of converted CycleMLP weights, from their names and
+    shapes (``skip_lam`` takes mmrep's default, 1.0).
+
+    Args:
+        state (dict[str, Tensor]): converted backbone weights.
+
+    Returns:
+        dict: the arch.
+
+    Raises:
+        KeyError | ValueError: the weights are not laid out as CycleMLP's.
+    """
+    stages = indices(state, r'network\.(\d+)\.0\.norm1\.weight$')
+    channels, blocks, ratios = [], [], []
+    for i in stages:
+        c = int(state[f'network.{i}.0.norm1.weight'].shape[0])
+        channels.append(c)
+        blocks.append(len(indices(state, rf'network\.{i}\.(\d+)\.norm1\.')))
+        ratios.append(int(state[f'network.{i}.0.mlp.fc1.weight'].shape[0]
+                          // c))
+    if not stages or stages != list(range(0, 2 * len(stages), 2)):
+        raise ValueError('stages')
+    return dict(channels=tuple(channels), num_blocks=tuple(blocks),
+                mlp_ratios=tuple(ratios),
+                qkv_bias='network.0.0.attn.mlp_c.bias' in state)
+
+
+def classifier_kwargs(backbone_state=None, num_stages=4):
+    """Backbone arguments of a CycleMLP classifier: the last stage through
+    ``norm``; weights with per-output norms and no ``norm`` (the original's
+    dense-prediction form) describe a backbone returning every stage."""
+    if backbone_state is None or 'norm.weight' in backbone_state:
+        return dict(final_norm=True)
+    return dict(out_indices=tuple(range(num_stages)))
+
+
+def reconcile_output_norms(backbone, state):
+    """Reconcile CycleMLP's output norms of a checkpoint with the model's.
+
+    Top-level norms the model does not have (a classifier's ``norm`` in a
+    dense-prediction model, or per-output norms of stages it does not
+    return) are dropped; per-output norms ``norm{2i}`` the checkpoint
+    lacks (a classification checkpoint in a dense-prediction model) keep
+    the model's current values. Both are logged. Everything else must fit
+    as it is.
+
+    Args:
+        backbone (CycleMLP): the model.
+        state (dict[str, Tensor]): converted backbone weights.
+
+    Returns:
+        dict[str, Tensor]: the adapted weights.
+    """
+    expected = backbone.state_dict()
+    dropped = sorted(k for k in state
+                     if _OUT_NORM.match(k) and k not in expected)
+    kept = sorted(k for k in expected
+                  if k not in state and _OUT_NORM.match(k)
+                  and _OUT_NORM.match(k).group(1))
+    if not dropped and not kept:
+        return state
+    state = {k: v for k, v in state.items() if k not in dropped}
+    state.update({k: expected[k] for k in kept})
+    name = type(backbone).__name__
+    if dropped:
+        print_log(f'{name}: dropped checkpoint norms the model does not '
+                  f'use: {dropped}', logger='current')
+    if kept:
+        print_log(f'{name}: the checkpoint has no {kept}; these output '
+                  f'norms keep their initialization', logger='current')
+    return state
+# ------------------- end of checkpoint source: the original release --------
 
 
 # ---------------------------------------------------------------------------
@@ -503,3 +635,15 @@ def from_paddle_state_dict(port_state):
             backbone[key] = value
     return backbone, head
 # ------------------------ end of checkpoint source: Paddle-CycleMLP ----------
+
+
+register_family(CheckpointFamily(
+    name='cyclemlp', model=CycleMLP, display='CycleMLP-{}',
+    sources=(
+        Source('original', split_classifier, from_original_kwargs),
+        Source('paddle', from_paddle_state_dict, from_paddle_kwargs,
+               framework='paddle'),
+    ),
+    train_only_markers=(),
+    classifier_kwargs=classifier_kwargs, read_arch=read_arch,
+    adapt=reconcile_output_norms))

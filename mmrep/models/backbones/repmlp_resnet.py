@@ -78,7 +78,10 @@ from ...registry import MODELS
 from ..layers import (ConvBN, build_bn, conv_to_fc, fuse_bn, fused_conv,
                       pad_to_partition)
 from ..layers.linear import grouped_linear
-from .base import RepBackbone
+from ..layers.resample import resample_fc3_state, resample_grid_mlp_state
+from .base import RepBackbone, record_build_args
+from .family import (CheckpointFamily, Source, register_family, rename_args,
+                     split_classifier)
 
 
 def conv_bn_act(in_channels, out_channels, kernel_size, stride=1, dilation=1,
@@ -530,6 +533,7 @@ class RepMLPResNet(RepBackbone):
     # Stages (0-based) whose non-first blocks carry RepMLP: c3 and c4.
     repmlp_stages = (1, 2)
 
+    @record_build_args
     def __init__(self, arch='bottleneck-224', in_channels=3,
                  out_indices=(0, 1, 2, 3), strides=(1, 2, 2, 2),
                  dilations=(1, 1, 1, 1), frozen_stages=-1, norm_eval=False,
@@ -556,6 +560,7 @@ class RepMLPResNet(RepBackbone):
                     raise ValueError(f'stage{i + 1}.{j}: {e}') from None
                 planes = out
             self.add_module(f'stage{i + 1}', nn.Sequential(*blocks))
+        self._freeze_stages()
 
     def _make_block(self, stage, index, in_channels, out_channels):
         a = self.arch
@@ -622,3 +627,78 @@ class RepMLPResNet(RepBackbone):
                 raise ValueError(f'{key} must be an int or a pair (c3, c4), '
                                  f'got {value!r}')
         return out
+
+
+# ---------------------------------------------------------------------------
+# checkpoint source: the original release
+# DingXiaoH/RepMLP ``repmlp_resnet.py`` (RepMLP v1): ``create_RepMLPRes50_*``
+# and its train-time and fused checkpoints. mmrep keeps its names; its
+# classifier is ``linear``.
+# ---------------------------------------------------------------------------
+#: The original's constructor arguments -> mmrep's arch keys.
+ORIGINAL_ARCH_NAMES = dict(reparam_conv_k='conv_kernels')
+#: Pairs of the original's arguments that become one mmrep ``(h, w)``.
+ORIGINAL_PAIRS = (('img_H', 'img_W', 'img_size'), ('h', 'w', 'partition'))
+
+
+def from_original_kwargs(kwargs):
+    """The mmrep settings of an original ``RepMLPResNet(**kwargs)``:
+    ``img_H``/``img_W`` -> ``img_size``, ``h``/``w`` -> ``partition``,
+    ``reparam_conv_k`` -> ``conv_kernels``; ``num_classes`` goes to the
+    classifier; mmrep's own names pass through.
+
+    Args:
+        kwargs (dict): the original's constructor arguments.
+
+    Returns:
+        tuple[dict, int | None]: ``dict(arch=...)`` and the number of
+        classes (None where not given).
+
+    Raises:
+        ValueError: an argument under both names, or half of a pair.
+    """
+    arch = rename_args(kwargs, ORIGINAL_ARCH_NAMES)
+    num_classes = arch.pop('num_classes', None)
+    for old, new, target in ORIGINAL_PAIRS:
+        if old in arch or new in arch:
+            if old not in arch or new not in arch or target in arch:
+                raise ValueError(f'arch needs both {old!r} and {new!r} '
+                                 f'(and not {target!r} as well)')
+            arch[target] = (arch.pop(old), arch.pop(new))
+    return dict(arch=arch), num_classes
+
+
+def adapt_checkpoint(backbone, state):
+    """Reconcile converted weights with a RepMLP-Res50: each unit's ``fc3``
+    (with its per-output-pixel bias and BN) built for another partition
+    size, and its global perceptron ``fc1_fc2`` built for another grid, are
+    resampled.
+
+    Args:
+        backbone (RepMLPResNet): the model.
+        state (dict[str, Tensor]): converted backbone weights.
+
+    Returns:
+        dict[str, Tensor]: a new dict.
+    """
+    state = dict(state)
+    pixel_keys = ('fc3.bias', 'fc3_bn.weight', 'fc3_bn.bias',
+                  'fc3_bn.running_mean', 'fc3_bn.running_var')
+    for name, unit in backbone.named_modules():
+        if isinstance(unit, RepMLPUnit):
+            resample_fc3_state(state, name + '.fc3.', unit.O,
+                               (unit.h, unit.w),
+                               [f'{name}.{k}' for k in pixel_keys])
+            if unit.need_global_perceptron:
+                resample_grid_mlp_state(state, name + '.fc1_fc2.', unit.C,
+                                        unit.grid,
+                                        unit.fc1_fc2.fc1.out_features)
+    return state
+# ------------------- end of checkpoint source: the original release --------
+
+
+register_family(CheckpointFamily(
+    name='repmlp-res50', model=RepMLPResNet, display='RepMLP-Res50-{}',
+    sources=(Source('original', split_classifier, from_original_kwargs), ),
+    train_only_markers=('.bn.', 'fc3_bn.', '.repconv'),
+    adapt=adapt_checkpoint))

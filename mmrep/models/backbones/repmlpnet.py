@@ -68,10 +68,15 @@ from mmengine.utils import to_2tuple
 
 from ...registry import MODELS
 from ..layers import (ConvBN, build_bn, conv_to_fc, fold_input_bn, fuse_bn,
+                      pop_bn_state,
                       fused_conv, pad_to_partition)
 from ..layers.linear import grouped_linear, linear, onednn_usable
+from ..layers.resample import resample_fc3_state
 from .base import (RepBackbone, is_positive_int, positive_ints,
-                   split_port_state, torch_bn_name)
+                   record_build_args)
+from .family import (CheckpointFamily, Source, has_key_prefix, indices,
+                     register_family, rename_args, renamer,
+                     split_classifier, torch_bn_name)
 
 
 PARTITION_ORDERS = ('spatial', 'original')
@@ -482,6 +487,7 @@ class RepMLPNet(RepBackbone):
     arch_defaults = dict(conv_kernels=(1, 3), gp_reduce=4, ffn_expand=4,
                          patch_size=4, gp_channels=None)
 
+    @record_build_args
     def __init__(self, arch='T224', in_channels=3, partition_sizes=None,
                  out_indices=(0, 1, 2, 3), final_norm=False, frozen_stages=-1,
                  norm_eval=False, with_cp=False, deploy=False, init_cfg=None,
@@ -531,6 +537,7 @@ class RepMLPNet(RepBackbone):
         self.head_norm = build_bn(norm_cfg, a['channels'][-1])
         if not final_norm:  # unused: DDP must not wait for its gradients
             self.head_norm.requires_grad_(False)
+        self._freeze_stages()
 
     @staticmethod
     def check_partition_sizes(what, sizes, num_stages):
@@ -755,6 +762,191 @@ class RepMLPNet(RepBackbone):
 
 
 # ---------------------------------------------------------------------------
+# checkpoint source: the original release
+# DingXiaoH/RepMLP ``repmlpnet.py``: ``create_RepMLPNet_*`` and its
+# train-time and fused (``locality_injection``) checkpoints. mmrep keeps its
+# names; its classifier is ``head``, after ``head_norm``.
+# ---------------------------------------------------------------------------
+#: The original's constructor arguments -> mmrep's arch keys (``hs`` /
+#: ``ws`` make ``partition_sizes``).
+ORIGINAL_ARCH_NAMES = dict(sharesets_nums='sharesets',
+                           reparam_conv_k='conv_kernels',
+                           globalperceptron_reduce='gp_reduce')
+
+
+def from_original_kwargs(kwargs):
+    """The mmrep settings of an original ``RepMLPNet(**kwargs)``.
+
+    ``hs`` / ``ws`` -> ``partition_sizes`` (``(h, w)`` per stage), the rest
+    by :data:`ORIGINAL_ARCH_NAMES`; ``num_class`` goes to the classifier;
+    mmrep's own names pass through (the model checks them).
+
+    Args:
+        kwargs (dict): the original's constructor arguments.
+
+    Returns:
+        tuple[dict, int | None]: ``dict(arch=...)`` and the number of
+        classes (None where not given).
+
+    Raises:
+        ValueError: an argument under both names, or ``hs`` without ``ws``
+            (or of another length).
+    """
+    arch = rename_args(kwargs, ORIGINAL_ARCH_NAMES)
+    num_classes = arch.pop('num_class', None)
+    if 'hs' in arch or 'ws' in arch:
+        hs, ws = arch.pop('hs', None), arch.pop('ws', None)
+        if hs is None or ws is None or len(hs) != len(ws):
+            raise ValueError('arch needs both hs and ws, of equal length')
+        arch['partition_sizes'] = tuple(zip(hs, ws))
+    return dict(arch=arch), num_classes
+
+
+def read_arch(state):
+    """The arch dict of converted RepMLPNet weights (train-time or fused),
+    from their names and shapes. Partitions are taken as square (``h * w``
+    positions is all ``fc3`` holds) and a fused model's conv kernels as
+    ``(1, 3)`` (they leave no weight); the global perceptron widths become
+    ``gp_reduce``, or ``gp_channels`` where no ratio gives them all
+    (mmpretrain rounds them to multiples of 8).
+
+    Args:
+        state (dict[str, Tensor]): converted backbone weights.
+
+    Returns:
+        dict: the arch.
+
+    Raises:
+        KeyError | ValueError | IndexError: the weights are not laid out as
+            RepMLPNet's.
+    """
+    stages = indices(state, r'stages\.(\d+)\.0\.prebn1\.weight$')
+    if not stages or stages != list(range(len(stages))):
+        raise ValueError('no stages')
+    channels, blocks, sharesets, partitions, hidden = [], [], [], [], []
+    for i in stages:
+        c = int(state[f'stages.{i}.0.prebn1.weight'].shape[0])
+        channels.append(c)
+        blocks.append(len(indices(state, rf'stages\.{i}\.(\d+)\.prebn1\.')))
+        fc3 = state[f'stages.{i}.0.repmlp_block.fc3.weight'].shape
+        sharesets.append(int(fc3[0] // fc3[1]))
+        side = math.isqrt(int(fc3[1]))
+        if side * side != int(fc3[1]):
+            raise ValueError(f'stage {i}: {fc3[1]} positions are no square '
+                             f'partition')
+        partitions.append((side, side))
+        hidden.append(int(
+            state[f'stages.{i}.0.repmlp_block.gp.fc1.weight'].shape[0]))
+    kernels = tuple(indices(
+        state, r'stages\.0\.0\.repmlp_block\.repconv(\d+)\.'))
+    fc1 = 'stages.0.0.ffn_block.ffn_fc1.'
+    ffn = state[fc1 + 'conv.weight' if fc1 + 'conv.weight' in state
+                else fc1 + 'weight'].shape[0]
+    arch = dict(channels=tuple(channels), num_blocks=tuple(blocks),
+                sharesets=tuple(sharesets),
+                partition_sizes=tuple(partitions),
+                conv_kernels=kernels,
+                ffn_expand=int(ffn // channels[0]),
+                patch_size=tuple(int(v) for v in state[
+                    'conv_embedding.conv.weight'].shape[-2:]))
+    if not kernels and not any('.fc3_bn.' in k for k in state):
+        arch['conv_kernels'] = (1, 3)  # fused: no conv branch is left
+    reduce = channels[0] // hidden[0] if hidden[0] else 0
+    if reduce and all(c // reduce == h for c, h in zip(channels, hidden)):
+        arch['gp_reduce'] = reduce
+    else:  # mmpretrain's widths, rounded to multiples of 8
+        arch['gp_channels'] = tuple(hidden)
+    return arch
+
+
+def fold_prebn2(state):
+    """Fold the ``prebn2`` that a fused checkpoint keeps (the original
+    release's, mmpretrain's and MindCV's fused form) into ``ffn_fc1``, as
+    the unit's ``reparameterize()`` does; the loader folds the remaining
+    conv-BN pairs.
+
+    Args:
+        state (dict[str, Tensor]): converted weights, meant for a fused
+            model.
+
+    Returns:
+        dict[str, Tensor]: the weights with every ``prebn2`` folded; a
+        train-time checkpoint (it has ``fc3_bn`` or ``repconv`` keys) is
+        returned unchanged.
+    """
+    if any('fc3_bn.' in k or '.repconv' in k for k in state):
+        return state
+    state = dict(state)
+    for key in [k for k in state if k.endswith('.prebn2.running_var')]:
+        unit = key[:-len('prebn2.running_var')]
+        fc1 = unit + 'ffn_block.ffn_fc1.conv.'
+        if fc1 + 'weight' not in state:
+            continue
+        bn = pop_bn_state(state, unit + 'prebn2.')
+        state[fc1 + 'weight'], state[fc1 + 'bias'] = fold_input_bn(
+            state[fc1 + 'weight'], state.get(fc1 + 'bias'), bn)
+    return state
+
+
+def adapt_checkpoint(backbone, state):
+    """Reconcile converted weights with a RepMLPNet: each block's ``fc3``
+    built for another partition size is resampled (with its bias; its BN is
+    per share set, not tied to the partition), and a fused model's kept
+    ``prebn2`` is folded (:func:`fold_prebn2`).
+
+    Args:
+        backbone (RepMLPNet): the model.
+        state (dict[str, Tensor]): converted backbone weights.
+
+    Returns:
+        dict[str, Tensor]: a new dict.
+    """
+    state = dict(state)
+    for name, module in backbone.named_modules():
+        if isinstance(module, RepMLPBlock):
+            fc3 = name + '.fc3.'
+            resample_fc3_state(state, fc3, module.num_sharesets,
+                               (module.h, module.w), (fc3 + 'bias', ))
+    return fold_prebn2(state) if backbone.deploy else state
+# ------------------- end of checkpoint source: the original release --------
+
+
+# ---------------------------------------------------------------------------
+# checkpoint source: mmpretrain
+# ``mmpretrain/models/backbones/repmlp.py``: ``patch_embed``,
+# ``downsample_layers``, ``final_norm``, ``gp.conv1``/``gp.conv2`` and
+# ``norm1``/``norm2``; classifier ``head.fc``. Its global perceptron widths
+# are rounded up to multiples of 8 (arch key ``gp_channels``).
+# ---------------------------------------------------------------------------
+#: mmpretrain name fragment -> mmrep's, applied in order.
+MMPRETRAIN_RENAMES = (
+    ('patch_embed.projection.', 'conv_embedding.conv.'),
+    ('patch_embed.norm.', 'conv_embedding.bn.'),
+    ('downsample_layers.', 'embeds.'),
+    ('final_norm.', 'head_norm.'),
+    ('.gp.conv1.conv.', '.gp.fc1.'),
+    ('.gp.conv2.conv.', '.gp.fc2.'),
+    ('.norm1.', '.prebn1.'),
+    ('.norm2.', '.prebn2.'),
+)
+#: Key prefixes only mmpretrain's RepMLPNet checkpoints have.
+MMPRETRAIN_PREFIXES = ('patch_embed.projection.', 'downsample_layers.',
+                       'final_norm.')
+
+
+def is_mmpretrain_state(state):
+    """Whether the key names are mmpretrain's RepMLPNet names."""
+    return has_key_prefix(state, MMPRETRAIN_PREFIXES)
+
+
+def from_mmpretrain_state_dict(state):
+    """mmpretrain RepMLPNet weights as mmrep backbone and classifier weights
+    (:data:`MMPRETRAIN_RENAMES`; ``head.fc.*`` -> ``fc.*``)."""
+    return split_classifier(state, renamer(MMPRETRAIN_RENAMES))
+# ----------------------- end of checkpoint source: mmpretrain --------------
+
+
+# ---------------------------------------------------------------------------
 # checkpoint source: MindCV
 # mindspore-lab/mindcv ``mindcv/models/repmlp.py`` (at 51b0636), its
 # ``RepMLPNet(**kwargs)`` and its checkpoints (MindSpore names).
@@ -866,6 +1058,25 @@ def from_mindcv_state_dict(port_state):
         tuple[dict, dict]: backbone weights and head weights (``fc.weight``,
         ``fc.bias``, mmpretrain's ``LinearClsHead`` names).
     """
-    return split_port_state(port_state, 'head.', _mindcv_key,
+    return split_classifier(port_state, _mindcv_key, ('head.', ),
                             drop=MINDCV_UNUSED)
 # ------------------------ end of checkpoint source: MindCV -------------------
+
+
+register_family(CheckpointFamily(
+    name='repmlpnet', model=RepMLPNet, display='RepMLPNet-{}',
+    sources=(
+        Source('original', split_classifier, from_original_kwargs),
+        Source('mmpretrain', from_mmpretrain_state_dict, from_original_kwargs,
+               detect=is_mmpretrain_state,
+               key_marks=('patch_embed.projection', 'downsample_layers',
+                          'final_norm')),
+        Source('mindcv', from_mindcv_state_dict, from_mindcv_kwargs,
+               framework='mindspore', options=MINDCV_OPTIONS),
+    ),
+    train_only_markers=('.bn.', 'fc3_bn.', '.repconv'),
+    input_weights=('conv_embedding.conv.weight', ),
+    classifier_kwargs=lambda backbone_state=None, num_stages=4: dict(
+        final_norm=True),
+    read_arch=read_arch, adapt=adapt_checkpoint, release_fused=fold_prebn2,
+    preset_size=lambda arch: int(arch[1:])))

@@ -39,7 +39,10 @@ import torch.nn.functional as F
 from ...registry import MODELS
 from ...utils.serialization import CheckpointMismatchError
 from ..layers import ConvBN, build_bn, fuse_bn, fused_conv
-from .base import RepBackbone, split_port_state, torch_bn_name
+from .base import RepBackbone, record_build_args
+from .family import (CheckpointFamily, Source, has_key_prefix, indices,
+                     register_family, rename_args, renamer, split_classifier,
+                     torch_bn_name)
 
 def identity_kernel(channels, groups, kernel_size=3, device=None,
                     dtype=None):
@@ -216,6 +219,7 @@ class RepVGG(RepBackbone):
     arch_keys = ('num_blocks', 'width_multiplier')
     arch_defaults = dict(group_layer_map=None, stem_channels=64)
 
+    @record_build_args
     def __init__(self, arch='A0', in_channels=3, out_indices=(0, 1, 2, 3),
                  frozen_stages=-1, norm_eval=False, with_cp=False,
                  deploy=False, init_cfg=None, norm_cfg=dict(type='BN')):
@@ -242,6 +246,7 @@ class RepVGG(RepBackbone):
                 planes = out
                 layer += 1
             self.add_module(f'stage{i + 1}', nn.Sequential(*blocks))
+        self._freeze_stages()
 
     @classmethod
     def check_arch(cls, arch):
@@ -273,6 +278,122 @@ class RepVGG(RepBackbone):
                              f'numbered 1..{total} (stage0 cannot be grouped)')
         out['group_layer_map'] = groups
         return out
+
+
+# ---------------------------------------------------------------------------
+# checkpoint source: the original release
+# DingXiaoH/RepVGG ``repvgg.py``: ``create_RepVGG_*`` and its train-time and
+# fused (``repvgg_model_convert``) checkpoints. mmrep keeps its names; its
+# classifier is ``linear``.
+# ---------------------------------------------------------------------------
+#: The original's constructor arguments (and mmpretrain's ``width_factor``)
+#: -> mmrep's arch keys.
+ORIGINAL_ARCH_NAMES = dict(width_factor='width_multiplier',
+                           override_groups_map='group_layer_map')
+
+
+def from_original_kwargs(kwargs):
+    """The mmrep settings of an original ``RepVGG(**kwargs)``.
+
+    ``override_groups_map`` -> ``group_layer_map``, ``width_factor`` ->
+    ``width_multiplier``; ``num_classes`` goes to the classifier; mmrep's
+    own names pass through (the model checks them).
+
+    Args:
+        kwargs (dict): the original's constructor arguments.
+
+    Returns:
+        tuple[dict, int | None]: ``dict(arch=...)`` and the number of
+        classes (None where not given).
+
+    Raises:
+        ValueError: an argument under both names, or an ``se_cfg``.
+    """
+    arch = rename_args(kwargs, ORIGINAL_ARCH_NAMES)
+    num_classes = arch.pop('num_classes', None)
+    if arch.pop('se_cfg', None) is not None:
+        raise ValueError('RepVGG blocks with SE layers (se_cfg) are not '
+                         'supported')
+    return dict(arch=arch), num_classes
+
+
+def _block_weight(state, name):
+    for key in (f'{name}.rbr_dense.conv.weight', f'{name}.rbr_reparam.weight'):
+        if key in state:
+            return state[key].shape
+    raise KeyError(name)
+
+
+def read_arch(state):
+    """The arch dict of converted RepVGG weights (train-time or fused), from
+    their names and shapes: blocks per stage, widths, groups and the stem
+    width.
+
+    Args:
+        state (dict[str, Tensor]): converted backbone weights.
+
+    Returns:
+        dict: the arch.
+
+    Raises:
+        KeyError | ValueError: the weights are not laid out as RepVGG's.
+    """
+    stem = _block_weight(state, 'stage0')
+    planes, in_ch = int(stem[0]), int(stem[0])
+    num_blocks, multipliers, groups, layer = [], [], {}, 1
+    for i in range(1, 5):
+        blocks = indices(state, rf'stage{i}\.(\d+)\.')
+        if not blocks:
+            raise ValueError(f'no stage{i}')
+        num_blocks.append(len(blocks))
+        for j in range(len(blocks)):
+            shape = _block_weight(state, f'stage{i}.{j}')
+            if in_ch % int(shape[1]):
+                raise ValueError(f'stage{i}.{j} groups')
+            if in_ch // int(shape[1]) > 1:
+                groups[layer] = in_ch // int(shape[1])
+            in_ch, layer = int(shape[0]), layer + 1
+        multipliers.append(in_ch / (64 * 2**(i - 1)))
+    arch = dict(num_blocks=tuple(num_blocks),
+                width_multiplier=tuple(multipliers), group_layer_map=groups)
+    if planes != min(64, int(64 * multipliers[0])):
+        arch['stem_channels'] = planes
+    return arch
+# ------------------- end of checkpoint source: the original release --------
+
+
+# ---------------------------------------------------------------------------
+# checkpoint source: mmpretrain
+# ``mmpretrain/models/backbones/repvgg.py``: ``stem``, ``stage_1`` ..,
+# blocks with ``branch_3x3`` / ``branch_1x1`` (``conv`` + ``norm``),
+# ``branch_norm`` and, fused, ``branch_reparam``; classifier ``head.fc``.
+# ---------------------------------------------------------------------------
+#: mmpretrain name fragment -> mmrep's, applied in order.
+MMPRETRAIN_RENAMES = (
+    (re.compile(r'^stem\.'), 'stage0.'),
+    (re.compile(r'^stage_(\d+)\.'), r'stage\1.'),
+    (re.compile(r'\bbranch_3x3\.norm\.'), 'rbr_dense.bn.'),
+    (re.compile(r'\bbranch_1x1\.norm\.'), 'rbr_1x1.bn.'),
+    (re.compile(r'\bbranch_3x3\.'), 'rbr_dense.'),
+    (re.compile(r'\bbranch_1x1\.'), 'rbr_1x1.'),
+    (re.compile(r'\bbranch_norm\.'), 'rbr_identity.'),
+    (re.compile(r'\bbranch_reparam\.'), 'rbr_reparam.'),
+)
+#: Key prefixes only mmpretrain's RepVGG checkpoints have.
+MMPRETRAIN_PREFIXES = ('stem.', 'stage_')
+
+
+def is_mmpretrain_state(state):
+    """Whether the key names are mmpretrain's RepVGG names (timm's, which
+    share ``stem.``, are told first)."""
+    return has_key_prefix(state, MMPRETRAIN_PREFIXES)
+
+
+def from_mmpretrain_state_dict(state):
+    """mmpretrain RepVGG weights as mmrep backbone and classifier weights
+    (:data:`MMPRETRAIN_RENAMES`; ``head.fc.*`` -> ``fc.*``)."""
+    return split_classifier(state, renamer(MMPRETRAIN_RENAMES))
+# ----------------------- end of checkpoint source: mmpretrain --------------
 
 
 # ---------------------------------------------------------------------------
@@ -352,7 +473,7 @@ def from_mindcv_state_dict(port_state):
         tuple[dict, dict]: backbone weights and head weights (``fc.weight``,
         ``fc.bias``, mmpretrain's ``LinearClsHead`` names).
     """
-    return split_port_state(port_state, 'linear.', _mindcv_key)
+    return split_classifier(port_state, _mindcv_key, ('linear.', ))
 # ------------------------ end of checkpoint source: MindCV -------------------
 
 
@@ -580,4 +701,44 @@ def timm_repvgg_arch(model):
         raise ValueError(f'unknown timm RepVGG model {model!r}; one of '
                          f'{sorted(TIMM_REPVGG_ARCHS)}')
     return TIMM_REPVGG_ARCHS[name]
+
+
+def from_timm_state_dict(state):
+    """timm RepVGG weights as mmrep backbone and classifier weights
+    (:func:`convert_timm_repvgg`, split).
+
+    Args:
+        state (dict[str, Tensor]): timm's weights.
+
+    Returns:
+        tuple[dict, dict]: backbone weights and head weights (``fc.weight``,
+        ``fc.bias``).
+    """
+    converted, _ = convert_timm_repvgg(state)
+    backbone, head = {}, {}
+    for key, value in converted.items():
+        if key.startswith('backbone.'):
+            backbone[key[len('backbone.'):]] = value
+        else:  # head.fc.*
+            head[key[len('head.'):]] = value
+    return backbone, head
 # ------------------------- end of checkpoint source: timm -------------------
+
+
+register_family(CheckpointFamily(
+    name='repvgg', model=RepVGG, display='RepVGG-{}',
+    sources=(
+        Source('original', split_classifier, from_original_kwargs),
+        Source('mmpretrain', from_mmpretrain_state_dict, from_original_kwargs,
+               detect=is_mmpretrain_state,
+               key_marks=('branch_3x3', 'branch_1x1', 'branch_norm',
+                          'branch_reparam')),
+        Source('timm', from_timm_state_dict, detect=is_timm_repvgg_state,
+               key_marks=tuple(TIMM_REPVGG_PARTS)),
+        Source('mindcv', from_mindcv_state_dict, from_mindcv_kwargs,
+               framework='mindspore'),
+    ),
+    train_only_markers=('.bn.', 'rbr_dense.', 'rbr_1x1.', 'rbr_identity.'),
+    input_weights=('stage0.rbr_dense.conv.weight',
+                   'stage0.rbr_reparam.weight'),
+    read_arch=read_arch))

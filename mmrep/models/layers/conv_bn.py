@@ -1,6 +1,8 @@
 """Convolution followed by BatchNorm, the algebra that fuses the two, the
 one helper that swaps a convolution for its biased fused twin, and the one
 place where mmrep builds its BatchNorms."""
+from types import SimpleNamespace
+
 import torch
 import torch.nn as nn
 from mmcv.cnn import build_norm_layer
@@ -56,6 +58,28 @@ def fuse_bn(weight, bn, bias=None):
         mean = mean - bias
     fused_weight = weight * scale.reshape(-1, *([1] * (weight.dim() - 1)))
     return fused_weight, beta - mean * scale
+
+
+def pop_bn_state(state, prefix):
+    """Take the BN tensors ``prefix + {weight, bias, running_mean,
+    running_var}`` (and any ``num_batches_tracked``) out of a state dict,
+    as an object with the attributes :func:`fuse_bn` and
+    :func:`fold_input_bn` read (eps 1e-5).
+
+    Args:
+        state (dict[str, Tensor]): changed in place.
+        prefix (str): the BN's key prefix.
+
+    Returns:
+        SimpleNamespace: ``weight``, ``bias``, ``running_mean``,
+        ``running_var``, ``eps``.
+    """
+    bn = SimpleNamespace(
+        **{n: state.pop(prefix + n)
+           for n in ('weight', 'bias', 'running_mean', 'running_var')},
+        eps=1e-5)
+    state.pop(prefix + 'num_batches_tracked', None)
+    return bn
 
 
 def fold_input_bn(weight, bias, bn):

@@ -44,14 +44,15 @@ copying) or merged in contiguous groups (shrinking: ``fc1`` rows averaged,
 ``fc2`` columns summed, an approximation).
 
 Every resampled tensor is logged with its key and its old and new shapes.
+The family files walk their own modules and name their keys
+(``adapt_checkpoint`` in ``repmlpnet.py`` and ``repmlp_resnet.py``); this
+module holds the resampling.
 """
 import math
 
 import torch
 from mmengine.logging import print_log
 
-from ..models.backbones.repmlp_resnet import RepMLPUnit
-from ..models.backbones.repmlpnet import RepMLPBlock
 
 
 def resize_matrix(src, dst, dtype=torch.float64, device=None):
@@ -246,7 +247,8 @@ def resample_fc1_fc2(params, channels, old_grid, new_grid, hidden):
         elif key == 'fc2.bias':
             x = resample_pixel_vector(x, channels, old_grid, new_grid)
         else:
-            raise KeyError(f'unexpected fc1_fc2 parameter {key!r}')
+            raise KeyError(f'unexpected global perceptron parameter '
+                           f'{key!r}')
         out[key] = x.to(dtype)
     return out
 
@@ -278,9 +280,21 @@ def _log(key, old, new, what):
               f'{tuple(new.shape)} ({what})', logger='current')
 
 
-def _adapt_fc3(state, prefix, out_sets, size, pixel_vector_keys):
-    """Resample ``prefix + fc3.*`` (and per-pixel BN keys) in place."""
-    key = prefix + 'fc3.weight'
+def resample_fc3_state(state, prefix, out_sets, size, pixel_vector_keys):
+    """Resample a partition perceptron's ``prefix + 'weight'`` (and the
+    per-output-pixel tensors ``pixel_vector_keys``) in place, where the
+    checkpoint's was built for another partition size; each resampled
+    tensor is logged.
+
+    Args:
+        state (dict[str, Tensor]): converted weights, changed in place.
+        prefix (str): the partition perceptron's key prefix.
+        out_sets (int): its output sets (share sets, or channels).
+        size (tuple[int, int]): the model's partition ``(h, w)``.
+        pixel_vector_keys (tuple[str]): keys of per-output-pixel tensors
+            (its bias, a per-pixel BN).
+    """
+    key = prefix + 'weight'
     if key not in state:
         return
     weight = state[key]
@@ -294,69 +308,40 @@ def _adapt_fc3(state, prefix, out_sets, size, pixel_vector_keys):
     what = f'partition {old[0]}x{old[1]} -> {size[0]}x{size[1]}'
     state[key] = resample_fc3_weight(weight, out_sets, old, size)
     _log(key, weight, state[key], what)
-    for name in pixel_vector_keys:
-        k = prefix + name
+    for k in pixel_vector_keys:
         if k in state and state[k].numel() == out_sets * old_hw:
             new = resample_pixel_vector(state[k], out_sets, old, size)
             _log(k, state[k], new, what)
             state[k] = new
 
 
-def _adapt_fc1_fc2(state, prefix, unit):
-    """Resample ``prefix + fc1_fc2.*`` of a RepMLP v1 unit in place."""
-    if not unit.need_global_perceptron:
-        return
-    p = prefix + 'fc1_fc2.'
+def resample_grid_mlp_state(state, p, channels, grid, hidden):
+    """Resample a global perceptron over a grid of partition averages
+    (``p + 'fc1.weight'`` .. ``p + 'fc2.bias'``, :func:`resample_fc1_fc2`)
+    in place, where the checkpoint's was built for another grid or hidden
+    width; each resampled tensor is logged.
+
+    Args:
+        state (dict[str, Tensor]): converted weights, changed in place.
+        p (str): the perceptron's key prefix.
+        channels (int): channels ``C`` of the grid.
+        grid (tuple[int, int]): the model's grid.
+        hidden (int): the model's hidden width.
+    """
     names = ('fc1.weight', 'fc1.bias', 'fc2.weight', 'fc2.bias')
     if p + 'fc1.weight' not in state:
         return
     params = {n: state[p + n] for n in names if p + n in state}
-    C = unit.C
+    C = channels
     width = params['fc1.weight'].size(1)
-    hidden = unit.fc1_fc2.fc1.out_features
-    cells = unit.grid[0] * unit.grid[1]
+    cells = grid[0] * grid[1]
     if width % C or (width == C * cells
                      and params['fc1.weight'].size(0) == hidden):
         return
-    old = unit.grid if width == C * cells else infer_grid_size(width // C,
-                                                                 unit.grid)
-    new_params = resample_fc1_fc2(params, C, old, unit.grid, hidden)
-    what = (f'grid {old[0]}x{old[1]} -> {unit.grid[0]}x{unit.grid[1]}, '
+    old = grid if width == C * cells else infer_grid_size(width // C, grid)
+    new_params = resample_fc1_fc2(params, C, old, grid, hidden)
+    what = (f'grid {old[0]}x{old[1]} -> {grid[0]}x{grid[1]}, '
             f'hidden {params["fc1.weight"].size(0)} -> {hidden}')
     for n, t in new_params.items():
         _log(p + n, params[n], t, what)
         state[p + n] = t
-
-
-def adapt_resolution(model, state):
-    """Resample the resolution-bound weights of ``state`` to ``model``.
-
-    Walks the RepMLP blocks (RepMLPNet) and units (RepMLP v1) of ``model``;
-    where the checkpoint's ``fc3`` was built for another partition size, or
-    ``fc1_fc2`` for another grid, the tensors are resampled (module
-    docstring) and each is logged. Works for train-time and fused
-    checkpoints alike, whatever the model's form (a train-time checkpoint
-    for a fused model is resampled in its own form and fused afterwards by
-    the loader). Other keys are returned unchanged.
-
-    Args:
-        model (nn.Module): the module the state dict is meant for (keys
-            relative to it).
-        state (dict[str, Tensor]): the checkpoint's state dict.
-
-    Returns:
-        dict[str, Tensor]: a new dict; ``state`` itself is not modified.
-    """
-    state = dict(state)
-    for name, module in model.named_modules():
-        prefix = name + '.' if name else ''
-        if isinstance(module, RepMLPBlock):
-            # fc3_bn is per share set here: not tied to the partition.
-            _adapt_fc3(state, prefix, module.num_sharesets,
-                       (module.h, module.w), ('fc3.bias', ))
-        elif isinstance(module, RepMLPUnit):
-            _adapt_fc3(state, prefix, module.O, (module.h, module.w),
-                       ('fc3.bias', 'fc3_bn.weight', 'fc3_bn.bias',
-                        'fc3_bn.running_mean', 'fc3_bn.running_var'))
-            _adapt_fc1_fc2(state, prefix, module)
-    return state
