@@ -26,4 +26,15 @@ from . import checkpoints, deploy, models  # noqa: E402,F401
 from .checkpoints import load_pretrained  # noqa: E402
 from .deploy import reparameterize_model  # noqa: E402
 
+# Fused weights load right through every API that loads a checkpoint into
+# a config's model (mmengine's load_checkpoint, mmseg/mmdet/mmpretrain's
+# init_model and inferencers). This installs one torch module-registration
+# hook: a module that receives an mmrep backbone as a child (a segmentor,
+# detector or classifier) registers a load_state_dict pre-hook that switches
+# it to its fused form when the weights are exactly that form; see
+# mmrep/deploy/fused_loading.py.
+from .deploy.fused_loading import watch_parents  # noqa: E402
+
+watch_parents()
+
 __all__ = ['__version__', 'reparameterize_model', 'load_pretrained']

@@ -11,8 +11,10 @@ from mmengine.registry import Registry
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmrep',
                   locations=['mmrep.models'])
+# (mmrep.apis.finetune: the hook tools/train.py adds for fine-tuning, found
+# also where only the config's custom_imports imported mmrep)
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmrep',
-                 locations=['mmrep.deploy'])
+                 locations=['mmrep.deploy', 'mmrep.apis.finetune'])
 
 # The function behind ``init_cfg=dict(type='Pretrained')`` of mmrep backbones,
 # registered as ``'pretrained'`` by :mod:`mmrep.checkpoints` (the backbones,

@@ -147,6 +147,18 @@ def test_explicit_arch_and_backbone_only(tmp_path):
                        src_state['network.0.0.mlp.fc1.weight'])
 
 
+def test_replacing_an_existing_output_is_said(tmp_path, capsys):
+    src_state = synthetic_state(listing('cyclemlp', 'CycleMLP_B1')['train'])
+    src, dst = str(tmp_path / 'src.pth'), str(tmp_path / 'dst.pth')
+    torch.save(src_state, src)
+    argv = [src, dst, '--family', 'cyclemlp', '--backbone-only']
+    assert convert(argv) == 0
+    assert 'replacing' not in capsys.readouterr().err
+    assert convert(argv) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f'note: replacing the existing {dst}']
+
+
 def test_cyclemlp_dense_prediction_weights(tmp_path):
     """The original's ``fork_feat`` weights (a norm per output, no
     classifier) convert as a backbone only."""

@@ -79,6 +79,7 @@ def missing_input(tool, tmp_path):
                                [out]),
         'model_table': (['--families', 'no-such-family', '--out', str(out)],
                         [out]),
+        'analyze_complexity': ([config, '--out-json', str(out)], [out]),
         'demo': (['--data-root', str(tmp_path / 'a_file'), '--work-dir',
                   str(work)], [work]),
     }

@@ -47,7 +47,7 @@ import argparse
 import ast
 import sys
 
-from mmrep.apis import refusals_as_errors
+from mmrep.apis import note_replacing, refusals_as_errors
 from mmrep.checkpoints import CHECKPOINT_FAMILIES
 from mmrep.checkpoints.conversion import convert
 from mmrep.checkpoints.ports import SOURCES
@@ -68,7 +68,8 @@ def arch_argument(text):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     allow_abbrev=False)
     parser.add_argument('src', help='checkpoint to convert')
     parser.add_argument('dst', help='where the mmrep checkpoint goes')
     parser.add_argument('--family', required=True,
@@ -101,6 +102,7 @@ def main(argv=None):
     args = parse_args(argv)
     checkpoint = convert(args.src, args.family, args.arch, args.source,
                          args.backbone_only)
+    note_replacing(args.dst)
     atomic_save(checkpoint, args.dst)
     meta = checkpoint['meta']
     what = 'backbone' if args.backbone_only else 'classifier'

@@ -36,7 +36,8 @@ def positive_int(text):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     allow_abbrev=False)
     parser.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs',
                                                        'demo'))
     parser.add_argument('--data-root',

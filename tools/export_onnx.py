@@ -52,14 +52,15 @@ from mmengine.config import DictAction
 
 import mmrep  # noqa: F401
 from mmrep.apis import (BadArgumentError, load_config, load_fused,
-                        refusals_as_errors)
+                        note_replacing, refusals_as_errors)
 from mmrep.apis.onnx_export import (default_verify_shapes, export,
                                     random_input, verify)
 from mmrep.utils import enforce_weights_only
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     allow_abbrev=False)
     parser.add_argument('config')
     parser.add_argument('checkpoint')
     parser.add_argument('--out', required=True, help='the .onnx file')
@@ -123,6 +124,7 @@ def main(argv=None):
     shape = tuple(args.shape or cfg.get('crop_size', (224, 224)))
     model = load_fused(cfg, args.checkpoint).fused
     x = random_input(args.batch, shape)
+    note_replacing(args.out)
     export(model, x, args.out, args.opset, args.dynamic)
     size = 'dynamic (N, 3, H, W) input, traced at ' if args.dynamic else ''
     print(f'ONNX model ({size}{args.batch}x3x{shape[0]}x{shape[1]} input, '

@@ -29,14 +29,15 @@ import argparse
 import sys
 
 import mmrep  # noqa: F401  (registers the backbones)
-from mmrep.apis import BadArgumentError, refusals_as_errors
+from mmrep.apis import BadArgumentError, note_replacing, refusals_as_errors
 from mmrep.apis.model_table import (display_name, markdown, measure,
                                     presets)
 from mmrep.checkpoints import CHECKPOINT_FAMILIES
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     allow_abbrev=False)
     parser.add_argument('--no-speed', action='store_true',
                         help='skip the throughput measurement')
     parser.add_argument('--batch', type=int, default=8)
@@ -82,6 +83,7 @@ def main(argv=None):
     table = markdown(rows, speed, args.batch)
     print(table)
     if args.out:
+        note_replacing(args.out)
         with open(args.out, 'w') as f:
             f.write(table)
     return 0

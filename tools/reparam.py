@@ -1,8 +1,8 @@
 """Fuse the mmrep modules of a trained model for deployment.
 
 Usage:
-    python tools/reparam.py CONFIG CHECKPOINT [--out FILE] [--verify]
-        [--shape H W] [--cfg-options key=value ...]
+    python tools/reparam.py CONFIG CHECKPOINT [--out FILE] [--overwrite]
+        [--verify] [--shape H W] [--cfg-options key=value ...]
 
 Every mmrep module is fused and every BatchNorm that directly follows a
 convolution in the necks and heads (mmcv ``ConvModule``) is folded into it
@@ -18,12 +18,18 @@ detector is compared on what it computes without data samples: features
 and RPN outputs). A checkpoint that is already fused is reported and left
 alone.
 
+FILE and its deploy config are never replaced silently: the default FILE is
+the name ``ReparamCheckpointHook`` gives the fused weights it writes during
+training, so when either file exists the run is refused, unless
+``--overwrite`` is given (the replaced files are then named in the output).
+
 Exit status:
     0: written, or the checkpoint is already fused (nothing to do);
     1: refused input (missing or unreadable config or checkpoint, a
        checkpoint that fits the config in neither form, with the
        mismatching keys named, non-finite weights, missing
-       ``custom_imports``): one ``error:`` line on stderr, nothing written;
+       ``custom_imports``, an output file that exists without
+       ``--overwrite``): one ``error:`` line on stderr, nothing written;
     2: ``--verify`` failed (the fused model computes something else; not a
        refused input): an ``error:`` line on stderr after the measured
        differences, nothing written; also for arguments argparse rejects.
@@ -36,16 +42,22 @@ import torch
 from mmengine.config import DictAction
 
 import mmrep
-from mmrep.apis import load_config, load_fused, refusals_as_errors
+from mmrep.apis import (BadArgumentError, load_config, load_fused,
+                        refusals_as_errors)
 from mmrep.deploy import deploy_path, make_deploy_config, tensor_outputs
 from mmrep.utils import atomic_save, enforce_weights_only
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     allow_abbrev=False)
     parser.add_argument('config')
     parser.add_argument('checkpoint')
-    parser.add_argument('--out', help='fused weights file')
+    parser.add_argument('--out', help='fused weights file (default: '
+                        '<checkpoint stem>_deploy.pth)')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace FILE and its deploy config when they '
+                        'exist (refused otherwise)')
     parser.add_argument('--verify', action='store_true',
                         help='compare train-time and fused outputs')
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
@@ -100,6 +112,15 @@ def main(argv=None):
     if loaded.form == 'deploy':
         print(f'{args.checkpoint} is already fused; nothing to do.')
         return 0
+    out = args.out or deploy_path(args.checkpoint)
+    config_out = osp.splitext(out)[0] + '_config.py'
+    existing = [p for p in (out, config_out) if osp.exists(p)]
+    if existing and not args.overwrite:
+        verb = 'exists' if len(existing) == 1 else 'exist'
+        raise BadArgumentError(
+            f'{" and ".join(existing)} already {verb} (the default output '
+            f'is also the name ReparamCheckpointHook writes); give '
+            f'--overwrite to replace, or --out another file')
 
     if args.verify:
         shape = args.shape or tuple(cfg.get('crop_size', (224, 224)))
@@ -112,11 +133,13 @@ def main(argv=None):
             return 2
 
     deploy_cfg = make_deploy_config(cfg)
-    out = args.out or deploy_path(args.checkpoint)
-    config_out = osp.splitext(out)[0] + '_config.py'
+    for path in existing:
+        print(f'--overwrite: replacing {path}')
     meta = dict(source_checkpoint=osp.basename(args.checkpoint),
                 mmrep_version=mmrep.__version__,
                 deploy_config=deploy_cfg.pretty_text)
+    if loaded.meta.get('dataset_meta'):  # the inference APIs' class names
+        meta['dataset_meta'] = loaded.meta['dataset_meta']
     atomic_save(dict(meta=meta, state_dict=loaded.fused.state_dict()), out)
     deploy_cfg.dump(config_out)
     print(f'fused weights: {out}\ndeploy config: {config_out}')

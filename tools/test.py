@@ -1,13 +1,21 @@
 """Evaluate a checkpoint with an mmseg, mmdet or mmpretrain config.
 
 Usage:
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR]
-        [--out-metrics FILE] [--show-dir DIR [--show-interval N]]
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out PATH]
+        [--out-metrics FILE] [--show-dir DIR [--show-interval N]] [--tta]
         [--cfg-options key=value ...]
         [--launcher {none,pytorch,slurm,mpi}]
 
 The metrics configured as ``test_evaluator`` are printed by mmengine's
 logger and written to ``<work-dir>/<timestamp>/<timestamp>.json``.
+
+``--out PATH`` also writes the predictions, as the config's library's own
+tools/test.py does (:func:`mmrep.apis.configure_prediction_output`): for
+mmseg, PATH is a folder that gets one PNG label map per image (the test
+metrics' ``output_dir``; the metrics are still computed); for mmdet, a
+``.pkl`` of the predictions (``DumpDetResults``); for mmpretrain, a ``.pkl``
+(mmengine's ``DumpResults``). ``--tta`` tests with the config's
+``tta_model`` and ``tta_pipeline`` (:func:`mmrep.apis.use_tta`).
 
 The checkpoint must fit the config's model exactly (every key and shape;
 :func:`mmrep.apis.preflight_test`). Fused weights
@@ -18,7 +26,9 @@ config in deploy form, which is logged.
 Exit status: 0 when evaluated; 1 for a refused input (missing or
 unreadable config or checkpoint, a checkpoint that fits neither form, with
 the first mismatching keys and shapes named, a model that does not build,
-missing ``custom_imports``, ``--show-dir`` without a visualization hook):
+missing ``custom_imports``, ``--show-dir`` without a visualization hook,
+``--tta`` without ``tta_model`` / ``tta_pipeline``, an ``--out`` that does
+not suit the library's format):
 one ``error:`` line on stderr, nothing written; 2 for arguments argparse
 rejects.
 """
@@ -31,9 +41,10 @@ from mmengine.config import DictAction
 from mmengine.model import is_model_wrapper
 
 import mmrep  # noqa: F401
-from mmrep.apis import (build_config, build_runner, enable_visualization,
+from mmrep.apis import (add_prediction_dump, build_config, build_runner,
+                        configure_prediction_output, enable_visualization,
                         finish_distributed, preflight_test,
-                        refusals_as_errors, setup_cpu_distributed)
+                        refusals_as_errors, setup_cpu_distributed, use_tta)
 from mmrep.checkpoints import load_state_strict
 from mmrep.utils import enforce_weights_only
 
@@ -47,12 +58,18 @@ def _to_json(value):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     allow_abbrev=False)
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='where logs and metrics go')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, key=value')
+    parser.add_argument(
+        '--out', metavar='PATH',
+        help="also write the predictions as the config's library does: "
+        'mmseg, a folder of PNG label maps; mmdet and mmpretrain, a .pkl '
+        'file')
     parser.add_argument('--out-metrics', metavar='FILE',
                         help='also write the metrics as JSON to FILE')
     parser.add_argument(
@@ -63,6 +80,9 @@ def parse_args(argv=None):
         '--show-interval', type=int, default=1, metavar='N',
         help='with --show-dir, draw every N-th test batch (default: 1, '
         'all)')
+    parser.add_argument('--tta', action='store_true',
+                        help="test-time augmentation with the config's "
+                        'tta_model and tta_pipeline')
     parser.add_argument('--launcher', default='none',
                         choices=['none', 'pytorch', 'slurm', 'mpi'])
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -97,12 +117,20 @@ def main(argv=None):
         if args.show_dir:
             enable_visualization(cfg, args.show_dir, args.show_interval)
         state, note = preflight_test(cfg, args.config, args.checkpoint)
+        if args.tta:
+            use_tta(cfg, args.config)
+        if args.out:
+            library = configure_prediction_output(cfg, args.out)
     setup_cpu_distributed(cfg)
     runner = build_runner(cfg)
     runner.logger.info(note)
     model = runner.model.module if is_model_wrapper(runner.model) \
         else runner.model
+    if args.tta:  # the TTA model wraps the configured one
+        model = model.module
     load_state_strict(model, state)
+    if args.out:
+        add_prediction_dump(runner, library, args.out)
     metrics = runner.test()
     finish_distributed()
     if args.out_metrics and runner.rank == 0:

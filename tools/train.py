@@ -8,10 +8,14 @@ Before anything is created, the run is checked
 (:func:`mmrep.apis.preflight_train`): the config reads and builds, imports
 mmrep through ``custom_imports`` where it uses mmrep types, and the
 checkpoints it loads read safely and fit (fused weights are refused).
+``--amp`` (or an ``AmpOptimWrapper`` in the config) needs a CUDA, NPU, MLU
+or MUSA device, as mmengine's ``AmpOptimWrapper`` does; without one it is
+refused (:func:`mmrep.apis.check_amp`).
 
 Exit status: 0 when training finished; 1 for a refused input (missing or
 unreadable config or checkpoint, a checkpoint that does not fit, a model
-that does not build, missing ``custom_imports``): one ``error:`` line on
+that does not build, missing ``custom_imports``, ``--amp`` without a
+CUDA, NPU, MLU or MUSA device): one ``error:`` line on
 stderr and no work dir created; 2 for arguments argparse rejects.
 """
 import argparse
@@ -20,14 +24,15 @@ import os
 from mmengine.config import DictAction
 
 import mmrep  # noqa: F401  (registers mmrep; allow-lists resume objects)
-from mmrep.apis import (build_config, build_runner, finish_distributed,
-                        preflight_train, refusals_as_errors,
-                        setup_cpu_distributed)
+from mmrep.apis import (build_config, build_runner, check_amp,
+                        finish_distributed, preflight_train,
+                        refusals_as_errors, setup_cpu_distributed)
 from mmrep.utils import enforce_weights_only
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     allow_abbrev=False)
     parser.add_argument('config', help='config file')
     parser.add_argument('--work-dir', help='where logs and checkpoints go '
                         '(default: ./work_dirs/<config name>)')
@@ -37,7 +42,8 @@ def parse_args(argv=None):
         'of the work dir that loads (a truncated one is skipped), or from '
         'scratch when none does')
     parser.add_argument('--amp', action='store_true',
-                        help='automatic mixed precision training')
+                        help='automatic mixed precision training (needs a '
+                        'CUDA, NPU, MLU or MUSA device)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, key=value')
     parser.add_argument('--launcher', default='none',
@@ -62,6 +68,7 @@ def main(argv=None):
     enforce_weights_only()
     with refusals_as_errors():
         cfg = build_config(args)
+        check_amp(cfg, '--amp' if args.amp else None)
         notes = preflight_train(cfg, args.config)
     setup_cpu_distributed(cfg)
     runner = build_runner(cfg)

@@ -2,19 +2,26 @@
 runners, the checks before a run, loading a checkpoint in the form
 (train-time or fused) of the config's model that it fits, and the one way
 they refuse an input (:func:`refusals_as_errors`)."""
+from .complexity import measure_complexity
 from .config import (build_config, build_model, enable_visualization,
                      load_config, read_config)
 from .forms import FusedModel, check_deploy_config, fitting_form, load_fused
-from .preflight import preflight_test, preflight_train
+from .preflight import check_amp, preflight_test, preflight_train
 from .refusals import (REFUSED, BadArgumentError, ConfigReadError,
-                       error_line, refusals_as_errors)
+                       error_line, note_replacing, refusals_as_errors)
 from .resume import choose_resume_checkpoint, resume_candidates
 from .runner import build_runner, finish_distributed, setup_cpu_distributed
+from .test_outputs import (PREDICTION_FORMATS, add_prediction_dump,
+                           config_library, configure_prediction_output,
+                           use_tta)
 
 __all__ = ['REFUSED', 'build_config', 'build_model', 'load_config',
            'read_config', 'fitting_form', 'load_fused', 'build_runner',
            'finish_distributed', 'setup_cpu_distributed',
            'enable_visualization', 'FusedModel', 'check_deploy_config',
-           'preflight_test', 'preflight_train', 'BadArgumentError',
-           'ConfigReadError', 'error_line', 'refusals_as_errors',
-           'choose_resume_checkpoint', 'resume_candidates']
+           'preflight_test', 'preflight_train', 'check_amp',
+           'BadArgumentError', 'ConfigReadError', 'error_line',
+           'note_replacing', 'refusals_as_errors',
+           'choose_resume_checkpoint', 'resume_candidates',
+           'PREDICTION_FORMATS', 'add_prediction_dump', 'config_library',
+           'configure_prediction_output', 'use_tta', 'measure_complexity']

@@ -65,10 +65,13 @@ class FusedModel(NamedTuple):
         model (nn.Module | None): with ``keep_unfused`` and a train-time
             checkpoint, the train-time model holding its weights (eval
             mode); None otherwise.
+        meta (dict): the checkpoint's ``meta`` (``{}`` where it has none),
+            e.g. mmengine's ``dataset_meta``.
     """
     fused: object
     form: str
     model: object = None
+    meta: dict = {}
 
 
 def check_deploy_config(deploy_cfg, fused):
@@ -131,11 +134,12 @@ def load_fused(cfg, checkpoint, keep_unfused=False, check_deploy=False):
         return fused.state_dict()
     form, state = fitting_form(loaded, cfg, model.state_dict(), checkpoint,
                                'the config', deploy_state=fused_state)
+    meta = loaded.get('meta') or {} if isinstance(loaded, dict) else {}
     if form == 'deploy':
         fused.load_state_dict(state, strict=True)
-        return FusedModel(fused.eval(), form)
+        return FusedModel(fused.eval(), form, meta=meta)
     model.load_state_dict(state, strict=True)
     fused = reparameterize_model(model, inplace=not keep_unfused)
     if check_deploy:
         check_deploy_config(make_deploy_config(cfg), fused)
-    return FusedModel(fused, form, model if keep_unfused else None)
+    return FusedModel(fused, form, model if keep_unfused else None, meta)

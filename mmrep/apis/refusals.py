@@ -9,6 +9,8 @@ exceptions of :data:`REFUSED`; :func:`refusals_as_errors` turns them into
 that line (``SystemExit`` with a string prints it to stderr and exits 1).
 """
 import contextlib
+import os
+import sys
 
 from ..checkpoints import CheckpointMismatchError
 from ..checkpoints.conversion import ConversionError
@@ -68,3 +70,19 @@ def refusals_as_errors(*also):
         yield
     except REFUSED + tuple(also) as e:
         raise SystemExit(error_line(e)) from None
+
+
+def note_replacing(path):
+    """Say, on stderr, that the tool replaces an existing file: a tool
+    writes over a file only where the user named it, and never silently.
+
+    Args:
+        path (str | os.PathLike): the output about to be written.
+
+    Returns:
+        bool: whether ``path`` existed (and the line was printed).
+    """
+    if not os.path.exists(path):
+        return False
+    print(f'note: replacing the existing {os.fspath(path)}', file=sys.stderr)
+    return True

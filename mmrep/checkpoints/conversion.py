@@ -251,7 +251,8 @@ def classifier_cfg(family, kwargs, num_classes, in_channels):
     """
     return dict(
         type='ImageClassifier',
-        backbone=dict(type='mmrep.' + get_family(family).model.__name__, **kwargs),
+        backbone=dict(type='mmrep.' + get_family(family).model.__name__,
+                      **kwargs),
         neck=dict(type='GlobalAveragePooling'),
         head=dict(type='LinearClsHead', num_classes=num_classes,
                   in_channels=in_channels))

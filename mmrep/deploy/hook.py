@@ -14,8 +14,8 @@ from ..version import __version__
 from .config import make_deploy_config
 from .walker import reparameterize_model
 
-__all__ = ['ReparamCheckpointHook', 'deploy_path', 'atomic_save',
-           'atomic_write']
+__all__ = ['ReparamCheckpointHook', 'deploy_path', 'fused_checkpoint',
+           'atomic_save', 'atomic_write']
 
 
 def deploy_path(checkpoint):
@@ -52,20 +52,55 @@ def fused_state(model):
     return reparameterize_model(copy_, inplace=True).state_dict()
 
 
+def fused_checkpoint(model, cfg, **meta):
+    """What ``ReparamCheckpointHook`` saves: the fused weights and their
+    ``meta``.
+
+    Args:
+        model (nn.Module): the train-time model (not changed).
+        cfg (Config): its config; the deploy config made of it goes into
+            ``meta['deploy_config']``.
+        **meta: further ``meta`` entries (the hook's: source checkpoint,
+            epoch, iter, ``dataset_meta``).
+
+    Returns:
+        dict: ``dict(meta=..., state_dict=...)``; the file loads into the
+        model of ``cfg`` or of its deploy config, through mmengine's
+        ``load_checkpoint`` and the OpenMMLab inference APIs
+        (:mod:`mmrep.deploy.fused_loading`).
+    """
+    meta = dict(meta, mmrep_version=__version__,
+                deploy_config=make_deploy_config(cfg).pretty_text)
+    return dict(meta=meta, state_dict=fused_state(model))
+
+
+def dataset_meta_of(runner):
+    """The training set's ``metainfo`` (classes, palette), which mmengine
+    writes into every checkpoint's ``meta['dataset_meta']`` and the
+    inference APIs read; ``{}`` when there is none."""
+    try:
+        dataset = runner.train_dataloader.dataset
+    except Exception:  # noqa: BLE001  no (buildable) training set
+        return {}
+    info = getattr(dataset, 'metainfo', None)
+    return dict(dataset_meta=copy.deepcopy(info)) if info else {}
+
+
 @HOOKS.register_module()
 class ReparamCheckpointHook(Hook):
     """After each checkpoint ``CheckpointHook`` saves, write its fused form.
 
     ``<checkpoint stem>_deploy.pth`` holds ``state_dict`` (the fused model)
-    and ``meta`` (source checkpoint name, epoch, iter, mmrep version and the
+    and ``meta`` (source checkpoint name, epoch, iter, mmrep version, the
+    training set's ``dataset_meta`` as in mmengine's checkpoints, and the
     deploy config text, which builds the fused model for
-    ``tools/test.py``). The file is written on rank 0 from a CPU copy of the
-    model, atomically, with the mode a plain write gives; a failed write is
-    logged and training goes on, and the previous deploy file stays as it
-    was. Deploy files whose checkpoint was removed (``max_keep_ckpts``) are
-    removed too, and so are, when training starts, the temporary files that
-    a killed run's writes left in the checkpoint folder
-    (``.<name>_deploy.pth.<random>.tmp``).
+    ``tools/test.py``; :func:`fused_checkpoint`). The file is written on
+    rank 0 from a CPU copy of the model, atomically, with the mode a plain
+    write gives; a failed write is logged and training goes on, and the
+    previous deploy file stays as it was. Deploy files whose checkpoint was
+    removed (``max_keep_ckpts``) are removed too, and so are, when training
+    starts, the temporary files that a killed run's writes left in the
+    checkpoint folder (``.<name>_deploy.pth.<random>.tmp``).
     """
 
     priority = 'LOWEST'  # after CheckpointHook (VERY_LOW) has saved
@@ -119,13 +154,10 @@ class ReparamCheckpointHook(Hook):
     def _write(self, runner, ckpt, epoch, iteration):
         target = deploy_path(ckpt)
         try:
-            meta = dict(source_checkpoint=osp.basename(ckpt),
-                        epoch=epoch, iter=iteration,
-                        mmrep_version=__version__,
-                        deploy_config=make_deploy_config(
-                            runner.cfg).pretty_text)
-            atomic_save(dict(meta=meta, state_dict=fused_state(runner.model)),
-                        target)
+            atomic_save(fused_checkpoint(
+                runner.model, runner.cfg, source_checkpoint=osp.basename(ckpt),
+                epoch=epoch, iter=iteration, **dataset_meta_of(runner)),
+                target)
         except Exception as e:  # training must go on
             runner.logger.error(f'ReparamCheckpointHook: could not write '
                                 f'{target}: {e.__class__.__name__}: {e}')

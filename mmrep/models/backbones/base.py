@@ -145,6 +145,10 @@ class RepBackbone(BaseModule):
         self.with_cp = with_cp
         self.deploy = deploy
         self.norm_cfg = copy.deepcopy(norm_cfg)
+        # Fused (deploy) weights switch it to its fused form before they
+        # load (mmrep.deploy.fused_loading.switch_to_fused_form).
+        self._register_load_state_dict_pre_hook(
+            CHECKPOINT_LOADERS.get('fused_form'), with_module=True)
 
     @classmethod
     def arch_settings_of(cls, arch):
