@@ -426,6 +426,8 @@ ABBREVIATED = {
                             '--backbone'], '--backbone', '--backbone-only'),
     'analyze_complexity': ([DEMO, '--lat', '2'], '--lat',
                            '--latency-iters'),
+    'quantize': ([DEMO, 'c.pth', '--out', 'q.onnx', '--per-ch'], '--per-ch',
+                 '--per-channel'),
 }
 
 

@@ -80,6 +80,9 @@ def missing_input(tool, tmp_path):
         'model_table': (['--families', 'no-such-family', '--out', str(out)],
                         [out]),
         'analyze_complexity': ([config, '--out-json', str(out)], [out]),
+        'quantize': ([DEMO, ckpt, '--out', str(out), '--out-metrics',
+                      str(tmp_path / 'metrics.json')],
+                     [out, tmp_path / 'metrics.json']),
         'demo': (['--data-root', str(tmp_path / 'a_file'), '--work-dir',
                   str(work)], [work]),
     }

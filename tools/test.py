@@ -17,6 +17,11 @@ metrics' ``output_dir``; the metrics are still computed); for mmdet, a
 (mmengine's ``DumpResults``). ``--tta`` tests with the config's
 ``tta_model`` and ``tta_pipeline`` (:func:`mmrep.apis.use_tta`).
 
+A CHECKPOINT ending in ``.onnx`` (``tools/export_onnx.py``'s float32 graph,
+``tools/quantize.py``'s INT8 one) is evaluated with onnxruntime through the
+config's test pipeline, data preprocessor and evaluator
+(:func:`mmrep.apis.test_onnx`).
+
 The checkpoint must fit the config's model exactly (every key and shape;
 :func:`mmrep.apis.preflight_test`). Fused weights
 (``ReparamCheckpointHook``'s ``<checkpoint>_deploy.pth``, or
@@ -44,7 +49,8 @@ import mmrep  # noqa: F401
 from mmrep.apis import (add_prediction_dump, build_config, build_runner,
                         configure_prediction_output, enable_visualization,
                         finish_distributed, preflight_test,
-                        refusals_as_errors, setup_cpu_distributed, use_tta)
+                        refusals_as_errors, setup_cpu_distributed, test_onnx,
+                        use_tta)
 from mmrep.checkpoints import load_state_strict
 from mmrep.utils import enforce_weights_only
 
@@ -109,6 +115,8 @@ def main(argv=None):
     """
     args = parse_args(argv)
     enforce_weights_only()
+    if args.checkpoint.endswith('.onnx'):  # an exported (float or INT8) graph
+        return test_onnx(args)
     with refusals_as_errors():
         cfg = build_config(args)
         # The weights are loaded below, strictly, not by the runner.

@@ -6,7 +6,9 @@ from .complexity import measure_complexity
 from .config import (build_config, build_model, enable_visualization,
                      load_config, read_config)
 from .forms import FusedModel, check_deploy_config, fitting_form, load_fused
+from .onnx_eval import evaluate_onnx, test_onnx
 from .preflight import check_amp, preflight_test, preflight_train
+from .quantize import quantize_config
 from .refusals import (REFUSED, BadArgumentError, ConfigReadError,
                        error_line, note_replacing, refusals_as_errors)
 from .resume import choose_resume_checkpoint, resume_candidates
@@ -24,4 +26,5 @@ __all__ = ['REFUSED', 'build_config', 'build_model', 'load_config',
            'note_replacing', 'refusals_as_errors',
            'choose_resume_checkpoint', 'resume_candidates',
            'PREDICTION_FORMATS', 'add_prediction_dump', 'config_library',
-           'configure_prediction_output', 'use_tta', 'measure_complexity']
+           'configure_prediction_output', 'use_tta', 'measure_complexity',
+           'evaluate_onnx', 'test_onnx', 'quantize_config']

@@ -82,15 +82,30 @@ class RepVGGBlock(nn.Module):
         norm_cfg (dict, optional): config of the three branches' BNs
             (:func:`~mmrep.models.layers.build_bn`). Default:
             ``dict(type='BN')``.
+        block (str): ``'repvgg'`` (the three branches above) or
+            ``'qarepvgg'``, the quantization-friendly block of Chu et al.,
+            "Make RepVGG Greater Again: A Quantization-aware Approach"
+            (AAAI 2024): 3x3 conv-BN + a plain 1x1 conv (no BN, no bias) +
+            the identity (no BN), then one BN after the sum (``bn``), then
+            the ReLU. Without per-branch BNs on the 1x1 and identity
+            branches the fused kernel's per-channel ranges stay close to
+            the 3x3 branch's, which suits INT8. Train it with ordinary
+            weight decay (no custom L2 on the equivalent kernel), as the
+            paper does. Both fuse to the same ``rbr_reparam``.
+            Default: ``'repvgg'``.
 
     Raises:
-        ValueError: ``groups`` does not divide the channel counts, or a
-            non-positive size.
+        ValueError: ``groups`` does not divide the channel counts, a
+            non-positive size, or an unknown ``block``.
     """
 
     def __init__(self, in_channels, out_channels, stride=1, groups=1,
-                 deploy=False, norm_cfg=None):
+                 deploy=False, norm_cfg=None, block='repvgg'):
         super().__init__()
+        if block not in ('repvgg', 'qarepvgg'):
+            raise ValueError(f"block must be 'repvgg' or 'qarepvgg', got "
+                             f'{block!r}')
+        self.block = block
         if min(in_channels, out_channels, stride, groups) < 1:
             raise ValueError(
                 f'RepVGGBlock needs positive sizes, got in_channels='
@@ -110,6 +125,15 @@ class RepVGGBlock(nn.Module):
             self.rbr_reparam = nn.Conv2d(in_channels, out_channels, 3, stride,
                                          1, groups=groups, bias=True)
             return
+        if block == 'qarepvgg':
+            self.rbr_identity = (nn.Identity() if in_channels == out_channels
+                                 and stride == 1 else None)
+            self.rbr_dense = ConvBN(in_channels, out_channels, 3, stride, 1,
+                                    groups=groups, norm_cfg=norm_cfg)
+            self.rbr_1x1 = nn.Conv2d(in_channels, out_channels, 1, stride, 0,
+                                     groups=groups, bias=False)
+            self.bn = build_bn(norm_cfg, out_channels)
+            return
         self.rbr_identity = (build_bn(norm_cfg, in_channels)
                              if in_channels == out_channels and stride == 1
                              else None)
@@ -124,6 +148,8 @@ class RepVGGBlock(nn.Module):
         out = self.rbr_dense(x) + self.rbr_1x1(x)
         if self.rbr_identity is not None:
             out = out + self.rbr_identity(x)
+        if self.block == 'qarepvgg':
+            out = self.bn(out)
         return self.nonlinearity(out)
 
     def fused_weights(self):
@@ -139,6 +165,13 @@ class RepVGGBlock(nn.Module):
         if self.deploy:
             return self.rbr_reparam.weight, self.rbr_reparam.bias
         weight, bias = self.rbr_dense.fused_weights()
+        if self.block == 'qarepvgg':
+            weight = weight + F.pad(self.rbr_1x1.weight, [1, 1, 1, 1])
+            if self.rbr_identity is not None:
+                weight = weight + identity_kernel(
+                    self.in_channels, self.groups, device=weight.device,
+                    dtype=weight.dtype)
+            return fuse_bn(weight, self.bn, bias)
         weight_1x1, bias_1x1 = self.rbr_1x1.fused_weights()
         weight = weight + F.pad(weight_1x1, [1, 1, 1, 1])
         bias = bias + bias_1x1
@@ -157,15 +190,17 @@ class RepVGGBlock(nn.Module):
         if self.deploy:
             return
         conv = fused_conv(self.rbr_dense.conv, *self.fused_weights())
-        for name in ('rbr_dense', 'rbr_1x1', 'rbr_identity'):
-            delattr(self, name)
+        for name in ('rbr_dense', 'rbr_1x1', 'rbr_identity', 'bn'):
+            if hasattr(self, name):
+                delattr(self, name)
         self.rbr_reparam = conv
         self.deploy = True
 
     def extra_repr(self):
         return (f'{self.in_channels}, {self.out_channels}, '
                 f'stride={self.stride}, groups={self.groups}, '
-                f'deploy={self.deploy}')
+                f'deploy={self.deploy}' +
+                (", block='qarepvgg'" if self.block == 'qarepvgg' else ''))
 
 
 _GROUPWISE_LAYERS = tuple(range(2, 27, 2))
@@ -199,6 +234,9 @@ class RepVGG(RepBackbone):
         out_indices, frozen_stages, norm_eval, with_cp, deploy, init_cfg,
             norm_cfg: the OpenMMLab switches, as
             :class:`~mmrep.models.backbones.base.RepBackbone` describes them.
+        block (str): ``'repvgg'`` or ``'qarepvgg'`` (the quantization-
+            friendly block, :class:`RepVGGBlock`), for every block. The
+            fused forms have the same structure. Default: ``'repvgg'``.
     """
 
     arch_zoo = {
@@ -222,7 +260,8 @@ class RepVGG(RepBackbone):
     @record_build_args
     def __init__(self, arch='A0', in_channels=3, out_indices=(0, 1, 2, 3),
                  frozen_stages=-1, norm_eval=False, with_cp=False,
-                 deploy=False, init_cfg=None, norm_cfg=dict(type='BN')):
+                 deploy=False, init_cfg=None, norm_cfg=dict(type='BN'),
+                 block='repvgg'):
         super().__init__(arch, out_indices, frozen_stages, norm_eval,
                          with_cp, deploy, norm_cfg, init_cfg)
         a = self.arch
@@ -231,7 +270,8 @@ class RepVGG(RepBackbone):
         self.channels = tuple(channels)
         planes = min(a['stem_channels'], channels[0])
         self.stage0 = RepVGGBlock(in_channels, planes, stride=2,
-                                  deploy=deploy, norm_cfg=norm_cfg)
+                                  deploy=deploy, norm_cfg=norm_cfg,
+                                  block=block)
         layer = 1
         for i, (out, n) in enumerate(zip(channels, a['num_blocks'])):
             blocks = []
@@ -239,7 +279,8 @@ class RepVGG(RepBackbone):
                 groups = a['group_layer_map'].get(layer, 1)
                 try:
                     blocks.append(RepVGGBlock(planes, out, 2 if j == 0 else 1,
-                                              groups, deploy, norm_cfg))
+                                              groups, deploy, norm_cfg,
+                                              block))
                 except ValueError as e:
                     raise ValueError(f'block {layer} (stage{i + 1}.{j}): '
                                      f'{e}') from None

@@ -1,0 +1,266 @@
+"""INT8 deployment: tools/quantize.py writes a QDQ ONNX graph and one JSON of
+float32 / INT8 metrics (from the config's evaluator) and latencies;
+tools/test.py evaluates .onnx files with the config's pipeline and
+evaluator; bad inputs give one ``error:`` line and write nothing; the
+QARepVGG block fuses exactly; the weight-range measures behave."""
+import json
+import os.path as osp
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from mmengine.config import Config
+
+import mmrep  # noqa: F401
+from mmrep.apis import build_model
+from mmrep.datasets import make_cityscapes_like
+from mmrep.deploy import reparameterize_model
+from mmrep.deploy.quantize import (run_session, session, symmetric_int8_error,
+                                   weight_ranges)
+from mmrep.models.backbones.repvgg import RepVGG, RepVGGBlock
+
+from tool_runner import DEMO, main_or_error
+
+IMAGE = (64, 128)
+
+
+def randomize_bn(model, seed=0):
+    """Random BN statistics and affine parameters (eval-mode fusion then
+    has something to fold)."""
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=gen) - 0.5)
+    return model
+
+
+@pytest.fixture(scope='module', autouse=True)
+def one_thread():
+    """Tiny models: one thread is as fast and kinder to a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def demo(tmp_path_factory):
+    """The demo segmentor on a tiny generated Cityscapes-layout set, a
+    checkpoint with random BN statistics, and one tools/quantize.py run."""
+    root = tmp_path_factory.mktemp('quant')
+    data = str(root / 'data')
+    make_cityscapes_like(data, num_train=4, num_val=2, size=IMAGE)
+    cfg = Config.fromfile(DEMO)
+    cfg.merge_from_dict({
+        'data_root': data, 'train_dataloader.dataset.data_root': data,
+        'val_dataloader.dataset.data_root': data,
+        'test_dataloader.dataset.data_root': data,
+        'model.data_preprocessor.size': IMAGE})
+    config = str(root / 'demo.py')
+    cfg.dump(config)
+    torch.manual_seed(0)
+    model = randomize_bn(build_model(Config.fromfile(config)))
+    ckpt = str(root / 'model.pth')
+    torch.save({'state_dict': model.state_dict()}, ckpt)
+    out = str(root / 'int8.onnx')
+    result = main_or_error('quantize', [
+        config, ckpt, '--out', out, '--calib-batches', '2',
+        '--out-float', str(root / 'float32.onnx'), '--latency-runs', '1',
+        '--runtimes', 'onnxruntime', '--threads', '1'])
+    assert isinstance(result, dict), result
+    return dict(root=root, config=config, ckpt=ckpt, out=out,
+                float=str(root / 'float32.onnx'),
+                json=str(root / 'int8.json'), result=result)
+
+
+def test_quantize_writes_a_qdq_graph_and_the_json(demo):
+    ops = {n.op_type for n in onnx.load(demo['out']).graph.node}
+    assert {'QuantizeLinear', 'DequantizeLinear'} <= ops
+    with open(demo['json']) as f:
+        result = json.load(f)
+    assert result == json.loads(json.dumps(demo['result']))
+    for key in ('float32', 'int8', 'drop', 'speedup', 'runtime'):
+        assert key in result
+    assert result['runtime'] == 'onnxruntime'
+    assert result['metric'] == 'mIoU'
+    for form in ('float32', 'int8'):
+        # mmseg's IoUMetric keys: the metrics come from the evaluator
+        assert {'aAcc', 'mIoU', 'mAcc', 'latency_ms'} <= set(result[form])
+        assert result[form]['latency_ms'] > 0
+    assert result['drop'] == pytest.approx(
+        result['float32']['mIoU'] - result['int8']['mIoU'], abs=1e-3)
+    assert result['quantized_nodes'] > 0
+    # UperNet is quantized with its plain head; both float heads are timed
+    assert result['int8_graph_heads'] == 'plain UPerHead'
+    assert set(result['float32']['latency_ms_by_runtime']) == {
+        'fused eager', 'onnxruntime', 'onnxruntime, plain head'}
+    assert result['speedup_over'] in result['float32'][
+        'latency_ms_by_runtime']
+    assert result['latency']['threads'] == 1
+    assert result['calibration']['batches'] == 2
+
+
+def test_test_tool_evaluates_onnx_like_the_checkpoint(demo):
+    torch_metrics = main_or_error('test', [
+        demo['config'], demo['ckpt'], '--work-dir',
+        str(demo['root'] / 'work')])
+    onnx_metrics = main_or_error('test', [demo['config'], demo['float']])
+    assert isinstance(onnx_metrics, dict), onnx_metrics
+    for key in ('aAcc', 'mIoU', 'mAcc'):
+        assert onnx_metrics[key] == pytest.approx(torch_metrics[key],
+                                                  abs=0.05)
+        assert onnx_metrics[key] == pytest.approx(
+            demo['result']['float32'][key], abs=0.01)
+    int8_metrics = main_or_error('test', [
+        demo['config'], demo['out'], '--out-metrics',
+        str(demo['root'] / 'int8_metrics.json')])
+    assert int8_metrics['mIoU'] == pytest.approx(
+        demo['result']['int8']['mIoU'], abs=0.01)
+    assert osp.isfile(demo['root'] / 'int8_metrics.json')
+
+
+def test_int8_graph_runs_at_any_size(demo):
+    fp, q = session(demo['float']), session(demo['out'])
+    for shape in ((1, 3, 64, 96), (2, 3, 100, 150), (1, 3, 128, 256)):
+        x = np.random.default_rng(0).standard_normal(shape).astype(
+            np.float32)
+        a, b = run_session(fp, x)[0], run_session(q, x)[0]
+        assert a.shape == b.shape and a.shape[0] == shape[0]
+        assert np.linalg.norm(a - b) / np.linalg.norm(a) < 0.25
+
+
+def test_bad_inputs_give_one_line_and_write_nothing(demo, tmp_path):
+    out = str(tmp_path / 'never.onnx')
+    metrics = str(tmp_path / 'never.json')
+    base = ['--out', out, '--out-metrics', metrics, '--runtimes',
+            'onnxruntime']
+    cfg = Config.fromfile(demo['config'])
+    cfg.test_dataloader = None
+    no_test = str(tmp_path / 'no_test.py')
+    cfg.dump(no_test)
+    assert main_or_error('quantize', [no_test, demo['ckpt']] + base) == (
+        'error: the config has no test_dataloader (needed for calibration '
+        'and evaluation)')
+    wrong = str(tmp_path / 'wrong.pth')
+    torch.save({'state_dict': {'backbone.foo': torch.zeros(1)}}, wrong)
+    line = main_or_error('quantize', [demo['config'], wrong] + base)
+    assert line.startswith(f'error: {wrong} does not fit the model as '
+                           f'configured: ')
+    assert main_or_error('quantize', [demo['config'], demo['ckpt'],
+                                      '--calib-batches', '5'] + base) == (
+        'error: the calibration set (training set, test pipeline) has 4 '
+        'batches of 1 (4 images); --calib-batches asks for 5')
+    line = main_or_error('quantize', [
+        demo['config'], demo['ckpt'], '--keep-float', 'no_such_layer',
+        '--calib-batches', '2'] + base)
+    assert line == ('error: --keep-float no_such_layer matches no '
+                    'Conv/MatMul/Gemm node of the exported graph')
+    assert not osp.exists(out) and not osp.exists(metrics)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        'no_test.py', 'wrong.pth']
+    line = main_or_error('test', [demo['config'], demo['out'], '--tta'])
+    assert line == ('error: --tta needs the torch model; an ONNX file is '
+                    'evaluated for its metrics only')
+
+
+@pytest.mark.parametrize('stride,in_c,out_c,groups', [
+    (1, 8, 8, 1), (1, 8, 8, 2), (2, 4, 8, 1), (1, 4, 8, 1)])
+def test_qarepvgg_block_fuses_to_its_train_time_form(stride, in_c, out_c,
+                                                     groups):
+    torch.manual_seed(0)
+    block = randomize_bn(RepVGGBlock(in_c, out_c, stride, groups,
+                                     block='qarepvgg')).eval()
+    assert not isinstance(block.rbr_1x1, torch.nn.Sequential)  # no BN
+    assert block.rbr_1x1.bias is None
+    assert (block.rbr_identity is not None) == (in_c == out_c and
+                                                stride == 1)
+    x = torch.randn(2, in_c, 13, 17)
+    with torch.no_grad():
+        expected = block(x)
+        block.reparameterize()
+        got = block(x)
+    assert block.deploy and not hasattr(block, 'bn')
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_qarepvgg_backbone_fuses_to_the_repvgg_deploy_structure():
+    arch = dict(num_blocks=(1, 2, 1, 1),
+                width_multiplier=(0.25, 0.25, 0.25, 0.25),
+                group_layer_map={2: 2})
+    torch.manual_seed(0)
+    model = randomize_bn(RepVGG(arch, block='qarepvgg')).eval()
+    x = torch.randn(1, 3, 45, 61)
+    with torch.no_grad():
+        expected = model(x)
+        fused = reparameterize_model(model)
+        got = fused(x)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    deploy = RepVGG(arch, deploy=True).state_dict()
+    assert {k: v.shape for k, v in fused.state_dict().items()} == {
+        k: v.shape for k, v in deploy.items()}
+    with pytest.raises(ValueError, match="block must be 'repvgg' or "):
+        RepVGGBlock(4, 4, block='qa')
+
+
+def test_weight_range_measures():
+    w = torch.randn(16, 8, 3, 3)
+    w[3] *= 50  # one channel far wider than the rest
+    assert symmetric_int8_error(w, per_channel=True) < 0.05
+    assert symmetric_int8_error(w, per_channel=False) > \
+        5 * symmetric_int8_error(w, per_channel=True)
+    conv = torch.nn.Conv2d(8, 16, 3)
+    conv.weight.data.copy_(w)
+    (row, ) = weight_ranges(torch.nn.Sequential(conv))
+    assert row['name'] == '0' and row['spread'] > 10
+    assert row['error_per_channel'] < row['error_per_tensor']
+
+
+def test_classifier_uses_the_configs_normalization(tmp_path):
+    """An mmpretrain config keeps mean/std in its top-level
+    data_preprocessor; the float32 ONNX metric equals tools/test.py's on
+    the checkpoint only if the graph's input is normalized the same way."""
+    from mmrep.datasets import make_imagenet_like
+    data = make_imagenet_like(str(tmp_path / 'data'), num_classes=5,
+                              per_class_train=2, per_class_val=4, size=40)
+    cfg = Config.fromfile(osp.join(osp.dirname(DEMO), '..', 'imagenet',
+                                   'repvgg-a0_8xb32_in1k.py'))
+    cfg.model.backbone.arch = dict(num_blocks=(1, 1, 1, 1),
+                                   width_multiplier=(0.25, 0.25, 0.25, 0.25))
+    cfg.model.head.in_channels = 128
+    cfg.model.head.num_classes = 5
+    cfg.data_preprocessor.num_classes = 5
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg[key]
+        loader.batch_size, loader.num_workers = 5, 0
+        loader.persistent_workers = False
+        loader.dataset.data_root = data
+        for t in loader.dataset.pipeline:
+            if t.type in ('RandomResizedCrop', 'ResizeEdge'):
+                t.scale = 32
+            elif t.type == 'CenterCrop':
+                t.crop_size = 32
+    config = str(tmp_path / 'cls.py')
+    cfg.dump(config)
+    assert cfg.model.get('data_preprocessor') is None  # top-level only
+    torch.manual_seed(0)
+    model = randomize_bn(build_model(Config.fromfile(config)))
+    ckpt = str(tmp_path / 'cls.pth')
+    torch.save({'state_dict': model.state_dict()}, ckpt)
+    result = main_or_error('quantize', [
+        config, ckpt, '--out', str(tmp_path / 'cls_int8.onnx'),
+        '--calib-batches', '2', '--latency-runs', '1', '--runtimes',
+        'onnxruntime', '--threads', '1'])
+    assert isinstance(result, dict), result
+    assert result['metric'] == 'accuracy/top1'
+    expected = main_or_error('test', [config, ckpt, '--work-dir',
+                                      str(tmp_path / 'work')])
+    assert result['float32']['accuracy/top1'] == pytest.approx(
+        float(expected['accuracy/top1']), abs=0.01)
+    assert 'int8_graph_heads' in result and result['int8_graph_heads'] == \
+        'as fused'
