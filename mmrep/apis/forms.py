@@ -134,7 +134,7 @@ def load_fused(cfg, checkpoint, keep_unfused=False, check_deploy=False):
         return fused.state_dict()
     form, state = fitting_form(loaded, cfg, model.state_dict(), checkpoint,
                                'the config', deploy_state=fused_state)
-    meta = loaded.get('meta') or {} if isinstance(loaded, dict) else {}
+    meta = (loaded.get('meta') if isinstance(loaded, dict) else None) or {}
     if form == 'deploy':
         fused.load_state_dict(state, strict=True)
         return FusedModel(fused.eval(), form, meta=meta)
