@@ -7,7 +7,8 @@ Usage:
         [--per-channel | --per-tensor] [--keep-float PATTERN ...]
         [--auto-keep-float K] [--op-types Conv MatMul Gemm]
         [--threads N] [--latency-shape H W] [--latency-runs N]
-        [--runtimes onnxruntime openvino] [--out-float FILE]
+        [--runtimes onnxruntime openvino] [--eval-batches N]
+        [--out-float FILE]
         [--out-metrics FILE] [--cfg-options key=value ...]
 
 The checkpoint (train-time or fused) is fused, its tensor forward exported
