@@ -13,14 +13,6 @@ __all__ = ['family_of', 'split_classifier', 'convert_state_dict',
            'adapt_state_dict', 'release_fused_form']
 
 
-def _family(backbone):
-    family = family_of(backbone)
-    if family is None:
-        cls = backbone if isinstance(backbone, type) else type(backbone)
-        raise TypeError(f'{cls.__name__} is not an mmrep backbone')
-    return family
-
-
 def convert_state_dict(backbone, state_dict):
     """Map an original, mmpretrain or mmrep state dict onto mmrep's names.
 
@@ -39,7 +31,7 @@ def convert_state_dict(backbone, state_dict):
         tuple[dict, dict]: backbone weights and classifier head weights
         (mmpretrain ``LinearClsHead`` names: ``fc.weight``, ``fc.bias``).
     """
-    family = _family(backbone)
+    family = family_of(backbone, required=True)
     mmpretrain = family.source('mmpretrain')
     if mmpretrain is not None and mmpretrain.detect(state_dict):
         return mmpretrain.to_mmrep(state_dict)
@@ -60,7 +52,7 @@ def adapt_state_dict(backbone, state):
         dict[str, Tensor] | None: the adapted weights; None when the
         family adapts nothing.
     """
-    adapt = _family(backbone).adapt
+    adapt = family_of(backbone, required=True).adapt
     return None if adapt is None else adapt(backbone, state)
 
 
@@ -78,7 +70,7 @@ def release_fused_form(backbone, state):
     Returns:
         dict[str, Tensor]: the folded weights.
     """
-    fold = _family(backbone).release_fused
+    fold = family_of(backbone, required=True).release_fused
     if fold is not None:
         state = fold(state)
     return fold_bn_pairs(state, backbone.state_dict())

@@ -36,7 +36,7 @@ from .forms import (count_found, describe_mismatch, fold_bn_pairs,
                     is_fused_state, same_layout)
 from .io import read_state_dict, split_model_state
 from .ports import (PORT_SOURCES, SOURCE_LABELS, detect_checkpoint_source,
-                    family_name, port_options, port_state_dict)
+                    port_options, port_state_dict)
 
 
 def fill_unused(backbone, state, expected):
@@ -222,11 +222,9 @@ def load_pretrained(module, checkpoint, prefix=None, map_location='cpu'):
         if not state:
             raise CheckpointMismatchError(f'no key starts with {prefix!r}')
     backbone = getattr(module, 'backbone', module)
-    if family_of(backbone) is None:
-        raise TypeError(f'{type(backbone).__name__} is not an mmrep backbone')
+    family = family_of(backbone, required=True).name
     source = detect_checkpoint_source(checkpoint, state)
     if source in PORT_SOURCES:
-        family = family_name(backbone)
         backbone_state, head = port_state_dict(source, family, state)
         rest = {}
         warn_port_options(backbone, source, family, checkpoint)

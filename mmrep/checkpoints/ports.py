@@ -83,11 +83,7 @@ def detect_checkpoint_source(checkpoint, state):
 
 def family_name(family):
     """``--family`` name of a backbone family class (or instance)."""
-    found = family_of(family)
-    if found is None:
-        cls = family if isinstance(family, type) else type(family)
-        raise TypeError(f'{cls.__name__} is not an mmrep backbone')
-    return found.name
+    return family_of(family, required=True).name
 
 
 def port_families(source):

@@ -147,19 +147,26 @@ def register_family(family):
     return family
 
 
-def family_of(backbone):
+def family_of(backbone, required=False):
     """The family a backbone (instance or class) belongs to.
 
     Args:
         backbone (nn.Module | type): a backbone or its class.
+        required (bool): raise for a class of no family instead of
+            returning None.
 
     Returns:
         CheckpointFamily | None: None for a class of no family.
+
+    Raises:
+        TypeError: ``"<class> is not an mmrep backbone"`` (``required``).
     """
     cls = backbone if isinstance(backbone, type) else type(backbone)
     for family in CHECKPOINT_FAMILIES.values():
         if issubclass(cls, family.model):
             return family
+    if required:
+        raise TypeError(f'{cls.__name__} is not an mmrep backbone')
     return None
 
 
