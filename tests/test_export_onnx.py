@@ -346,6 +346,10 @@ def test_demo_segmentor_exports_at_its_config_size(tmp_path, capsys):
                                           '--verify']) == 0
     assert 'at 1x3x128x256' in capsys.readouterr().out
     check_against_torch(model, out, torch.randn(1, 3, 128, 256), 'demo')
+    # Exporting again to the same file says that it replaces it.
+    assert load_tool('export_onnx').main([config, ckpt, '--out', out]) == 0
+    assert f'note: replacing the existing {out}' in \
+        capsys.readouterr().err.splitlines()
 
 
 def test_mask_rcnn_reparam_and_export(tmp_path, capsys):

@@ -17,7 +17,8 @@ from mmengine.registry import init_default_scope
 from tool_runner import DEMO, INSTALL_HELPERS, REPO, load_tool
 
 import mmrep  # noqa: F401
-from mmrep.apis import ConfigReadError, build_config, preflight_train
+from mmrep.apis import (ConfigReadError, build_config, note_replacing,
+                        preflight_train)
 from mmrep.apis.demo import demo_config_options
 from mmrep.deploy import make_deploy_config, reparameterize_model
 from mmrep.models.backbones import RepVGG
@@ -306,3 +307,12 @@ def test_show_dir_needs_a_visualization_hook(checkpoints, tmp_path):
                    'type SegVisualizationHook, DetVisualizationHook or '
                    'VisualizationHook (mmpretrain) in the config; it has none')
     assert not work.exists() and not (tmp_path / 'show').exists()
+
+
+def test_note_replacing_speaks_only_for_an_existing_file(tmp_path, capsys):
+    path = tmp_path / 'out.md'
+    assert note_replacing(path) is False
+    assert capsys.readouterr().err == ''
+    path.write_text('x')
+    assert note_replacing(path) is True
+    assert capsys.readouterr().err == f'note: replacing the existing {path}\n'
