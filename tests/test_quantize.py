@@ -264,3 +264,60 @@ def test_classifier_uses_the_configs_normalization(tmp_path):
         float(expected['accuracy/top1']), abs=0.01)
     assert 'int8_graph_heads' in result and result['int8_graph_heads'] == \
         'as fused'
+
+
+def test_one_stage_detector_is_quantized_and_evaluated_with_coco_metric(
+        tmp_path):
+    """A RetinaNet: calibrated on its training images, both graphs
+    evaluated with the config's CocoMetric; the float32 graph's metrics are
+    tools/test.py's on the checkpoint, and the INT8 graph's raw outputs
+    stay near the float32 graph's."""
+    from mmengine.config import DictAction
+    from test_coco_e2e import coco_options
+
+    from mmrep.datasets import make_coco_like
+    config = osp.join(osp.dirname(DEMO), '..', 'coco',
+                      'demo_retinanet_cyclemlp-tiny_1xb2-cpu_coco-'
+                      'synthetic.py')
+    root = make_coco_like(str(tmp_path / 'data'), num_train=2, num_val=2,
+                          size=(128, 128), seed=1)
+    options = coco_options(root, 1)
+    cfg = Config.fromfile(config)
+    cfg.merge_from_dict({k: DictAction._parse_iterable(v) for k, v in
+                         (o.split('=', 1) for o in options[1:])})
+    torch.manual_seed(0)
+    model = randomize_bn(build_model(cfg))
+    ckpt = str(tmp_path / 'retinanet.pth')
+    torch.save({'state_dict': model.state_dict()}, ckpt)
+    out, out_float = (str(tmp_path / f'det_{t}.onnx')
+                      for t in ('int8', 'float32'))
+    result = main_or_error('quantize', [
+        config, ckpt, '--out', out, '--out-float', out_float,
+        '--calib-batches', '1', '--latency-runs', '1', '--runtimes',
+        'onnxruntime', '--threads', '1', *options])
+    assert isinstance(result, dict), result
+    assert result['metric'] == 'coco/bbox_mAP'
+    assert {'QuantizeLinear', 'DequantizeLinear'} <= {
+        n.op_type for n in onnx.load(out).graph.node}
+    # Random weights find no box (mAP 0 in both graphs), so the INT8 graph's
+    # raw outputs (class scores and box deltas of every level) on the test
+    # images are compared with the float32 graph's.
+    from mmrep.apis.onnx_eval import preprocessed_batches
+    x = preprocessed_batches(cfg, model, 1)[0]
+    want = run_session(session(out_float, 1), x)
+    got = run_session(session(out, 1), x)
+    levels = len(cfg.model.bbox_head.anchor_generator.strides)
+    assert len(got) == len(want) == 2 * levels  # scores and deltas
+    assert [g.shape for g in got] == [w.shape for w in want]
+    got, want = (np.concatenate([o.ravel() for o in outs])
+                 for outs in (got, want))
+    assert np.linalg.norm(got - want) < 0.25 * np.linalg.norm(want)
+    expected = main_or_error('test', [config, ckpt, '--work-dir',
+                                      str(tmp_path / 'work'), *options])
+    assert isinstance(expected, dict), expected
+    coco = [k for k in expected if k.startswith('coco/')]
+    assert 'coco/bbox_mAP' in coco
+    for key in coco:
+        assert result['float32'][key] == pytest.approx(float(expected[key]),
+                                                       abs=1e-3)
+        assert key in result['int8']

@@ -5,7 +5,9 @@ pipeline, ``tools/dist_test.sh`` runs two gloo processes, the slurm scripts
 build the usual ``srun`` command line, ``tools/analyze_complexity.py``
 counts parameters and FLOPs of both forms, every tool refuses abbreviated
 options, ``tools/reparam.py`` replaces no file silently and ``--amp`` is
-refused on a machine that cannot run it."""
+refused on a machine that cannot run it; tools/test.py on the ONNX file of
+a one-stage detector predicts as its checkpoint, that of a two-stage
+detector is refused."""
 import glob
 import json
 import os
@@ -19,7 +21,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 from PIL import Image
 from tool_runner import DEMO, INSTALL_HELPERS, REPO, load_tool
@@ -154,6 +156,73 @@ def test_out_must_be_a_pickle_for_mmdet(coco, tmp_path, name):
                    f'DumpDetResults)), got {out}')
     assert not work.exists() and not out.exists()
 
+
+
+def test_onnx_of_a_one_stage_detector_predicts_as_its_checkpoint(
+        coco, tmp_path):
+    """The exported RetinaNet's per-level outputs, regrouped and decoded by
+    mmdet (``OnnxPredictor``), give the checkpoint's boxes, scores and
+    labels, and tools/test.py gives the checkpoint's CocoMetric."""
+    from test_coco_e2e import coco_options
+
+    from mmrep.apis import build_model, load_config
+    from mmrep.apis.onnx_eval import OnnxPredictor, build_test_dataloader
+    options = coco_options(coco['root'], 1)
+    path = str(tmp_path / 'retinanet.onnx')
+    load_tool('export_onnx').main(
+        [COCO_DEMO, coco['ckpt'], '--out', path, '--dynamic', *options])
+    cfg = load_config(COCO_DEMO, {
+        k: DictAction._parse_iterable(v)
+        for k, v in (o.split('=', 1) for o in options[1:])})
+    model = build_model(cfg)
+    model.load_state_dict(torch.load(coco['ckpt'])['state_dict'])
+    model.eval()
+    predictor = OnnxPredictor(cfg, path)
+    assert predictor.kind == 'detector'
+    boxes = 0
+    for data in build_test_dataloader(cfg):
+        with torch.no_grad():
+            want = model.test_step(data)
+        got = predictor.test_step(data)
+        for w, g in zip(want, got, strict=True):
+            w, g = w.pred_instances, g.pred_instances
+            assert len(w) > 0 and len(g) == len(w)
+            # Each detection has its twin (label, score, box); the order of
+            # detections whose scores tie within rounding may differ.
+            twin = ((g.labels[:, None] == w.labels[None])
+                    & ((g.scores[:, None] - w.scores[None]).abs() <= 1e-4)
+                    & ((g.bboxes[:, None] - w.bboxes[None]).abs()
+                       <= 1e-2).all(-1))
+            assert twin.any(1).all() and twin.any(0).all()
+            boxes += len(w)
+    assert boxes > 0
+    metrics = {}
+    for name, weights in (('pth', coco['ckpt']), ('onnx', path)):
+        out = str(tmp_path / f'{name}.json')
+        load_tool('test').main([COCO_DEMO, weights, '--work-dir',
+                                str(tmp_path / name), '--out-metrics', out,
+                                *options])
+        metrics[name] = read_json(out)
+    assert 'coco/bbox_mAP' in metrics['onnx']
+    for key, value in metrics['pth'].items():
+        if key.startswith('coco/'):
+            assert metrics['onnx'][key] == pytest.approx(value, abs=1e-3)
+
+
+def test_onnx_of_a_two_stage_detector_is_refused(coco, tmp_path):
+    from test_coco_e2e import coco_options
+    mask_rcnn = osp.join(REPO, 'configs', 'coco',
+                         'demo_mask-rcnn_cyclemlp-tiny_1xb2-cpu_coco-'
+                         'synthetic.py')
+    path = tmp_path / 'mask_rcnn.onnx'
+    path.write_bytes(b'')
+    out = tmp_path / 'metrics.json'
+    msg = refusal('test', [mask_rcnn, str(path), '--out-metrics', str(out),
+                           *coco_options(coco['root'], 1)])
+    assert msg == ('error: the ONNX graph of a two-stage detector ends at '
+                   'the RPN (its RoI heads need proposals); evaluate it '
+                   'with the checkpoint instead')
+    assert not out.exists()
 
 def test_out_dumps_mmpretrain_predictions(tmp_path):
     from mmrep.datasets import make_imagenet_like
