@@ -102,7 +102,9 @@ def test_quantize_writes_a_qdq_graph_and_the_json(demo):
     assert result['speedup_over'] in result['float32'][
         'latency_ms_by_runtime']
     assert result['latency']['threads'] == 1
-    assert result['calibration']['batches'] == 2
+    assert result['calibration'] == dict(
+        batches=2, source='training set, test pipeline', method='minmax',
+        granularity='per-channel')
 
 
 def test_test_tool_evaluates_onnx_like_the_checkpoint(demo):

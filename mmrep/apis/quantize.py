@@ -255,14 +255,15 @@ def quantize_config(cfg, checkpoint, out, calib_batches=8,
         int8_path = osp.join(tmp, 'int8.onnx')
         example = torch.from_numpy(calib[0][:1])
         export(fused, example, float_path, dynamic=True)
-        source, plain_path = float_path, None
+        # The float graph that is quantized: with plain heads, if any.
+        graph, plain_path = float_path, None
         plain = copy.deepcopy(fused) if int8_plain_heads else None
         if plain is not None and plain_heads(plain):
-            plain_path = source = osp.join(tmp, 'float32_plain_heads.onnx')
+            plain_path = graph = osp.join(tmp, 'float32_plain_heads.onnx')
             export(plain, example, plain_path, dynamic=True)
         keep = []
         if keep_float:
-            keep = match_nodes(source, keep_float, op_types)
+            keep = match_nodes(graph, keep_float, op_types)
             if not keep:
                 raise BadArgumentError(
                     f'--keep-float {" ".join(keep_float)} matches no '
@@ -272,11 +273,11 @@ def quantize_config(cfg, checkpoint, out, calib_batches=8,
         auto = []
         if auto_keep_float:
             log('[quantize] sensitivity pass over the quantizable nodes')
-            auto, _ = sensitive_nodes(source, calib, auto_keep_float,
+            auto, _ = sensitive_nodes(graph, calib, auto_keep_float,
                                       keep_float=keep, **kwargs)
         log(f'[quantize] calibrating on {len(calib)} batches ({source}, '
             f'{calib_method}, per-{"channel" if per_channel else "tensor"})')
-        info = quantize_onnx(source, int8_path, calib,
+        info = quantize_onnx(graph, int8_path, calib,
                              keep_float=keep + auto, **kwargs)
         shape = tuple(latency_shape or calib[0].shape[2:])
         x = np.random.default_rng(0).standard_normal(
