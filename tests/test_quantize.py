@@ -19,24 +19,11 @@ from mmrep.deploy import reparameterize_model
 from mmrep.deploy.quantize import (run_session, session, symmetric_int8_error,
                                    weight_ranges)
 from mmrep.models.backbones.repvgg import RepVGG, RepVGGBlock
+from mmrep.utils.testing import randomize_bn
 
 from tool_runner import DEMO, main_or_error
 
 IMAGE = (64, 128)
-
-
-def randomize_bn(model, seed=0):
-    """Random BN statistics and affine parameters (eval-mode fusion then
-    has something to fold)."""
-    gen = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
-            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
-            m.bias.data.copy_(torch.rand(n, generator=gen) - 0.5)
-    return model
 
 
 @pytest.fixture(scope='module', autouse=True)

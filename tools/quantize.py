@@ -103,11 +103,13 @@ def main(argv=None):
         if path:
             note_replacing(path)
     result = quantize_config(
-        cfg, args.checkpoint, args.out, args.calib_batches,
-        args.calib_method, args.per_channel, args.keep_float,
-        args.auto_keep_float, tuple(args.op_types), args.threads,
-        args.latency_shape, args.latency_runs, args.runtimes,
-        args.out_metrics, args.out_float, args.eval_batches)
+        cfg, args.checkpoint, args.out, calib_batches=args.calib_batches,
+        calib_method=args.calib_method, per_channel=args.per_channel,
+        keep_float=args.keep_float, auto_keep_float=args.auto_keep_float,
+        op_types=tuple(args.op_types), threads=args.threads,
+        latency_shape=args.latency_shape, latency_runs=args.latency_runs,
+        runtimes=args.runtimes, out_metrics=args.out_metrics,
+        out_float=args.out_float, eval_batches=args.eval_batches)
     m = result['metric']
     print(f'{m}: float32 {result["float32"][m]:.2f}, int8 '
           f'{result["int8"][m]:.2f} (drop {result["drop"]:.2f}); latency '

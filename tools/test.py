@@ -38,9 +38,7 @@ one ``error:`` line on stderr, nothing written; 2 for arguments argparse
 rejects.
 """
 import argparse
-import json
 import os
-import os.path as osp
 
 from mmengine.config import DictAction
 from mmengine.model import is_model_wrapper
@@ -50,17 +48,9 @@ from mmrep.apis import (add_prediction_dump, build_config, build_runner,
                         configure_prediction_output, enable_visualization,
                         finish_distributed, preflight_test,
                         refusals_as_errors, setup_cpu_distributed, test_onnx,
-                        use_tta)
+                        use_tta, write_metrics)
 from mmrep.checkpoints import load_state_strict
 from mmrep.utils import enforce_weights_only
-
-
-def _to_json(value):
-    """Metric values are Python or numpy numbers, or (rarely) other."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return str(value)
 
 
 def parse_args(argv=None):
@@ -142,10 +132,7 @@ def main(argv=None):
     metrics = runner.test()
     finish_distributed()
     if args.out_metrics and runner.rank == 0:
-        os.makedirs(osp.dirname(osp.abspath(args.out_metrics)), exist_ok=True)
-        with open(args.out_metrics, 'w') as f:
-            json.dump({k: _to_json(v) for k, v in metrics.items()}, f,
-                      indent=2)
+        write_metrics(args.out_metrics, metrics)
     return metrics
 
 

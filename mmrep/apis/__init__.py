@@ -15,7 +15,7 @@ from .resume import choose_resume_checkpoint, resume_candidates
 from .runner import build_runner, finish_distributed, setup_cpu_distributed
 from .test_outputs import (PREDICTION_FORMATS, add_prediction_dump,
                            config_library, configure_prediction_output,
-                           use_tta)
+                           metrics_as_json, use_tta, write_metrics)
 
 __all__ = ['REFUSED', 'build_config', 'build_model', 'load_config',
            'read_config', 'fitting_form', 'load_fused', 'build_runner',
@@ -26,5 +26,6 @@ __all__ = ['REFUSED', 'build_config', 'build_model', 'load_config',
            'note_replacing', 'refusals_as_errors',
            'choose_resume_checkpoint', 'resume_candidates',
            'PREDICTION_FORMATS', 'add_prediction_dump', 'config_library',
-           'configure_prediction_output', 'use_tta', 'measure_complexity',
+           'configure_prediction_output', 'use_tta', 'metrics_as_json',
+           'write_metrics', 'measure_complexity',
            'evaluate_onnx', 'test_onnx', 'quantize_config']

@@ -20,8 +20,6 @@ What follows it runs in the config's own model, built without weights
 A two-stage detector's graph ends at the RPN (its RoI heads need proposals)
 and is refused.
 """
-import json
-import os
 import os.path as osp
 import time
 
@@ -30,9 +28,9 @@ import torch
 from mmengine.registry import init_default_scope
 
 from ..deploy.quantize import run_session, session
-from ..utils import atomic_write
 from .config import build_model, load_config
 from .refusals import BadArgumentError, refusals_as_errors
+from .test_outputs import write_metrics
 
 
 def with_data_preprocessor(cfg):
@@ -351,15 +349,5 @@ def test_onnx(args, log=print):
     for key, value in metrics.items():
         log(f'{key}: {value}')
     if args.out_metrics:
-        os.makedirs(osp.dirname(osp.abspath(args.out_metrics)),
-                    exist_ok=True)
-
-        def number(v):
-            try:
-                return float(v)
-            except (TypeError, ValueError):
-                return str(v)
-        atomic_write(args.out_metrics, lambda t: open(t, 'w').write(
-            json.dumps({k: number(v) for k, v in metrics.items()},
-                       indent=2)))
+        write_metrics(args.out_metrics, metrics)
     return metrics

@@ -30,6 +30,7 @@ from .onnx_eval import (OnnxPredictor, build_test_dataloader, evaluate,
                         preprocessed_batches, with_data_preprocessor)
 from .onnx_export import export
 from .refusals import BadArgumentError
+from .test_outputs import metrics_as_json
 
 #: The metric the drop is taken on, by the first key a config's evaluator
 #: reports (in this order).
@@ -351,13 +352,9 @@ def quantize_config(cfg, checkpoint, out, calib_batches=8,
 
 
 def _plain(metrics):
-    """Metric values as JSON numbers (or strings)."""
-    def value(v):
-        try:
-            return round(float(v), 4)
-        except (TypeError, ValueError):
-            return str(v)
-    return {k: value(v) for k, v in metrics.items()}
+    """Metric values as JSON numbers (or strings), numbers rounded."""
+    return {k: round(v, 4) if isinstance(v, float) else v
+            for k, v in metrics_as_json(metrics).items()}
 
 
 def _round(times):

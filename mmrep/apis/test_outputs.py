@@ -3,8 +3,11 @@ predictions (``--out``) in the format of the config's library, and
 test-time augmentation (``--tta``) with the config's ``tta_model`` and
 ``tta_pipeline``."""
 import copy
+import json
+import os
 import os.path as osp
 
+from ..utils import atomic_write
 from .refusals import BadArgumentError
 
 #: The libraries whose ``--out`` meaning tools/test.py follows, by the
@@ -17,6 +20,39 @@ PREDICTION_FORMATS = {
 }
 
 _PICKLE_SUFFIXES = ('.pkl', '.pickle')
+
+
+def metrics_as_json(metrics):
+    """An evaluator's metrics as JSON values.
+
+    Args:
+        metrics (dict): metric name -> a Python or numpy number (or,
+            rarely, another value).
+
+    Returns:
+        dict: name -> float, or the value's ``str`` when it is no number.
+    """
+    def value(v):
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            return str(v)
+    return {k: value(v) for k, v in metrics.items()}
+
+
+def write_metrics(path, metrics):
+    """Write an evaluator's metrics as a JSON object (``--out-metrics``),
+    creating the folder; the file appears whole or not at all.
+
+    Args:
+        path (str): the JSON file.
+        metrics (dict): the evaluator's output (:func:`metrics_as_json`).
+    """
+    def write(tmp):
+        with open(tmp, 'w') as f:
+            json.dump(metrics_as_json(metrics), f, indent=2)
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    atomic_write(path, write)
 
 
 def config_library(cfg):
