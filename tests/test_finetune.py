@@ -28,14 +28,8 @@ TWENTY = ['model.decode_head.num_classes=20',
           'model.auxiliary_head.num_classes=20']
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """Tiny models: one thread is as fast, and far faster on a busy
-    machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models: one thread is as fast, and far faster on a busy machine.
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def seg_options(root, iters, name):

@@ -52,14 +52,8 @@ FAMILIES = {
 CLS_CLASSES = ('a', 'b', 'c', 'd', 'e')
 
 
-@pytest.fixture(scope='module', autouse=True)
-def few_threads():
-    """Tiny models: one thread is as fast, and far faster on a busy
-    machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models: one thread is as fast, and far faster on a busy machine.
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 @pytest.fixture(scope='module')
