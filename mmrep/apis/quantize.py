@@ -23,7 +23,8 @@ import torch
 from ..deploy import tensor_outputs
 from ..deploy.quantize import (DEFAULT_OP_TYPES, has_openvino, match_nodes,
                                op_counts, plain_heads, quantize_onnx,
-                               run_session, runtime_session, sensitive_nodes)
+                               relative_errors, run_session, runtime_session,
+                               sensitive_nodes)
 from ..utils import atomic_write
 from .forms import load_fused
 from .onnx_eval import (OnnxPredictor, build_test_dataloader, evaluate,
@@ -126,15 +127,11 @@ def int8_output_errors(float_form, int8_forms, x):
 
     Returns:
         dict[str, float]: runtime -> mean over outputs of
-        ``||int8 - float|| / ||float||``.
+        :func:`~mmrep.deploy.quantize.relative_errors`.
     """
     ref = float_form(x)
-    errors = {}
-    for name, form in int8_forms.items():
-        errs = [np.linalg.norm(b - a) / max(np.linalg.norm(a), 1e-12)
-                for a, b in zip(ref, form(x))]
-        errors[name] = float(np.mean(errs))
-    return errors
+    return {name: float(np.mean(relative_errors(ref, form(x))))
+            for name, form in int8_forms.items()}
 
 
 def latency_forms(fused, float_path, int8_path, threads, runtimes,

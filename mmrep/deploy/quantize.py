@@ -364,6 +364,24 @@ def run_session(sess, x):
     return sess.run(None, {sess.get_inputs()[0].name: x})
 
 
+def relative_errors(reference, candidate):
+    """Relative L2 error of each output against its reference.
+
+    Args:
+        reference (list[np.ndarray]): the float model's outputs.
+        candidate (list[np.ndarray]): the same outputs of another model.
+
+    Returns:
+        list[float]: ``||a - b|| / ||a||`` per output (0 where ``a`` is
+        all zero).
+    """
+    errors = []
+    for a, b in zip(reference, candidate, strict=True):
+        norm = np.linalg.norm(a)
+        errors.append(float(np.linalg.norm(a - b) / norm) if norm else 0.)
+    return errors
+
+
 def output_error(reference, candidate, inputs):
     """Mean relative L2 error of one session's outputs against another's.
 
@@ -373,14 +391,11 @@ def output_error(reference, candidate, inputs):
         inputs (list[np.ndarray]): the batches.
 
     Returns:
-        float: mean over batches and outputs of ``||a - b|| / ||a||``.
+        float: mean over batches and outputs of :func:`relative_errors`.
     """
-    errors = []
-    for x in inputs:
-        for a, b in zip(run_session(reference, x), run_session(candidate, x)):
-            norm = np.linalg.norm(a)
-            errors.append(np.linalg.norm(a - b) / norm if norm else 0.)
-    return float(np.mean(errors))
+    return float(np.mean([
+        e for x in inputs for e in relative_errors(
+            run_session(reference, x), run_session(candidate, x))]))
 
 
 def sensitive_nodes(float_path, calib_inputs, count, candidates=None,
