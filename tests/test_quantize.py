@@ -305,3 +305,33 @@ def test_one_stage_detector_is_quantized_and_evaluated_with_coco_metric(
         assert result['float32'][key] == pytest.approx(float(expected[key]),
                                                        abs=1e-3)
         assert key in result['int8']
+
+
+def test_sensitive_nodes_ranks_by_the_error_their_float_form_saves(demo,
+                                                                   tmp_path):
+    """The sensitivity pass behind --auto-keep-float: each candidate's gain
+    is the fully quantized graph's output error minus the error with that
+    node alone kept float32; the chosen nodes are those with a positive
+    gain, largest first."""
+    from mmrep.deploy.quantize import (output_error, quantizable_nodes,
+                                       quantize_onnx, sensitive_nodes)
+    rng = np.random.default_rng(0)
+    calib = [rng.standard_normal((1, 3, *IMAGE)).astype(np.float32)
+             for _ in range(2)]
+    candidates = quantizable_nodes(demo['float'])[:3]
+    assert len(candidates) == 3
+    chosen, gains = sensitive_nodes(demo['float'], calib, 2,
+                                    candidates=candidates)
+    assert set(gains) == set(candidates)
+    positive = sorted((n for n in gains if gains[n] > 0),
+                      key=lambda n: -gains[n])
+    assert chosen == positive[:2]
+    reference = session(demo['float'])
+    errors = {}
+    for keep in [[]] + [[n] for n in candidates]:
+        path = str(tmp_path / f'q{len(errors)}.onnx')
+        quantize_onnx(demo['float'], path, calib, keep_float=keep)
+        errors[tuple(keep)] = output_error(reference, session(path), calib)
+    for node in candidates:
+        assert gains[node] == pytest.approx(
+            errors[()] - errors[(node, )], abs=1e-6)
