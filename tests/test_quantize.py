@@ -335,3 +335,72 @@ def test_sensitive_nodes_ranks_by_the_error_their_float_form_saves(demo,
     for node in candidates:
         assert gains[node] == pytest.approx(
             errors[()] - errors[(node, )], abs=1e-6)
+
+
+def test_quantize_options_reach_the_graph_and_the_json(demo, tmp_path):
+    """--calib-method, --per-tensor, --op-types, --eval-batches and
+    --latency-shape: each shows in the INT8 graph or the JSON."""
+    import onnx.numpy_helper
+    from mmrep.apis import load_config
+    from mmrep.apis.onnx_eval import evaluate_onnx
+    out = str(tmp_path / 'conv_only.onnx')
+    result = main_or_error('quantize', [
+        demo['config'], demo['ckpt'], '--out', out, '--calib-batches', '2',
+        '--calib-method', 'percentile', '--per-tensor', '--op-types',
+        'Conv', '--eval-batches', '1', '--latency-shape', '32', '64',
+        '--latency-runs', '1', '--runtimes', 'onnxruntime', '--threads',
+        '1'])
+    assert isinstance(result, dict), result
+    assert result['calibration']['method'] == 'percentile'
+    assert result['calibration']['granularity'] == 'per-tensor'
+    assert result['quantized_op_types'] == ['Conv']
+    assert result['latency']['shape'] == [1, 3, 32, 64]
+    model = onnx.load(out)
+    weights = {i.name: onnx.numpy_helper.to_array(i)
+               for i in model.graph.initializer}
+    made_by = {o: n for n in model.graph.node for o in n.output}
+    int8_inputs = {}  # op type -> how many inputs are dequantized weights
+    for node in model.graph.node:
+        for name in node.input:
+            dq = made_by.get(name)
+            if dq is not None and dq.op_type == 'DequantizeLinear' and \
+                    weights.get(dq.input[0], np.zeros(0)).dtype == np.int8:
+                int8_inputs[node.op_type] = int8_inputs.get(
+                    node.op_type, 0) + 1
+                # per tensor: one scale for the whole weight
+                assert weights[dq.input[1]].size == 1
+    assert int8_inputs.get('Conv', 0) > 0
+    assert set(int8_inputs) == {'Conv'}  # MatMul and Gemm stay float32
+    cfg = load_config(demo['config'])
+    first_batch = evaluate_onnx(cfg, demo['float'], max_batches=1)
+    assert result['float32']['mIoU'] == pytest.approx(
+        float(first_batch['mIoU']), abs=1e-3)
+
+
+def test_calibration_methods_give_different_activation_ranges(demo,
+                                                              tmp_path):
+    """minmax, entropy and percentile calibration each set the activations'
+    quantization scales their own way; min/max, which covers every
+    calibration value, gives the widest range of each activation."""
+    import onnx.numpy_helper
+    from mmrep.deploy.quantize import quantize_onnx
+    rng = np.random.default_rng(0)
+    calib = [rng.standard_normal((1, 3, *IMAGE)).astype(np.float32)
+             for _ in range(2)]
+    scales = {}
+    for method in ('minmax', 'entropy', 'percentile'):
+        path = str(tmp_path / f'{method}.onnx')
+        quantize_onnx(demo['float'], path, calib, method=method)
+        model = onnx.load(path)
+        values = {i.name: onnx.numpy_helper.to_array(i)
+                  for i in model.graph.initializer}
+        scales[method] = {
+            n.input[0]: float(values[n.input[1]]) for n in model.graph.node
+            if n.op_type == 'QuantizeLinear' and n.input[0] not in values}
+    assert scales['minmax'] and set(scales['minmax']) == set(
+        scales['entropy']) == set(scales['percentile'])
+    for method in ('entropy', 'percentile'):
+        assert scales[method] != scales['minmax']
+        for name, scale in scales[method].items():
+            assert scale <= scales['minmax'][name] * (1 + 1e-5), name
+    assert scales['entropy'] != scales['percentile']

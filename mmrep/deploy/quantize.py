@@ -249,6 +249,39 @@ def preprocess(float_path, out_path):
             quant_pre_process(float_path, out_path, skip_symbolic_shape=True)
 
 
+#: Histogram of the entropy calibration: the bins collected, and the
+#: quantized bins whose KL divergence to them chooses each range.
+#: onnxruntime's default of 128 collected bins leaves one candidate, the
+#: whole range (min/max), and ``quantize_static`` passes no bin count on.
+ENTROPY_BINS = dict(num_bins=512, num_quantized_bins=128)
+
+
+def entropy_ranges(float_path, calib_inputs, op_types, cache_path):
+    """Entropy-calibrated activation ranges of a graph, written as an
+    onnxruntime calibration cache that ``quantize_static`` reads
+    (``calibration_cache_path``).
+
+    Args:
+        float_path (str): the (pre-processed) float .onnx file.
+        calib_inputs (list[np.ndarray]): preprocessed calibration batches.
+        op_types (tuple[str]): the operators whose tensors are calibrated.
+        cache_path (str): the cache file written.
+    """
+    from pathlib import Path
+
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import (create_calibrator,
+                                                    save_tensors_data)
+    calibrator = create_calibrator(
+        Path(float_path), list(op_types),
+        augmented_model_path=osp.join(osp.dirname(cache_path),
+                                      'entropy_augmented.onnx'),
+        calibrate_method=CalibrationMethod.Entropy,
+        extra_options=dict(symmetric=False, **ENTROPY_BINS))
+    calibrator.collect_data(calibration_reader(calib_inputs))
+    save_tensors_data(calibrator.compute_data(), cache_path)
+
+
 def quantize_onnx(float_path, out_path, calib_inputs, method='minmax',
                   per_channel=True, keep_float=(), op_types=DEFAULT_OP_TYPES,
                   pre_process=True, quant_format='QDQ', weighted_only=True):
@@ -297,8 +330,10 @@ def quantize_onnx(float_path, out_path, calib_inputs, method='minmax',
                      CalibMovingAverage=False)
         if method == 'percentile':
             extra['CalibPercentile'] = 99.999
+        cache = None
         if method == 'entropy':
-            extra['CalibNumBins'] = 512
+            cache = osp.join(tmp, 'entropy_ranges.json')
+            entropy_ranges(source, calib_inputs, op_types, cache)
 
         def write(target):
             quantize_static(
@@ -312,7 +347,8 @@ def quantize_onnx(float_path, out_path, calib_inputs, method='minmax',
                 nodes_to_exclude=list(keep_float),
                 calibrate_method=getattr(CalibrationMethod,
                                          CALIBRATION_METHODS[method]),
-                extra_options=extra)
+                extra_options=extra,
+                calibration_cache_path=cache)
         atomic_write(out_path, write)
     counts = op_counts(out_path)
     return dict(quantized=counts.get('QLinearConv', 0) + counts.get(
