@@ -1,6 +1,7 @@
 """The OpenMMLab contract of every mmrep backbone: ``out_indices``,
-``frozen_stages``, ``with_cp``, ``norm_eval``, ``norm_cfg``, the registry
-scopes, ``init_cfg``, and fused outputs equal to the train-time ones.
+``in_channels``, ``frozen_stages``, ``with_cp``, ``norm_eval``,
+``norm_cfg``, the registry scopes, ``init_cfg``, and fused outputs equal to
+the train-time ones.
 
 Each test is parametrized over the backbone families registered in scope
 ``mmrep`` (every class of ``mmrep.registry.MODELS`` deriving from
@@ -171,6 +172,26 @@ def test_out_indices(family):
     for bad in ((n, ), (-n - 1, )):
         with pytest.raises(ValueError, match='out_indices'):
             build(family, out_indices=bad)
+
+
+# --------------------------------------------------------------------------
+# in_channels
+# --------------------------------------------------------------------------
+def test_in_channels(family):
+    """Any positive int of image channels is built and runs; anything else
+    is refused at construction (as the arch values are), not at the first
+    forward pass."""
+    name = family.__name__
+    for bad in (0, -3, 3.0, '3', True, None, (3, )):
+        with pytest.raises(ValueError) as err:
+            build(family, in_channels=bad)
+        assert str(err.value) == \
+            f'{name} in_channels={bad!r}: {bad!r} is not a positive int'
+    model = build(family, in_channels=1).eval()
+    with torch.no_grad():
+        outs = model(image()[:, :1])
+    assert len(outs) == len(model.out_indices)
+    assert model.in_channels == 1
 
 
 # --------------------------------------------------------------------------

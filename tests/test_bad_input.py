@@ -1,7 +1,8 @@
 """Bad input gives one clear error naming the problem, and nothing is
 written: unknown or malformed archs, partitions that do not fit without
 padding, checkpoints of another family or variant, truncated or corrupt
-files, NaN/Inf weights before fusion, configs without custom_imports."""
+files, NaN/Inf weights before fusion and anywhere in a checkpoint that a
+tool evaluates, exports or measures, configs without custom_imports."""
 import logging
 import os
 import os.path as osp
@@ -11,7 +12,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from tool_runner import DEMO, load_tool
+from tool_runner import DEMO, load_tool, main_or_error
 
 import mmrep  # noqa: F401
 from mmrep.deploy import NonFiniteWeightsError, reparameterize_model
@@ -20,6 +21,7 @@ from mmrep.checkpoints import (CHECKPOINT_FAMILIES, CheckpointMismatchError,
 from mmrep.models.backbones import CycleMLP, RepMLPNet, RepMLPResNet, RepVGG
 from mmrep.utils import CheckpointLoadError
 from mmrep.utils.testing import randomize_bn
+from mmrep.utils import safe_load
 
 TINY_REPMLPNET = dict(channels=(8, 16, 32, 64), num_blocks=(1, 1, 1, 1),
                       sharesets=(1, 2, 4, 8),
@@ -179,7 +181,7 @@ def test_negative_variance_is_caught_after_fusion():
 
 def test_reparam_tool_writes_nothing_for_nan_weights(demo_checkpoint,
                                                      tmp_path):
-    state = torch.load(demo_checkpoint, weights_only=True)
+    state = safe_load(demo_checkpoint)
     key = 'backbone.stages.1.0.repmlp_block.fc3_bn.running_mean'
     state['state_dict'][key][0] = float('nan')
     bad = str(tmp_path / 'nan.pth')
@@ -193,6 +195,56 @@ def test_reparam_tool_writes_nothing_for_nan_weights(demo_checkpoint,
     assert f'non-finite weights before fusion: {key} (4,) has 1 NaN' in \
         err.value.code
     assert files_in(str(out_dir)) == []
+
+
+@pytest.fixture(scope='module')
+def nan_head(demo_checkpoint, tmp_path_factory):
+    """The demo checkpoint with one NaN in the decode head's classifier,
+    which no fusion touches, and a tiny dataset for the tools that read
+    data before the weights."""
+    from mmrep.datasets import make_cityscapes_like
+    folder = tmp_path_factory.mktemp('nan_head')
+    state = safe_load(demo_checkpoint)
+    key = 'decode_head.conv_seg.weight'
+    state['state_dict'][key].view(-1)[5] = float('nan')
+    path = str(folder / 'nan_head.pth')
+    torch.save(state, path)
+    data = make_cityscapes_like(str(folder / 'data'), num_train=1,
+                                num_val=1, size=(64, 128))
+    return dict(path=path, key=key, data=data,
+                shape=tuple(state['state_dict'][key].shape))
+
+
+#: What each tool that evaluates, exports or measures a checkpoint says it
+#: refuses, and its command line (``{ckpt}``, ``{out}``, ``{data}``).
+NAN_REFUSALS = {
+    'test': ('evaluate it', [DEMO, '{ckpt}', '--work-dir', '{out}/work',
+                             '--out-metrics', '{out}/metrics.json']),
+    'export_onnx': ('export it', [DEMO, '{ckpt}', '--out',
+                                  '{out}/model.onnx']),
+    'analyze_complexity': ('measure it', [DEMO, '--checkpoint', '{ckpt}',
+                                          '--both']),
+    'quantize': ('quantize it', [
+        DEMO, '{ckpt}', '--out', '{out}/int8.onnx', '--cfg-options',
+        'train_dataloader.dataset.data_root={data}',
+        'test_dataloader.dataset.data_root={data}']),
+    'reparam': ('write its fused form', [DEMO, '{ckpt}', '--out',
+                                         '{out}/fused.pth']),
+}
+
+
+@pytest.mark.parametrize('tool', sorted(NAN_REFUSALS))
+def test_tools_refuse_nan_weights_anywhere(tool, nan_head, tmp_path):
+    """A NaN outside the fused modules too: one line naming the tensor
+    (the check of fusion, on every weight), nothing written."""
+    action, argv = NAN_REFUSALS[tool]
+    argv = [a.format(ckpt=nan_head['path'], out=tmp_path,
+                     data=nan_head['data']) for a in argv]
+    line = main_or_error(tool, argv)
+    assert line == (f'error: non-finite weights in {nan_head["path"]}: '
+                    f'{nan_head["key"]} {nan_head["shape"]} has 1 NaN and 0 '
+                    f'Inf values; refusing to {action}')
+    assert files_in(str(tmp_path)) == []
 
 
 def _config_without_custom_imports(tmp_path):

@@ -4,10 +4,11 @@ mmdet / mmpretrain: a .pkl), ``--tta`` tests with the config's TTA model and
 pipeline, ``tools/dist_test.sh`` runs two gloo processes, the slurm scripts
 build the usual ``srun`` command line, ``tools/analyze_complexity.py``
 counts parameters and FLOPs of both forms, every tool refuses abbreviated
-options, ``tools/reparam.py`` replaces no file silently and ``--amp`` is
-refused on a machine that cannot run it; tools/test.py on the ONNX file of
-a one-stage detector predicts as its checkpoint, that of a two-stage
-detector is refused."""
+options, ``tools/reparam.py`` replaces no file silently and writes its
+fused weights and deploy config whole or not at all (also when killed),
+``--amp`` is refused on a machine that cannot run it; tools/test.py on the
+ONNX file of a one-stage detector predicts as its checkpoint, that of a
+two-stage detector is refused."""
 import glob
 import json
 import os
@@ -29,6 +30,7 @@ from tool_runner import DEMO, INSTALL_HELPERS, REPO, load_tool
 import mmrep  # noqa: F401
 from mmrep.deploy import make_deploy_config
 from mmrep.utils.testing import randomize_bn
+from mmrep.utils import safe_load
 
 COCO_DEMO = osp.join(REPO, 'configs', 'coco',
                      'demo_retinanet_cyclemlp-tiny_1xb2-cpu_coco-synthetic.py')
@@ -175,7 +177,7 @@ def test_onnx_of_a_one_stage_detector_predicts_as_its_checkpoint(
         k: DictAction._parse_iterable(v)
         for k, v in (o.split('=', 1) for o in options[1:])})
     model = build_model(cfg)
-    model.load_state_dict(torch.load(coco['ckpt'])['state_dict'])
+    model.load_state_dict(safe_load(coco['ckpt'])['state_dict'])
     model.eval()
     predictor = OnnxPredictor(cfg, path)
     assert predictor.kind == 'detector'
@@ -561,7 +563,90 @@ def test_reparam_overwrite(city, tmp_path, capsys):
     text = capsys.readouterr().out
     assert f'--overwrite: replacing {out}\n' in text
     assert f'--overwrite: replacing {config_out}\n' in text
-    assert 'state_dict' in torch.load(str(out), weights_only=True)
+    assert 'state_dict' in safe_load(str(out))
+
+
+def test_reparam_writes_weights_and_config_whole_or_not_at_all(
+        city, tmp_path, monkeypatch):
+    """Both files go to temporary files first, then the config is renamed
+    into place and the weights last: a failure at the last rename leaves
+    neither new file and no temporary file; a failed write keeps the files
+    that --overwrite would replace."""
+    out, config_out = tmp_path / 'fused.pth', tmp_path / 'fused_config.py'
+    real_replace, renamed = os.replace, []
+
+    def failing_replace(src, dst, **kwargs):
+        if osp.dirname(os.fspath(dst)) == str(tmp_path):
+            renamed.append(osp.basename(dst))
+            if len(renamed) == 2:
+                raise OSError('rename failed (simulated)')
+        return real_replace(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, 'replace', failing_replace)
+    with pytest.raises(OSError, match='simulated'):
+        load_tool('reparam').main([DEMO, city['ckpt'], '--out', str(out)])
+    assert renamed == ['fused_config.py', 'fused.pth']
+    assert os.listdir(tmp_path) == []
+    monkeypatch.setattr(os, 'replace', real_replace)
+
+    out.write_bytes(b'old weights')
+    config_out.write_text('old config')
+
+    def failing_save(obj, f, *args, **kwargs):
+        with open(f, 'wb') as fh:
+            fh.write(b'partial')
+        raise OSError('disk full (simulated)')
+
+    monkeypatch.setattr(torch, 'save', failing_save)
+    with pytest.raises(OSError, match='disk full'):
+        load_tool('reparam').main([DEMO, city['ckpt'], '--out', str(out),
+                                   '--overwrite'])
+    assert sorted(os.listdir(tmp_path)) == ['fused.pth', 'fused_config.py']
+    assert out.read_bytes() == b'old weights'
+    assert config_out.read_text() == 'old config'
+
+
+#: Runs tools/reparam.py with every opening of a ``*_config.py`` file for
+#: writing paused (after the opening), so that it can be killed there.
+PAUSED_CONFIG_WRITE = '''
+import builtins, os, sys, time
+sys.path.insert(0, 'tests')
+from tool_runner import load_tool
+real_open = builtins.open
+def open_and_pause(file, mode='r', *args, **kwargs):
+    f = real_open(file, mode, *args, **kwargs)
+    if 'w' in mode and '_config.py' in os.path.basename(str(file)):
+        print('writing the config', flush=True)
+        time.sleep(600)
+    return f
+builtins.open = open_and_pause
+load_tool('reparam').main(sys.argv[1:])
+'''
+
+
+def test_reparam_killed_while_writing_the_config(city, tmp_path):
+    """SIGKILL while the deploy config is written: no fused weights beside
+    a truncated config (the weights are renamed into place last); only
+    temporary files are left."""
+    folder = tmp_path / 'out'
+    folder.mkdir()
+    out = folder / 'fused.pth'
+    with open(tmp_path / 'stderr.txt', 'w') as err:
+        proc = subprocess.Popen(
+            [sys.executable, '-c', PAUSED_CONFIG_WRITE, DEMO, city['ckpt'],
+             '--out', str(out)], cwd=REPO, stdout=subprocess.PIPE,
+            stderr=err, text=True)
+        try:
+            line = proc.stdout.readline().strip()
+        finally:
+            proc.kill()
+            proc.wait()
+    assert line == 'writing the config', \
+        (tmp_path / 'stderr.txt').read_text()[-3000:]
+    left = sorted(os.listdir(folder))
+    assert not out.exists() and not (folder / 'fused_config.py').exists()
+    assert left and all(n.startswith('.') and n.endswith('.tmp')
+                        for n in left), left
 
 
 # --amp without a device ------------------------------------------------

@@ -24,10 +24,12 @@ numbers (:func:`mmrep.apis.measure_complexity`).
 
 Exit status: 0 when measured; 1 for a refused input (missing or
 unreadable config or checkpoint, a model that does not build, a checkpoint
-that fits neither form, fused weights with the train-time form asked for,
-missing ``custom_imports``, a shape below 1 or ``--latency-iters`` below
-0): one ``error:`` line on stderr, nothing written; 2 for arguments
-argparse rejects.
+that fits neither form or holds NaN or Inf weights (the first one named),
+fused weights with the train-time form asked for, missing
+``custom_imports``, a shape below 1 or ``--latency-iters`` below 0, an
+``--out-json`` that cannot be written, checked before the work): one
+``error:`` line on stderr, nothing written; 2 for arguments argparse
+rejects.
 """
 import argparse
 import json
@@ -37,8 +39,11 @@ import os.path as osp
 from mmengine.config import DictAction
 
 import mmrep  # noqa: F401
-from mmrep.apis import load_config, measure_complexity, refusals_as_errors
+from mmrep.apis import (check_writable, load_config, measure_complexity,
+                        refusals_as_errors)
 from mmrep.apis.complexity import complexity_table
+from mmrep.checkpoints import read_state_dict
+from mmrep.deploy.walker import check_finite_state
 from mmrep.utils import atomic_write, enforce_weights_only
 
 
@@ -86,6 +91,11 @@ def main(argv=None):
     forms = ('deploy', ) if args.deploy else \
         ('train', 'deploy') if args.both else ('train', )
     shape = tuple(args.shape or cfg.get('crop_size', (224, 224)))
+    if args.out_json:
+        check_writable(args.out_json, '--out-json')
+    if args.checkpoint:
+        check_finite_state(read_state_dict(args.checkpoint),
+                           f'in {args.checkpoint}', 'refusing to measure it')
     result = measure_complexity(cfg, args.config, shape, forms,
                                 args.checkpoint, args.latency_iters)
     print(complexity_table(result))

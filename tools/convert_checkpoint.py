@@ -39,7 +39,8 @@ The conversion itself is :func:`mmrep.checkpoints.conversion.convert`.
 
 Exit status: 0 when DST is written; 1 for a refused input (missing,
 unreadable or unsafe SRC, wrong ``--source``, unknown or ambiguous preset,
-weights that do not fit, keys nothing consumes, a missing classifier):
+weights that do not fit, keys nothing consumes, a missing classifier, a
+DST that cannot be written):
 one ``error:`` line on stderr, nothing written; 2 for arguments argparse
 rejects.
 """
@@ -47,7 +48,7 @@ import argparse
 import ast
 import sys
 
-from mmrep.apis import note_replacing, refusals_as_errors
+from mmrep.apis import check_writable, note_replacing, refusals_as_errors
 from mmrep.checkpoints import CHECKPOINT_FAMILIES
 from mmrep.checkpoints.conversion import convert
 from mmrep.checkpoints.ports import SOURCES
@@ -100,6 +101,7 @@ def main(argv=None):
             nothing written.
     """
     args = parse_args(argv)
+    check_writable(args.dst, 'DST')
     checkpoint = convert(args.src, args.family, args.arch, args.source,
                          args.backbone_only)
     note_replacing(args.dst)

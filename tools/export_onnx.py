@@ -38,10 +38,11 @@ magnitude, at least 1).
 Exit status:
     0: written (and verified, with ``--verify``);
     1: refused input (missing or unreadable config or checkpoint, a
-       checkpoint that fits the config in neither form, non-finite weights,
-       missing ``custom_imports``, ``--batch`` below 1, ``--verify-shapes``
-       without ``--dynamic``): one ``error:`` line on stderr, nothing
-       written;
+       checkpoint that fits the config in neither form, non-finite weights
+       anywhere in the model, the first one named, missing
+       ``custom_imports``, ``--batch`` below 1, ``--verify-shapes`` without
+       ``--dynamic``, an ``--out`` that cannot be written, checked before
+       the work): one ``error:`` line on stderr, nothing written;
     2: ``--verify`` failed (onnxruntime differs from torch; not a refused
        input; the file stays written); also for arguments argparse rejects.
 """
@@ -51,10 +52,11 @@ import sys
 from mmengine.config import DictAction
 
 import mmrep  # noqa: F401
-from mmrep.apis import (BadArgumentError, load_config, load_fused,
-                        note_replacing, refusals_as_errors)
+from mmrep.apis import (BadArgumentError, check_writable, load_config,
+                        load_fused, note_replacing, refusals_as_errors)
 from mmrep.apis.onnx_export import (default_verify_shapes, export,
                                     random_input, verify)
+from mmrep.deploy.walker import check_finite_state
 from mmrep.utils import enforce_weights_only
 
 
@@ -121,8 +123,11 @@ def main(argv=None):
         raise BadArgumentError('--verify-shapes needs --dynamic (a file '
                                'exported without it runs at its export '
                                'shape only)')
+    check_writable(args.out, '--out')
     shape = tuple(args.shape or cfg.get('crop_size', (224, 224)))
     model = load_fused(cfg, args.checkpoint).fused
+    check_finite_state(model.state_dict(), f'in {args.checkpoint}',
+                       'refusing to export it')
     x = random_input(args.batch, shape)
     note_replacing(args.out)
     export(model, x, args.out, args.opset, args.dynamic)

@@ -23,10 +23,12 @@ default ``MODEL_int8.json``) holds ``float32``, ``int8``, ``drop``,
 :func:`mmrep.apis.quantize.quantize_config`.
 
 Exit status: 0 when written; 1 for a refused input (missing or unreadable
-config or checkpoint, a checkpoint that is not the config's model, a config
-without test dataloader or evaluator, a calibration set smaller than
-``--calib-batches``, ``--keep-float`` matching nothing): one ``error:``
-line on stderr, nothing written; 2 for arguments argparse rejects.
+config or checkpoint, a checkpoint that is not the config's model or holds
+NaN or Inf weights, a config without test dataloader or evaluator, a
+calibration set smaller than ``--calib-batches``, ``--keep-float`` matching
+nothing, an output that cannot be written, checked before the work): one
+``error:`` line on stderr, nothing written; 2 for arguments argparse
+rejects.
 """
 import argparse
 import sys

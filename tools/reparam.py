@@ -23,18 +23,30 @@ the name ``ReparamCheckpointHook`` gives the fused weights it writes during
 training, so when either file exists the run is refused, unless
 ``--overwrite`` is given (the replaced files are then named in the output).
 
+The two files are written as a pair
+(:func:`mmrep.utils.fileio.atomic_write_all`), in this order: both to
+temporary files beside them (``.<name>.<random>.tmp``); then an existing
+FILE is removed; then the deploy config is renamed into place, and FILE
+last. So wherever FILE exists, the deploy config beside it is its own and
+complete, even after a SIGKILL at any point (which may leave the temporary
+files, or the deploy config without FILE); an error while writing leaves
+neither new file and no temporary file. Every output path is checked
+before the work starts (:func:`mmrep.apis.refusals.check_writable`).
+
 Exit status:
     0: written, or the checkpoint is already fused (nothing to do);
     1: refused input (missing or unreadable config or checkpoint, a
        checkpoint that fits the config in neither form, with the
        mismatching keys named, non-finite weights, missing
        ``custom_imports``, an output file that exists without
-       ``--overwrite``): one ``error:`` line on stderr, nothing written;
+       ``--overwrite``, an output that cannot be written, checked before
+       the work): one ``error:`` line on stderr, nothing written;
     2: ``--verify`` failed (the fused model computes something else; not a
        refused input): an ``error:`` line on stderr after the measured
        differences, nothing written; also for arguments argparse rejects.
 """
 import argparse
+import os
 import os.path as osp
 import sys
 
@@ -42,10 +54,12 @@ import torch
 from mmengine.config import DictAction
 
 import mmrep
-from mmrep.apis import (BadArgumentError, load_config, load_fused,
-                        refusals_as_errors)
+from mmrep.apis import (BadArgumentError, check_writable, load_config,
+                        load_fused, refusals_as_errors)
 from mmrep.deploy import deploy_path, make_deploy_config, tensor_outputs
-from mmrep.utils import atomic_save, enforce_weights_only
+from mmrep.deploy.walker import check_finite_state
+from mmrep.utils import enforce_weights_only
+from mmrep.utils.fileio import atomic_write_all
 
 
 def parse_args(argv=None):
@@ -89,6 +103,12 @@ def compare(model, fused, shape):
     return abs_diff, abs_diff / max(scale, 1e-12)
 
 
+def write_text(path, text):
+    """Write ``text`` to ``path`` (UTF-8)."""
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write(text)
+
+
 @refusals_as_errors()
 def main(argv=None):
     """Run the tool: fuse, verify and write; see the module docstring.
@@ -107,13 +127,17 @@ def main(argv=None):
     args = parse_args(argv)
     enforce_weights_only()
     cfg = load_config(args.config, args.cfg_options)
+    out = args.out or deploy_path(args.checkpoint)
+    config_out = osp.splitext(out)[0] + '_config.py'
+    check_writable(out, '--out')
+    check_writable(config_out, 'the deploy config')
     loaded = load_fused(cfg, args.checkpoint, keep_unfused=args.verify,
                         check_deploy=True)
     if loaded.form == 'deploy':
         print(f'{args.checkpoint} is already fused; nothing to do.')
         return 0
-    out = args.out or deploy_path(args.checkpoint)
-    config_out = osp.splitext(out)[0] + '_config.py'
+    check_finite_state(loaded.fused.state_dict(), f'in {args.checkpoint}',
+                       'refusing to write its fused form')
     existing = [p for p in (out, config_out) if osp.exists(p)]
     if existing and not args.overwrite:
         verb = 'exists' if len(existing) == 1 else 'exist'
@@ -140,8 +164,11 @@ def main(argv=None):
                 deploy_config=deploy_cfg.pretty_text)
     if loaded.meta.get('dataset_meta'):  # the inference APIs' class names
         meta['dataset_meta'] = loaded.meta['dataset_meta']
-    atomic_save(dict(meta=meta, state_dict=loaded.fused.state_dict()), out)
-    deploy_cfg.dump(config_out)
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    atomic_write_all([
+        (config_out, lambda tmp: write_text(tmp, deploy_cfg.pretty_text)),
+        (out, lambda tmp: torch.save(
+            dict(meta=meta, state_dict=loaded.fused.state_dict()), tmp))])
     print(f'fused weights: {out}\ndeploy config: {config_out}')
     return 0
 

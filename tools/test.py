@@ -30,11 +30,13 @@ config in deploy form, which is logged.
 
 Exit status: 0 when evaluated; 1 for a refused input (missing or
 unreadable config or checkpoint, a checkpoint that fits neither form, with
-the first mismatching keys and shapes named, a model that does not build,
-missing ``custom_imports``, ``--show-dir`` without a visualization hook,
-``--tta`` without ``tta_model`` / ``tta_pipeline``, an ``--out`` that does
-not suit the library's format):
-one ``error:`` line on stderr, nothing written; 2 for arguments argparse
+the first mismatching keys and shapes named, weights holding NaN or Inf,
+the first one named, a model that does not build, missing
+``custom_imports``, ``--show-dir`` without a visualization hook, ``--tta``
+without ``tta_model`` / ``tta_pipeline``, an ``--out`` that does not suit
+the library's format, an ``--out``, ``--out-metrics``, ``--show-dir`` or
+work dir that cannot be written): one ``error:`` line on stderr, before the
+evaluation starts and with nothing written; 2 for arguments argparse
 rejects.
 """
 import argparse
@@ -45,11 +47,13 @@ from mmengine.model import is_model_wrapper
 
 import mmrep  # noqa: F401
 from mmrep.apis import (add_prediction_dump, build_config, build_runner,
-                        configure_prediction_output, enable_visualization,
-                        finish_distributed, preflight_test,
-                        refusals_as_errors, setup_cpu_distributed, test_onnx,
-                        use_tta, write_metrics)
+                        check_writable, configure_prediction_output,
+                        enable_visualization, finish_distributed,
+                        preflight_test, refusals_as_errors,
+                        setup_cpu_distributed, test_onnx, use_tta,
+                        write_metrics)
 from mmrep.checkpoints import load_state_strict
+from mmrep.deploy.walker import check_finite_state
 from mmrep.utils import enforce_weights_only
 
 
@@ -112,13 +116,20 @@ def main(argv=None):
         # The weights are loaded below, strictly, not by the runner.
         cfg.load_from = None
         cfg.resume = False
+        check_writable(cfg.work_dir, '--work-dir' if args.work_dir else
+                       'the work dir', folder=True)
+        if args.out_metrics:
+            check_writable(args.out_metrics, '--out-metrics')
         if args.show_dir:
+            check_writable(args.show_dir, '--show-dir', folder=True)
             enable_visualization(cfg, args.show_dir, args.show_interval)
-        state, note = preflight_test(cfg, args.config, args.checkpoint)
-        if args.tta:
-            use_tta(cfg, args.config)
         if args.out:
             library = configure_prediction_output(cfg, args.out)
+        state, note = preflight_test(cfg, args.config, args.checkpoint)
+        check_finite_state(state, f'in {args.checkpoint}',
+                           'refusing to evaluate it')
+        if args.tta:
+            use_tta(cfg, args.config)
     setup_cpu_distributed(cfg)
     runner = build_runner(cfg)
     runner.logger.info(note)

@@ -15,17 +15,19 @@ refused (:func:`mmrep.apis.check_amp`).
 Exit status: 0 when training finished; 1 for a refused input (missing or
 unreadable config or checkpoint, a checkpoint that does not fit, a model
 that does not build, missing ``custom_imports``, ``--amp`` without a
-CUDA, NPU, MLU or MUSA device): one ``error:`` line on
-stderr and no work dir created; 2 for arguments argparse rejects.
+CUDA, NPU, MLU or MUSA device, a work dir that cannot be written, a
+checkpoint to resume whose ``meta['config']`` is not plain literals): one
+``error:`` line on stderr and no work dir created; 2 for arguments
+argparse rejects.
 """
 import argparse
 import os
 
 from mmengine.config import DictAction
 
-import mmrep  # noqa: F401  (registers mmrep; allow-lists resume objects)
+import mmrep  # noqa: F401  (registers mmrep)
 from mmrep.apis import (build_config, build_runner, check_amp,
-                        finish_distributed, preflight_train,
+                        check_writable, finish_distributed, preflight_train,
                         refusals_as_errors, setup_cpu_distributed)
 from mmrep.utils import enforce_weights_only
 
@@ -68,6 +70,8 @@ def main(argv=None):
     enforce_weights_only()
     with refusals_as_errors():
         cfg = build_config(args)
+        check_writable(cfg.work_dir, '--work-dir' if args.work_dir else
+                       'the work dir', folder=True)
         check_amp(cfg, '--amp' if args.amp else None)
         notes = preflight_train(cfg, args.config)
     setup_cpu_distributed(cfg)

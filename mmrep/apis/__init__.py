@@ -10,7 +10,8 @@ from .onnx_eval import evaluate_onnx, test_onnx
 from .preflight import check_amp, preflight_test, preflight_train
 from .quantize import quantize_config
 from .refusals import (REFUSED, BadArgumentError, ConfigReadError,
-                       error_line, note_replacing, refusals_as_errors)
+                       UnwritableOutputError, check_writable, error_line,
+                       note_replacing, refusals_as_errors)
 from .resume import choose_resume_checkpoint, resume_candidates
 from .runner import build_runner, finish_distributed, setup_cpu_distributed
 from .test_outputs import (PREDICTION_FORMATS, add_prediction_dump,
@@ -23,7 +24,8 @@ __all__ = ['REFUSED', 'build_config', 'build_model', 'load_config',
            'enable_visualization', 'FusedModel', 'check_deploy_config',
            'preflight_test', 'preflight_train', 'check_amp',
            'BadArgumentError', 'ConfigReadError', 'error_line',
-           'note_replacing', 'refusals_as_errors',
+           'note_replacing', 'refusals_as_errors', 'check_writable',
+           'UnwritableOutputError',
            'choose_resume_checkpoint', 'resume_candidates',
            'PREDICTION_FORMATS', 'add_prediction_dump', 'config_library',
            'configure_prediction_output', 'use_tta', 'metrics_as_json',

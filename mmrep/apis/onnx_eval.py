@@ -29,7 +29,7 @@ from mmengine.registry import init_default_scope
 
 from ..deploy.quantize import run_session, session
 from .config import build_model, load_config
-from .refusals import BadArgumentError, refusals_as_errors
+from .refusals import BadArgumentError, check_writable, refusals_as_errors
 from .test_outputs import write_metrics
 
 
@@ -335,6 +335,8 @@ def test_onnx(args, log=print):
                                    'process (--launcher none)')
         if not osp.isfile(args.checkpoint):
             raise FileNotFoundError(f'no such file: {args.checkpoint}')
+        if args.out_metrics:
+            check_writable(args.out_metrics, '--out-metrics')
         cfg = load_config(args.config, args.cfg_options)
         loader = build_test_dataloader(cfg)
         build_test_evaluator(cfg, loader.dataset)

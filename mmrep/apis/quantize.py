@@ -29,8 +29,9 @@ from ..utils import atomic_write
 from .forms import load_fused
 from .onnx_eval import (OnnxPredictor, build_test_dataloader, evaluate,
                         preprocessed_batches, with_data_preprocessor)
+from ..deploy.walker import check_finite_state
 from .onnx_export import export
-from .refusals import BadArgumentError
+from .refusals import BadArgumentError, check_writable
 from .test_outputs import metrics_as_json
 
 #: The metric the drop is taken on, by the first key a config's evaluator
@@ -177,8 +178,10 @@ def quantize_config(cfg, checkpoint, out, calib_batches=8,
                     eval_batches=None, int8_plain_heads=True, log=print):
     """Quantize a config's model to INT8 and measure what it costs.
 
-    Everything is checked and computed in a temporary folder; ``out``,
-    ``out_metrics`` (and ``out_float``) are written at the end only.
+    The outputs are checked first
+    (:func:`~mmrep.apis.refusals.check_writable`); everything is computed
+    in a temporary folder; ``out``, ``out_metrics`` (and ``out_float``) are
+    written at the end only.
 
     Args:
         cfg (Config): the (train-time) config, without ``init_cfg``.
@@ -221,9 +224,17 @@ def quantize_config(cfg, checkpoint, out, calib_batches=8,
     Raises:
         BadArgumentError: no test dataloader or evaluator, a calibration
             set smaller than ``calib_batches``, ``keep_float`` patterns
-            that match no node, bad counts.
+            that match no node, bad counts, an output that cannot be
+            written.
         CheckpointMismatchError: the checkpoint is not the config's model.
+        NonFiniteWeightsError: NaN or Inf among its weights (the first
+            one named).
     """
+    out_metrics = out_metrics or osp.splitext(out)[0] + '.json'
+    for path, what in ((out, '--out'), (out_float, '--out-float'),
+                       (out_metrics, '--out-metrics')):
+        if path:
+            check_writable(path, what)
     if calib_batches < 1:
         raise BadArgumentError(f'--calib-batches must be positive, got '
                                f'{calib_batches}')
@@ -234,6 +245,8 @@ def quantize_config(cfg, checkpoint, out, calib_batches=8,
     loader_cfg, source = calibration_config(cfg)
     test_loader = build_test_dataloader(cfg)
     fused = load_fused(cfg, checkpoint).fused
+    check_finite_state(fused.state_dict(), f'in {checkpoint}',
+                       'refusing to quantize it')
     from mmengine.runner import Runner
     cal_loader = Runner.build_dataloader(loader_cfg, seed=0)
     if len(cal_loader) < calib_batches:
@@ -245,7 +258,6 @@ def quantize_config(cfg, checkpoint, out, calib_batches=8,
     torch.set_num_threads(threads)
     calib = preprocessed_batches(cfg, fused, calib_batches,
                                  dataloader=cal_loader)
-    out_metrics = out_metrics or osp.splitext(out)[0] + '.json'
     runtimes = list(runtimes or (['onnxruntime'] + (
         ['openvino'] if has_openvino() else [])))
     with tempfile.TemporaryDirectory() as tmp:

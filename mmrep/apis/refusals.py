@@ -7,10 +7,14 @@ check) the same way, before it writes anything: a single line
 ``error: <message>`` on stderr and exit status 1. The checks raise the
 exceptions of :data:`REFUSED`; :func:`refusals_as_errors` turns them into
 that line (``SystemExit`` with a string prints it to stderr and exits 1).
+Every output path is checked the same way before the work starts
+(:func:`check_writable`).
 """
 import contextlib
 import os
+import os.path as osp
 import sys
+import tempfile
 
 from ..checkpoints import CheckpointMismatchError
 from ..checkpoints.conversion import ConversionError
@@ -27,6 +31,12 @@ class ConfigReadError(ValueError):
 class BadArgumentError(ValueError):
     """A command-line argument that argparse accepts but the tool cannot
     use (e.g. ``--batch 0``, an unknown ``--families`` entry)."""
+
+
+class UnwritableOutputError(BadArgumentError):
+    """An output path that cannot be written: a folder on its way is a
+    file, or its nearest existing folder does not let this process create
+    files."""
 
 
 #: The errors the tools report as one ``error:`` line, writing nothing.
@@ -85,4 +95,60 @@ def note_replacing(path):
     if not os.path.exists(path):
         return False
     print(f'note: replacing the existing {os.fspath(path)}', file=sys.stderr)
+    return True
+
+
+def check_writable(path, what, folder=False):
+    """Refuse an output path that cannot be written, before any work.
+
+    The path must not be a folder (or, with ``folder``, a file); an
+    existing file must be writable; and the nearest existing folder on its
+    way (its own folder, or the first existing ancestor, below which the
+    tools create the missing folders) must let this process create files:
+    ``os.access``, then a temporary file created and removed there
+    (``os.access`` says yes to root everywhere but on read-only mounts,
+    while ``/proc`` and ``/sys`` refuse even root a new file). Nothing is
+    left behind.
+
+    Args:
+        path (str | os.PathLike): the output file (or folder).
+        what (str): the output as the message names it, e.g.
+            ``'--out-metrics'``.
+        folder (bool): the output is a folder. Default: False.
+
+    Raises:
+        UnwritableOutputError: ``'<what> <path> cannot be written: ...'``.
+    """
+    problem = _write_problem(osp.abspath(path), folder)
+    if problem:
+        raise UnwritableOutputError(f'{what} {os.fspath(path)} cannot be '
+                                    f'written: {problem}')
+
+
+def _write_problem(path, folder):
+    """Why :func:`check_writable` refuses an absolute path, or None."""
+    if osp.exists(path) and osp.isdir(path) != folder:
+        return 'it is a file, not a folder' if folder else 'it is a folder'
+    if osp.isfile(path) and not os.access(path, os.W_OK):
+        return 'the file is read-only'
+    nearest = path if folder else osp.dirname(path)
+    while not osp.exists(nearest):
+        nearest = osp.dirname(nearest)
+    if not osp.isdir(nearest):
+        return f'{nearest} is not a folder'
+    if not (os.access(nearest, os.W_OK | os.X_OK)
+            and _can_create_in(nearest)):
+        return f'cannot create files in {nearest}'
+    return None
+
+
+def _can_create_in(folder):
+    """Whether a file can be created in ``folder`` (created and removed)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix='.mmrep-write-check.',
+                                     suffix='.tmp', dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    os.remove(probe)
     return True

@@ -8,7 +8,7 @@ import os
 import os.path as osp
 
 from ..utils import atomic_write
-from .refusals import BadArgumentError
+from .refusals import BadArgumentError, check_writable
 
 #: The libraries whose ``--out`` meaning tools/test.py follows, by the
 #: config's ``default_scope``.
@@ -93,7 +93,8 @@ def configure_prediction_output(cfg, out):
       masks RLE-encoded);
     * mmpretrain: the same with mmengine's ``DumpResults``.
 
-    Nothing is created here.
+    Nothing is created here; ``out`` is checked to be writable
+    (:func:`~mmrep.apis.refusals.check_writable`).
 
     Args:
         cfg (Config): the config to test; its ``test_evaluator`` is changed
@@ -107,7 +108,7 @@ def configure_prediction_output(cfg, out):
         BadArgumentError: the config is of no known library, ``out`` does
             not suit its format (an existing file for mmseg's folder, a
             name without ``.pkl`` / ``.pickle`` or an existing folder for a
-            dump), or the config has no test metric.
+            dump) or cannot be written, or the config has no test metric.
     """
     library = config_library(cfg)
     if library is None:
@@ -124,6 +125,7 @@ def configure_prediction_output(cfg, out):
             raise BadArgumentError(
                 f'--out {out} exists and is not a folder (mmseg writes '
                 f'{PREDICTION_FORMATS["mmseg"]})')
+        check_writable(out, '--out', folder=True)
         for metric in metrics:
             metric['output_dir'] = out
             metric['keep_results'] = True
@@ -134,6 +136,7 @@ def configure_prediction_output(cfg, out):
             f'({PREDICTION_FORMATS[library]}), got {out}')
     if osp.isdir(out):
         raise BadArgumentError(f'--out {out} is a folder; name a .pkl file')
+    check_writable(out, '--out')
     return library
 
 

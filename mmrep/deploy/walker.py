@@ -128,24 +128,45 @@ def check_finite(named_modules, when='before fusion'):
         NonFiniteWeightsError: names the first offending tensor (and how many
             there are), with its count of NaN and Inf values.
     """
+    state = {f'{prefix}.{key}' if prefix else key: tensor
+             for prefix, module in named_modules
+             for key, tensor in module.state_dict(keep_vars=True).items()}
+    consequence = ('refusing to fuse (the fused weights would be '
+                   'NaN/Inf too)') if when == 'before fusion' else \
+        'the fused model is unusable (is a BN running_var negative?)'
+    check_finite_state(state, when, consequence)
+
+
+def check_finite_state(state, when, consequence):
+    """Raise if a floating-point tensor of a state dict is not finite: the
+    one check of NaN and Inf weights (fusion, and the tools that evaluate,
+    export or measure a checkpoint).
+
+    Args:
+        state (Mapping[str, Tensor]): the tensors, by name (other values
+            and meta tensors are skipped).
+        when (str): where the tensors are, said in the message (e.g.
+            ``'before fusion'``, ``'in work/iter_8.pth'``).
+        consequence (str): what is refused, said after the tensor.
+
+    Raises:
+        NonFiniteWeightsError: ``'non-finite weights <when>: <name>
+            <shape> has N NaN and M Inf values[ (and K more tensors)];
+            <consequence>'``, naming the first offending tensor.
+    """
     bad = []
-    for prefix, module in named_modules:
-        for key, tensor in module.state_dict(keep_vars=True).items():
-            if not torch.is_tensor(tensor) or tensor.is_meta or \
-                    not torch.is_floating_point(tensor):
-                continue  # meta tensors: shapes only, nothing to check
-            t = tensor.detach()
-            if bool(torch.isfinite(t).all()):  # one pass for the usual case
-                continue
-            nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
-            name = f'{prefix}.{key}' if prefix else key
-            bad.append(f'{name} {tuple(t.shape)} has {nan} NaN and '
-                       f'{inf} Inf values')
+    for name, tensor in state.items():
+        if not torch.is_tensor(tensor) or tensor.is_meta or \
+                not torch.is_floating_point(tensor):
+            continue  # meta tensors: shapes only, nothing to check
+        t = tensor.detach()
+        if bool(torch.isfinite(t).all()):  # one pass for the usual case
+            continue
+        nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+        bad.append(f'{name} {tuple(t.shape)} has {nan} NaN and {inf} Inf '
+                   f'values')
     if bad:
         more = f' (and {len(bad) - 1} more tensors)' if len(bad) > 1 else ''
-        consequence = ('refusing to fuse (the fused weights would be '
-                       'NaN/Inf too)') if when == 'before fusion' else \
-            'the fused model is unusable (is a BN running_var negative?)'
         raise NonFiniteWeightsError(
             f'non-finite weights {when}: {bad[0]}{more}; {consequence}')
 

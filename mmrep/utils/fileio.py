@@ -42,17 +42,52 @@ def atomic_write(path, write):
         path (str): the file to create or replace.
         write (callable): writes the whole file to the path it is given.
     """
-    folder = osp.dirname(osp.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path), suffix='.tmp',
-                               dir=folder)
-    os.close(fd)
+    atomic_write_all([(path, write)])
+
+
+def atomic_write_all(writes):
+    """Write several files as one set, the last one (e.g. the weights
+    beside their config) marking the set whole.
+
+    Order: every file is written to its temporary file beside its target
+    (:func:`atomic_write`'s names and modes); then an existing last target
+    is removed; then the temporary files are renamed into place in order,
+    the last one last. So wherever the last file exists, the other files
+    beside it are the ones written with it, even after a SIGKILL at any
+    point (which may leave temporary files, and, between the removal and
+    the last rename, the other files without the last one). On an error
+    the temporary files are removed, and so are the files already renamed
+    into place: the new set is left whole or not at all (the files it
+    replaces are kept when the error comes before the renames).
+
+    Args:
+        writes (list[tuple[str, callable]]): ``(path, write)`` pairs;
+            ``write(tmp)`` writes the whole file to the path it is given.
+    """
+    tmps, placed = [], []
     try:
-        write(tmp)
-        os.chmod(tmp, default_file_mode(path))
-        os.replace(tmp, path)
+        for path, write in writes:
+            fd, tmp = tempfile.mkstemp(
+                prefix=temporary_prefix(path), suffix='.tmp',
+                dir=osp.dirname(osp.abspath(path)))
+            os.close(fd)
+            tmps.append(tmp)
+            write(tmp)
+            os.chmod(tmp, default_file_mode(path))
+        last = writes[-1][0]
+        if len(writes) > 1 and osp.lexists(last):
+            os.remove(last)
+        for (path, _), tmp in zip(writes, tmps):
+            os.replace(tmp, path)
+            placed.append(path)
+    except BaseException:
+        for path in placed:  # never the last: it is renamed last
+            os.remove(path)
+        raise
     finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+        for tmp in tmps:
+            if osp.exists(tmp):
+                os.remove(tmp)
 
 
 def atomic_save(obj, path):

@@ -35,6 +35,25 @@ def is_positive_int(value):
         not isinstance(value, bool) and value > 0
 
 
+def positive_int(what, value):
+    """Check that ``value`` is one positive integer.
+
+    Args:
+        what (str): the argument as the message names it, e.g.
+            ``'CycleMLP in_channels'``.
+        value (int): the value.
+
+    Returns:
+        int: the value as an int.
+
+    Raises:
+        ValueError: ``"<what>=<value>: <value> is not a positive int"``.
+    """
+    if not is_positive_int(value):
+        raise ValueError(f'{what}={value!r}: {value!r} is not a positive int')
+    return int(value)
+
+
 def positive_ints(what, values, odd=False):
     """Check that every entry of ``values`` is a positive (odd) integer.
 
@@ -103,6 +122,8 @@ class RepBackbone(BaseModule):
     by stage in :meth:`stem_and_stages`, and calls ``super().__init__`` with
     the switches below before building its layers.
 
+    A family passes its ``in_channels`` on (checked here, as every family's
+    other arguments are checked at construction, not at the first forward).
     A family's ``__init__`` is decorated with :func:`record_build_args`
     (its arguments, for the loader's train-time twin of a fused backbone)
     and ends with ``self._freeze_stages()`` (the stages named by
@@ -125,6 +146,12 @@ class RepBackbone(BaseModule):
             ``build_norm_layer``).
         init_cfg (dict, optional): ``dict(type='Pretrained',
             checkpoint=...)`` goes through mmrep's checkpoint loader.
+        in_channels (int): image channels, a positive int. Default: 3.
+
+    Raises:
+        ValueError: ``in_channels`` is not a positive int (``"<family>
+            in_channels=0: 0 is not a positive int"``), or what
+            :meth:`parse_arch` and :func:`check_out_indices` refuse.
     """
 
     arch_zoo = {}
@@ -135,8 +162,10 @@ class RepBackbone(BaseModule):
 
     def __init__(self, arch, out_indices=(0, 1, 2, 3), frozen_stages=-1,
                  norm_eval=False, with_cp=False, deploy=False,
-                 norm_cfg=dict(type='BN'), init_cfg=None):
+                 norm_cfg=dict(type='BN'), init_cfg=None, in_channels=3):
         super().__init__(init_cfg=init_cfg)
+        self.in_channels = positive_int(f'{type(self).__name__} in_channels',
+                                        in_channels)
         self.arch = self.parse_arch(arch)
         self.num_stages = len(self.arch[self.arch_keys[0]])
         self.out_indices = check_out_indices(out_indices, self.num_stages)

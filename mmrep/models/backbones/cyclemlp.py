@@ -293,7 +293,7 @@ class CycleMLP(RepBackbone):
                  final_norm=False, drop_path_rate=0., frozen_stages=-1,
                  norm_eval=False, with_cp=False, deploy=False, init_cfg=None):
         super().__init__(arch, out_indices, frozen_stages, norm_eval,
-                         with_cp, deploy, None, init_cfg)
+                         with_cp, deploy, None, init_cfg, in_channels)
         a, num_stages = self.arch, self.num_stages
         if final_norm and num_stages - 1 not in self.out_indices:
             raise ValueError(f'final_norm normalizes the last stage, which is '

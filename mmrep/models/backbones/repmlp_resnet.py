@@ -540,7 +540,7 @@ class RepMLPResNet(RepBackbone):
                  with_cp=False, deploy=False, init_cfg=None,
                  norm_cfg=dict(type='BN')):
         super().__init__(arch, out_indices, frozen_stages, norm_eval,
-                         with_cp, deploy, norm_cfg, init_cfg)
+                         with_cp, deploy, norm_cfg, init_cfg, in_channels)
         self.strides = self._per_stage('strides', strides, self.num_stages)
         self.dilations = self._per_stage('dilations', dilations,
                                          self.num_stages)

@@ -495,7 +495,7 @@ class RepMLPNet(RepBackbone):
                  partition_order='spatial', gelu_approximate='none',
                  embed_rounding='ceil'):
         super().__init__(arch, out_indices, frozen_stages, norm_eval,
-                         with_cp, deploy, norm_cfg, init_cfg)
+                         with_cp, deploy, norm_cfg, init_cfg, in_channels)
         if gelu_approximate not in ('none', 'tanh'):
             raise ValueError(f"gelu_approximate must be 'none' or 'tanh', "
                              f'got {gelu_approximate!r}')

@@ -263,7 +263,7 @@ class RepVGG(RepBackbone):
                  deploy=False, init_cfg=None, norm_cfg=dict(type='BN'),
                  block='repvgg'):
         super().__init__(arch, out_indices, frozen_stages, norm_eval,
-                         with_cp, deploy, norm_cfg, init_cfg)
+                         with_cp, deploy, norm_cfg, init_cfg, in_channels)
         a = self.arch
         channels = [int(64 * 2**i * w)
                     for i, w in enumerate(a['width_multiplier'])]
