@@ -5,12 +5,7 @@ from .dependencies import check_required_versions
 
 check_required_versions()
 
-from .utils.serialization import allow_checkpoint_globals  # noqa: E402
 from .version import __version__  # noqa: E402
-
-# mmengine's resume needs its own log buffers and numpy objects to pass
-# torch's weights-only unpickler; allow exactly those.
-allow_checkpoint_globals()
 
 # ``mmrep::<folder>/<config>.py`` names (configs shipped in mmrep/.mim). This
 # changes mmengine: it adds 'mmrep' to mmengine.config.utils.MODULE2PACKAGE

@@ -11,6 +11,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import mmrep  # noqa: F401
+from mmrep.utils import safe_load
 import tool_runner
 from conftest import train_one_iteration
 from tool_runner import DEMO, REPO
@@ -95,7 +96,7 @@ def test_train_evaluate_and_resume(demo_data, tmp_path):
     assert 'Iter(train) [2/2]' in out
     assert 'mIoU' in out  # validation at the end of training
     ckpt = osp.join(work, 'iter_2.pth')
-    state = torch.load(ckpt, map_location='cpu', weights_only=True)
+    state = safe_load(ckpt)
     assert {'meta', 'state_dict', 'optimizer', 'message_hub'} <= set(state)
     assert state['meta']['iter'] == 2
     assert any(k.startswith('backbone.stages.') for k in state['state_dict'])
@@ -114,29 +115,108 @@ def test_train_evaluate_and_resume(demo_data, tmp_path):
                    ckpt, *data_options(demo_data, 4))
     assert 'resumed epoch: 0, iter: 2' in out
     assert 'Iter(train) [3/4]' in out and 'Iter(train) [1/4]' not in out
-    state = torch.load(osp.join(work, 'iter_4.pth'), map_location='cpu',
-                       weights_only=True)
+    state = safe_load(osp.join(work, 'iter_4.pth'))
     assert state['meta']['iter'] == 4
 
 
-def test_resume_allow_list_is_needed_and_sufficient(demo_data, tmp_path):
-    """mmengine's checkpoints load with weights_only=True only because
-    mmrep allow-lists their few non-tensor types."""
-    import pickle
-
-    from mmrep.utils import allow_checkpoint_globals
-    work = str(tmp_path / 'work')
+@pytest.fixture(scope='module')
+def one_iteration(demo_data, tmp_path_factory):
+    """A genuine mmengine checkpoint: the demo after one iteration."""
+    work = str(tmp_path_factory.mktemp('one_iteration'))
     run_tool('tools/train.py', DEMO, '--work-dir', work,
              *data_options(demo_data, 1))
-    ckpt = osp.join(work, 'iter_1.pth')
-    torch.serialization.clear_safe_globals()
-    try:
-        with pytest.raises(pickle.UnpicklingError):
-            torch.load(ckpt, map_location='cpu', weights_only=True)
-    finally:
-        allow_checkpoint_globals()
-    state = torch.load(ckpt, map_location='cpu', weights_only=True)
-    assert 'message_hub' in state
+    return osp.join(work, 'iter_1.pth')
+
+
+def test_resume_objects_load_for_one_load_only(one_iteration):
+    """mmengine's resume objects (HistoryBuffer, numpy arrays and scalars)
+    load through safe_load as the real objects, and deep-copy as mmengine's
+    resume does; torch's allow-list is left as it was."""
+    import copy
+    import pickle
+
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+
+    from mmrep.utils import safe_load
+    before = set(torch.serialization.get_safe_globals())
+    state = safe_load(one_iteration)
+    scalars = state['message_hub']['log_scalars']
+    assert scalars and all(isinstance(v, HistoryBuffer)
+                           for v in scalars.values())
+    loss = scalars['train/loss']
+    assert isinstance(loss._log_history, np.ndarray) and \
+        loss._log_history.shape == (1, ) and np.isfinite(loss.current())
+    copy.deepcopy(state)
+    assert set(torch.serialization.get_safe_globals()) == before
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(one_iteration, map_location='cpu', weights_only=True)
+
+
+def _with_meta_config(source, path, text):
+    from mmrep.utils import safe_load
+    state = safe_load(source)
+    state['meta']['config'] = text
+    torch.save(state, path)
+    return path
+
+
+def test_resume_never_executes_the_checkpoint(one_iteration, demo_data,
+                                              tmp_path):
+    """mmengine's Runner.resume executes meta['config']; a genuine config
+    text with one extra line is refused before anything is created, and
+    the same file given straight to the runner's loader is refused too."""
+    from mmengine.config import Config
+
+    from mmrep.apis import build_runner
+    from mmrep.utils import UnsafeCheckpointError
+    marker = tmp_path / 'pwned'
+    text = Config.fromfile(DEMO).pretty_text + \
+        f"\n_ = __import__('os').system('touch {marker}')\n"
+    path = _with_meta_config(one_iteration, str(tmp_path / 'evil.pth'), text)
+    work = tmp_path / 'work'
+    proc = tool_runner.run_tool('tools/train.py', DEMO, '--work-dir',
+                                str(work), '--resume', path,
+                                *data_options(demo_data, 2), ok=False)
+    lines = [line for line in proc.stdout.splitlines()
+             if line.startswith('error:')]  # warnings of imports aside
+    assert proc.returncode == 1 and len(lines) == 1, proc.stdout[-3000:]
+    assert lines[0] == proc.stdout.strip().splitlines()[-1]
+    assert lines[0].startswith(f'error: refused to resume from {path}: its '
+                               f"meta['config'] is not a config of plain "
+                               f'literals (line ')
+    assert not marker.exists() and not work.exists()
+    # The runner's own loading (what mmengine's resume calls).
+    cfg = Config.fromfile(DEMO)
+    cfg.work_dir = str(tmp_path / 'runner')
+    runner = build_runner(cfg)
+    with pytest.raises(UnsafeCheckpointError, match='refused to resume'):
+        runner.load_checkpoint(path)
+    assert not marker.exists()
+    # The control: what mmengine's resume does with the text runs it.
+    Config.fromstring(text, '.py')
+    assert marker.exists()
+
+
+def test_resume_with_a_literal_config(one_iteration, demo_data, tmp_path):
+    """A meta['config'] of plain literals resumes, and what mmengine reads
+    of it is only the gpu_ids it holds."""
+    from mmengine.config import Config
+
+    from mmrep.apis import build_runner
+    path = _with_meta_config(
+        one_iteration, str(tmp_path / 'literal.pth'),
+        '"""an old runner\'s config"""\nmodel = dict(type=\'X\', '
+        'sizes=(1, -2), d={1: [None, True]})\ngpu_ids = [0]\n')
+    cfg = Config.fromfile(DEMO)
+    cfg.work_dir = str(tmp_path / 'runner')
+    checkpoint = build_runner(cfg).load_checkpoint(path)
+    assert checkpoint['meta']['config'] == 'gpu_ids = [0]'
+    out = run_tool('tools/train.py', DEMO, '--work-dir',
+                   str(tmp_path / 'work'), '--resume', path,
+                   *data_options(demo_data, 2))
+    assert 'resumed epoch: 0, iter: 1' in out
+    assert 'Iter(train) [2/2]' in out
 
 
 def test_training_loss_falls(demo_data, tmp_path):

@@ -16,6 +16,7 @@ from test_cityscapes_e2e import run_tool
 from tool_runner import train_then_test
 
 import mmrep  # noqa: F401
+from mmrep.utils import safe_load
 
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'coco', '*.py')))
 RETINANET = [c for c in CONFIGS if 'retinanet' in osp.basename(c)]
@@ -221,11 +222,11 @@ def test_train_and_evaluate_coco(coco_data, tmp_path):
     ckpt = osp.join(work, 'iter_2.pth')
     deploy = osp.join(work, 'iter_2_deploy.pth')
     assert osp.isfile(ckpt) and osp.isfile(deploy)
-    state = torch.load(ckpt, map_location='cpu', weights_only=True)
+    state = safe_load(ckpt)
     assert state['meta']['iter'] == 2
     assert any(k.startswith('backbone.network.')
                for k in state['state_dict'])
-    fused = torch.load(deploy, map_location='cpu', weights_only=True)
+    fused = safe_load(deploy)
     assert fused['meta']['source_checkpoint'] == 'iter_2.pth'
     assert "type='mmrep.CycleMLP'" in fused['meta']['deploy_config']
     assert set(fused['state_dict']) == set(state['state_dict'])

@@ -16,6 +16,7 @@ import mmrep  # noqa: F401
 from mmrep.checkpoints.conversion import mmrep_arch
 from mmrep.deploy import make_deploy_config
 from mmrep.models.layers.cycle_fc import cycle_offset
+from mmrep.utils import safe_load
 
 from conftest import FIXTURES
 from tool_runner import REPO, main_or_error, run_tool
@@ -104,7 +105,7 @@ def test_original_release_converts(tmp_path, family, listing_file,
     src, dst = str(tmp_path / 'src.pth'), str(tmp_path / 'dst.pth')
     torch.save(src_state, src)
     assert convert([src, dst, '--family', family]) == 0  # arch inferred
-    out = torch.load(dst, map_location='cpu', weights_only=True)
+    out = safe_load(dst)
     meta, state = out['meta'], out['state_dict']
     assert meta['arch'] == arch and meta['family'] == family
     assert meta['source'] == 'original'
@@ -134,7 +135,7 @@ def test_explicit_arch_and_backbone_only(tmp_path):
     torch.save(src_state, src)
     assert convert([src, dst, '--family', 'cyclemlp', '--arch', 'B1',
                       '--source', 'original', '--backbone-only']) == 0
-    out = torch.load(dst, map_location='cpu', weights_only=True)
+    out = safe_load(dst)
     state = out['state_dict']
     assert out['meta']['num_classes'] is None
     assert set(state) == {k for k in src_state if not k.startswith('head.')}
@@ -171,7 +172,7 @@ def test_cyclemlp_dense_prediction_weights(tmp_path):
     assert '--backbone-only' in convert([src, dst, '--family', 'cyclemlp'])
     assert convert([src, dst, '--family', 'cyclemlp',
                       '--backbone-only']) == 0
-    out = torch.load(dst, map_location='cpu', weights_only=True)
+    out = safe_load(dst)
     assert out['meta']['arch'] == 'B1'
     assert set(out['state_dict']) == set(shapes)
     with torch.device('meta'):
@@ -197,7 +198,7 @@ def test_mmpretrain_repvgg_matches_numerically(tmp_path):
     torch.save(dict(state_dict=reference.state_dict(), meta=dict()), src)
     assert convert([src, dst, '--family', 'repvgg',
                       '--source', 'mmpretrain']) == 0
-    out = torch.load(dst, map_location='cpu', weights_only=True)
+    out = safe_load(dst)
     assert out['meta']['arch'] == 'A0' and out['meta']['num_classes'] == 10
     model = MODELS.build(out['meta']['model'])
     model.load_state_dict(out['state_dict'], strict=True)
@@ -223,7 +224,7 @@ def test_mmpretrain_repmlpnet_converts(tmp_path):
     src, dst = str(tmp_path / 'src.pth'), str(tmp_path / 'dst.pth')
     torch.save(dict(state_dict=state), src)
     assert convert([src, dst, '--family', 'repmlpnet']) == 0
-    out = torch.load(dst, map_location='cpu', weights_only=True)
+    out = safe_load(dst)
     assert out['meta']['arch'] == 'B224'
     assert out['meta']['source'] == 'mmpretrain'
     load_strictly(model_from_config('repmlpnet-b224_8xb32_in1k.py'),

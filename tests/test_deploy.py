@@ -17,6 +17,7 @@ import mmrep
 from mmrep.deploy import make_deploy_config, reparameterize_model
 from mmrep.deploy.heads import DeployUPerHead, conv3x3_of_resized
 from mmrep.utils.testing import randomize_bn
+from mmrep.utils import safe_load
 from tool_runner import DEMO, REPO, run_tool
 
 ALL_CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', '*', '*.py')))
@@ -241,7 +242,7 @@ def test_hook_writes_fused_weights_beside_each_checkpoint(trained):
     assert not osp.exists(osp.join(work, 'iter_1_deploy.pth'))
     for it in (2, 3):
         path = osp.join(work, f'iter_{it}_deploy.pth')
-        saved = torch.load(path, map_location='cpu', weights_only=True)
+        saved = safe_load(path)
         meta = saved['meta']
         assert meta['source_checkpoint'] == f'iter_{it}.pth'
         assert meta['iter'] == it
@@ -290,7 +291,7 @@ def test_failed_write_keeps_previous_file_and_training_goes_on(
     assert osp.isfile(osp.join(str(tmp_path), 'iter_2.pth'))
     assert not osp.exists(osp.join(str(tmp_path), 'iter_2_deploy.pth'))
     monkeypatch.setattr(fileio.torch, 'save', real_save)
-    torch.load(first, map_location='cpu', weights_only=True)  # intact
+    safe_load(first)  # intact
     assert not glob.glob(osp.join(str(tmp_path), '.*.tmp'))
     log = open(glob.glob(osp.join(str(tmp_path), '*', '*.log'))[0]).read()
     assert 'could not write' in log and 'disk full (simulated)' in log
@@ -360,7 +361,7 @@ def test_reparam_tool_and_deploy_evaluation(trained, train_metrics,
     assert 'max rel diff' in proc.stdout
     deploy_cfg = str(tmp_path / 'fused_config.py')
     assert osp.isfile(out) and osp.isfile(deploy_cfg)
-    fused = torch.load(out, map_location='cpu', weights_only=True)
+    fused = safe_load(out)
     assert not any('.bn.' in k for k in fused['state_dict'])
     assert 'decode_head.fpn_bottleneck.conv.bias' in fused['state_dict']
     deploy_head = Config.fromfile(deploy_cfg).model.decode_head
@@ -428,7 +429,7 @@ def test_coco_demo_detector_deploys_with_the_same_metric(tmp_path):
     torch.save({'state_dict': model.state_dict()}, ckpt)
     out = str(tmp_path / 'fused.pth')
     run_tool('tools/reparam.py', config, ckpt, '--out', out, '--verify')
-    fused = torch.load(out, map_location='cpu', weights_only=True)
+    fused = safe_load(out)
     assert not any('.bn.' in k for k in fused['state_dict'])
     assert 'bbox_head.cls_convs.0.conv.bias' in fused['state_dict']
     metrics = same_metrics(tmp_path, (config, ckpt),

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from mmrep.utils import safe_load
 from tool_runner import DEMO, REPO, run_tool
 
 
@@ -74,8 +75,7 @@ def test_two_gloo_processes_train_then_one_resumes(data, tmp_path):
     assert [x for x in lines if x.startswith('write')] == [
         f'write 0 {osp.join(work, "iter_1_deploy.pth")}',
         f'write 0 {osp.join(work, "iter_2_deploy.pth")}']
-    saved = torch.load(osp.join(work, 'iter_2_deploy.pth'),
-                       map_location='cpu', weights_only=True)
+    saved = safe_load(osp.join(work, 'iter_2_deploy.pth'))
     assert saved['meta']['iter'] == 2
     assert not any(k.startswith('module.') for k in saved['state_dict'])
 
@@ -84,6 +84,5 @@ def test_two_gloo_processes_train_then_one_resumes(data, tmp_path):
                    osp.join(work, 'iter_2.pth'), *options(data, 3)).stdout
     assert 'iter: 2' in out and 'resumed epoch' in out
     assert 'Iter(train) [3/3]' in out and 'Iter(train) [1/3]' not in out
-    state = torch.load(osp.join(work, 'iter_3.pth'), map_location='cpu',
-                       weights_only=True)
+    state = safe_load(osp.join(work, 'iter_3.pth'))
     assert state['meta']['iter'] == 3

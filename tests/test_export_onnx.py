@@ -19,6 +19,7 @@ from mmrep.deploy import (adaptive_avg_pool2d_by_matrices, onnx_pooling,
 from mmrep.models.backbones.cyclemlp import CycleBlock
 from mmrep.models.layers import cycle_stack, cycle_stack_sum
 from mmrep.utils.testing import randomize_bn
+from mmrep.utils import safe_load
 
 import onnxruntime  # noqa: E402,F401  (installed by tools/install.sh)
 
@@ -361,8 +362,7 @@ def test_mask_rcnn_reparam_and_export(tmp_path, capsys):
                     str(tmp_path / 'fused.pth'), '--verify', '--shape', '64',
                     '96')
     assert 'max rel diff' in proc.stdout
-    fused = torch.load(str(tmp_path / 'fused.pth'), map_location='cpu',
-                       weights_only=True)['state_dict']
+    fused = safe_load(str(tmp_path / 'fused.pth'))['state_dict']
     assert not any('.bn.' in k for k in fused)  # FPN and mask head folded
     out = str(tmp_path / 'model.onnx')
     assert load_tool('export_onnx').main([

@@ -19,6 +19,7 @@ from tool_runner import DEMO, load_tool, main_or_error
 import mmrep  # noqa: F401
 from mmrep.apis import build_runner, preflight_train
 from mmrep.checkpoints import describe_mismatch
+from mmrep.utils import safe_load
 
 SEG_HEADS = ['decode_head.conv_seg.weight', 'decode_head.conv_seg.bias',
              'auxiliary_head.conv_seg.weight',
@@ -52,8 +53,7 @@ def train(config, work, options):
 
 
 def weights(path):
-    return torch.load(path, map_location='cpu',
-                      weights_only=True)['state_dict']
+    return safe_load(path)['state_dict']
 
 
 @pytest.fixture(scope='module')

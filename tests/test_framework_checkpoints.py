@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO, CreateFile, RunShell, fixture_params
+from untrusted_corpus import pb_field as field
+from untrusted_corpus import varint
 
 from mmrep.checkpoints import read_state_dict
 from mmrep.checkpoints.frameworks import (MINDSPORE_DTYPES, PADDLE_GLOBALS,
@@ -241,20 +243,6 @@ def test_paddle_pickles_of_every_protocol_and_dtype(tmp_path, protocol):
 
 
 # -- crafted MindSpore files --------------------------------------------------
-
-def varint(n):
-    out = bytearray()
-    while True:
-        out.append(n & 0x7F | (0x80 if n > 0x7F else 0))
-        n >>= 7
-        if not n:
-            return bytes(out)
-
-
-def field(number, payload):
-    """A length-delimited field."""
-    return varint(number << 3 | 2) + varint(len(payload)) + payload
-
 
 def mindspore_entry(tag, dims, kind, content, packed=False):
     dims_bytes = field(1, b''.join(varint(d) for d in dims)) if packed \

@@ -14,6 +14,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import mmrep  # noqa: F401
+from mmrep.utils import safe_load
 
 from conftest import FIXTURES
 from tool_runner import load_tool
@@ -190,7 +191,7 @@ def test_train_and_evaluate(family, imagenet_data, tmp_path):
     ckpt = osp.join(work, 'epoch_1.pth')
     assert osp.isfile(ckpt)
     assert osp.isfile(osp.join(work, 'epoch_1_deploy.pth'))
-    state = torch.load(ckpt, map_location='cpu', weights_only=True)
+    state = safe_load(ckpt)
     assert state['meta']['epoch'] == 1 and state['meta']['iter'] == 2
     assert state['state_dict']['head.fc.weight'].shape == (NUM_CLASSES,
                                                            in_channels)

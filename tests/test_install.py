@@ -123,7 +123,7 @@ def test_supported_untested_torch_is_kept_and_says_so():
     assert 'untested' in line(plan, 'keep torch')
 
 
-@pytest.mark.parametrize('old', ['1.13.1+cu117', '2.3.1'])
+@pytest.mark.parametrize('old', ['1.13.1+cu117', '2.4.1'])
 def test_unsupported_torch_refused_without_flag(old):
     plan = decide(env(torch=old))
     assert plan['refused'] and plan['torch'] == 'refuse'
@@ -338,7 +338,7 @@ def test_plan_cli_writes_shell_variables(tmp_path):
     proc = subprocess.run(
         [sys.executable, osp.join(REPO, 'tools', 'install_plan.py'), 'plan',
          '--root', REPO, '--cache', str(tmp_path), '--torch-supported',
-         '>=2.4', '--torch-tested', '2.13.0 2.14.1', '--torch-default',
+         '>=2.5', '--torch-tested', '2.13.0 2.14.1', '--torch-default',
          '2.14.1', '--torchvision-default', '0.29.1', '--mmcv-build', '2.1.0',
          '--setuptools-max', '81', '--facts', str(facts), '--vars-out',
          str(out), '--changes-only'],

@@ -26,6 +26,7 @@ from tool_runner import main_or_error
 from mmrep.checkpoints import load as checkpoint_load
 from mmrep.models.backbones import RepMLPNet, RepVGG, repmlpnet
 from mmrep.utils.testing import randomize_bn
+from mmrep.utils import safe_load
 
 PORT_LABELS = dict(mindcv='MindCV', paddle='Paddle-CycleMLP')
 
@@ -63,7 +64,7 @@ def check_port_entry_points(path, tmp_path, log_lines):
         logits = torch.from_numpy(fx['logits'])
     dst = str(tmp_path / 'converted.pth')
     assert convert([path, dst, '--family', family]) == 0
-    out = torch.load(dst, map_location='cpu', weights_only=True)
+    out = safe_load(dst)
     meta = out['meta']
     assert meta['source'] == framework and meta['family'] == family
     clf = build_model(meta['model'])
@@ -138,7 +139,7 @@ def test_timm_safetensors_converts(tmp_path, log_lines):
     safetensors.torch.save_file(model.state_dict(), src)
     dst = str(tmp_path / 'converted.pth')
     assert convert([src, dst, '--family', 'repvgg']) == 0
-    out = torch.load(dst, map_location='cpu', weights_only=True)
+    out = safe_load(dst)
     assert out['meta']['source'] == 'timm' and out['meta']['arch'] == 'A0'
     clf = build_model(out['meta']['model'])
     clf.load_state_dict(out['state_dict'], strict=True)
@@ -209,7 +210,7 @@ def test_mmpretrain_small_arch_repmlpnet(tmp_path):
     src, dst = str(tmp_path / 'src.pth'), str(tmp_path / 'dst.pth')
     torch.save(dict(state_dict=ref.state_dict()), src)
     assert convert([src, dst, '--family', 'repmlpnet']) == 0
-    out = torch.load(dst, map_location='cpu', weights_only=True)
+    out = safe_load(dst)
     assert out['meta']['source'] == 'mmpretrain'
     assert out['meta']['arch']['gp_channels'] == tuple(widths)
     clf = build_model(out['meta']['model'])

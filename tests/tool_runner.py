@@ -91,12 +91,11 @@ def train_then_test(config, work, options, metrics_file):
     """
     import json
 
-    import torch
+    from mmrep.utils import safe_load
     out = run_tool('tools/train.py', config, '--work-dir', work,
                    *options).stdout
     assert 'Iter(train) [2/2]' in out, out[-3000:]
-    fused = torch.load(osp.join(work, 'iter_2_deploy.pth'),
-                       map_location='cpu', weights_only=True)
+    fused = safe_load(osp.join(work, 'iter_2_deploy.pth'))
     assert fused['meta']['source_checkpoint'] == 'iter_2.pth'
     assert "type='mmrep." in fused['meta']['deploy_config']
     run_tool('tools/test.py', config, osp.join(work, 'iter_2.pth'),

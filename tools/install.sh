@@ -45,7 +45,7 @@
 set -euo pipefail
 
 # The version policy, in one place.
-TORCH_SUPPORTED='>=2.4'          # mmrep needs torch.serialization.add_safe_globals
+TORCH_SUPPORTED='>=2.5'          # mmrep needs torch.serialization.safe_globals
 TORCH_TESTED='2.13.0 2.14.1'     # releases the test suite has passed on
 TORCH_DEFAULT=2.14.1             # installed only where no torch is present
 TORCHVISION_DEFAULT=0.29.1       # the torchvision of TORCH_DEFAULT

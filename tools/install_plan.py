@@ -363,7 +363,7 @@ def mmrep_location(root, origin=None):
 class Policy:
     """The version policy ``tools/install.sh`` passes in."""
 
-    def __init__(self, torch_supported='>=2.4', torch_tested=('2.13.0',
+    def __init__(self, torch_supported='>=2.5', torch_tested=('2.13.0',
                  '2.14.1'), torch_default='2.14.1',
                  torchvision_default='0.29.1', mmcv_build='2.1.0',
                  setuptools_max='81', replace_torch=False,

@@ -11,7 +11,7 @@ from ..utils.config_check import build_model_state
 from .forms import fitting_form
 from .finetune import FUSED_REFUSAL, plan_load_from
 from .refusals import BadArgumentError
-from .resume import choose_resume_checkpoint
+from .resume import choose_resume_checkpoint, defuse_resume_config
 
 
 def check_amp(cfg, flag='--amp'):
@@ -58,7 +58,10 @@ def preflight_train(cfg, config_path):
     from when at least half of the backbone's tensors fit
     (:func:`~mmrep.apis.finetune.plan_load_from`, which adds
     ``mmrep.LoadFittingWeightsHook`` to ``custom_hooks``); fused weights
-    are refused. A refused run has created nothing.
+    are refused, and so is a checkpoint to resume whose ``meta['config']``
+    is not plain literals (mmengine's resume would execute it;
+    :func:`~mmrep.apis.resume.defuse_resume_config`). A refused run has
+    created nothing.
 
     Args:
         cfg (Config): the config to run; ``load_from`` and ``resume`` are
@@ -89,6 +92,7 @@ def preflight_train(cfg, config_path):
         if not cfg.get('resume'):  # load_from: fine-tuning from what fits
             return notes + plan_load_from(cfg, checkpoint, model_state, path,
                                           config_path)
+        defuse_resume_config(checkpoint, path)  # refused here, in one line
         form, _ = fitting_form(checkpoint, cfg, model_state, path,
                                config_path)
         if form == 'deploy':

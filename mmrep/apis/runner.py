@@ -2,8 +2,12 @@
 import torch
 import torch.distributed as dist
 from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+from mmengine.runner.checkpoint import _load_checkpoint_to_model
+
+from ..utils import safe_load
+from .resume import defuse_resume_config
 
 
 def _replace_sync_bn(node):
@@ -77,8 +81,58 @@ def finish_distributed():
         dist.destroy_process_group()
 
 
+class SafeLoadingRunner:
+    """Makes a runner read local checkpoints (``load_from`` and resume)
+    through :func:`~mmrep.utils.safe_load`, and defuse their
+    ``meta['config']`` before mmengine's resume would execute it
+    (:func:`~mmrep.apis.resume.defuse_resume_config`).
+
+    Mixed in before the runner class by :func:`build_runner`; the rest of
+    mmengine's ``Runner.load_checkpoint`` (the ``after_load_checkpoint``
+    hooks, loading into the model, the log line) is unchanged. Remote
+    checkpoints (``scheme://``) go to mmengine's loaders as before.
+    """
+
+    def load_checkpoint(self, filename, map_location='cpu', strict=False,
+                        revise_keys=[(r'^module.', '')]):  # noqa: B006
+        """Load a checkpoint as mmengine's ``Runner.load_checkpoint`` does,
+        reading a local file safely.
+
+        Args:
+            filename (str): the file (or URL).
+            map_location (str | callable): where to put the tensors.
+            strict (bool): whether every key must match.
+            revise_keys (list[tuple[str, str]]): key renames.
+
+        Returns:
+            dict: the checkpoint.
+
+        Raises:
+            CheckpointLoadError: the file cannot be read safely, or its
+                ``meta['config']`` is not plain literals.
+        """
+        if '://' in str(filename):
+            return super().load_checkpoint(filename, map_location, strict,
+                                           revise_keys)
+        checkpoint = safe_load(filename, map_location)
+        defuse_resume_config(checkpoint, filename)
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        model = self.model.module if is_model_wrapper(self.model) \
+            else self.model
+        checkpoint = _load_checkpoint_to_model(model, checkpoint, strict,
+                                               revise_keys=revise_keys)
+        self._has_loaded = True
+        self.logger.info(f'Load checkpoint from {filename}')
+        return checkpoint
+
+
 def build_runner(cfg):
-    """Build the runner the config asks for (``runner_type``) or mmengine's.
+    """Build the runner the config asks for (``runner_type``, mmengine's
+    ``Runner`` by default), reading checkpoints safely.
+
+    The runner class is extended by :class:`SafeLoadingRunner` (a subclass
+    made here), so that ``load_from`` and resuming read their checkpoint
+    with :func:`~mmrep.utils.safe_load` and never execute its content.
 
     Args:
         cfg (Config): the config to run.
@@ -86,6 +140,10 @@ def build_runner(cfg):
     Returns:
         Runner: the runner.
     """
-    if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    cfg = cfg.copy()
+    base = cfg.pop('runner_type', 'Runner')
+    if not isinstance(base, type):
+        base = RUNNERS.get(base)
+    runner_cls = type(f'SafeLoading{base.__name__}',
+                      (SafeLoadingRunner, base), {})
+    return runner_cls.from_cfg(cfg)

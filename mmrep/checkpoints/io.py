@@ -44,6 +44,10 @@ def read_state_dict(checkpoint, map_location='cpu'):
     for k, v in obj.items():
         if not torch.is_tensor(v):
             continue
+        if not isinstance(k, str):
+            raise CheckpointMismatchError(
+                f'a checkpoint names its tensors by strings; one is under '
+                f'the {type(k).__name__} key {str(k)[:60]!r}')
         state[k[len('module.'):] if k.startswith('module.') else k] = v
     if not state:
         raise CheckpointMismatchError('the checkpoint holds no tensors')

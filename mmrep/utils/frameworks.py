@@ -15,15 +15,17 @@ of :mod:`mmrep.checkpoints.frameworks` raise them as
 :class:`~mmrep.utils.UnsafeCheckpointError` for a refused pickle).
 """
 import binascii
-import collections
 import io
 import math
 import os
 import pickle
-import pickletools
 
 import numpy as np
 import torch
+
+from .untrusted_pickle import (MAX_DIMS, PickleCorrupt, PickleRefused,
+                               StandIns, global_name, memory_limit, one_line,
+                               scan_pickle)
 
 #: MindSpore ``TensorProto.tensor_type`` names and the numpy dtype of their
 #: bytes (little-endian, as MindSpore writes them). numpy has no bfloat16:
@@ -53,12 +55,6 @@ PADDLE_GLOBALS = (
     '_codecs.encode', '__builtin__.bytes', 'builtins.bytes',
     'collections.OrderedDict',
 )
-# dtype names numpy pickles for numeric arrays (no objects, strings,
-# records or datetimes).
-_NUMERIC = frozenset('b1 i1 i2 i4 i8 u1 u2 u4 u8 f2 f4 f8 c8 c16'.split())
-# The state numpy pickles for a numeric dtype, but for its byte order.
-_DTYPE_STATE = (None, None, None, -1, -1, 0)
-
 _EXTENSIONS = {'.ckpt': 'mindspore', '.pdparams': 'paddle',
                '.pdopt': 'paddle'}
 _HEAD = 4096
@@ -81,34 +77,6 @@ class FrameworkFormatError(ValueError):
 def _cannot(path, detail):
     """A one-line error in the wording of :func:`mmrep.utils.safe_load`."""
     return FrameworkFormatError(f'cannot read checkpoint {path}: {detail}')
-
-
-def _brief(value, depth=2):
-    """A short description of an unpickled value, for messages: never the
-    whole of a large one."""
-    if isinstance(value, (bytes, str)) and len(value) > 24 or \
-            isinstance(value, (tuple, list)) and (depth == 0
-                                                  or len(value) > 8):
-        return f'<{type(value).__name__} of length {len(value)}>'
-    if isinstance(value, (tuple, list)):
-        inner = ', '.join(_brief(v, depth - 1) for v in value)
-        if isinstance(value, list):
-            return f'[{inner}]'
-        return f'({inner},)' if len(value) == 1 else f'({inner})'
-    if isinstance(value, int) and value.bit_length() > 64:
-        return f'<int of {value.bit_length()} bits>'
-    if isinstance(value, (int, float, bytes, str, type(None))):
-        return repr(value)
-    if isinstance(value, _Global):
-        return value.name
-    if isinstance(value, _Dtype):
-        return f'dtype({value.dtype.str!r})'
-    return f'<{type(value).__name__}>'
-
-
-def _one_line(value, limit=160):
-    text = ' '.join(str(value).split())
-    return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
 # -- telling the formats apart ----------------------------------------------
@@ -278,17 +246,21 @@ def _mindspore_entry(value):
                     dims.append(item)
                 elif number == 1 and kind_of == 2:  # packed dims
                     pos = 0
-                    while pos < len(item):
+                    while pos < len(item) and len(dims) <= MAX_DIMS:
                         dim, pos = _varint(item, pos)
                         dims.append(dim)
+                if len(dims) > MAX_DIMS:
+                    raise ValueError(f'a tensor of more than {MAX_DIMS} '
+                                     f'dimensions')
                 elif number == 2 and kind_of == 2:
                     kind = str(item, 'utf-8')
                 elif number == 3 and kind_of == 2:
                     content = item
     if tag is None:
         raise ValueError('an entry without a name')
-    if any(d >= 1 << 63 for d in dims):
-        raise ValueError(f'{tag!r} has a negative dimension')
+    if len(dims) > MAX_DIMS or any(d >= 1 << 40 for d in dims):
+        raise ValueError(f'{one_line(tag, 80)!r} has {len(dims)} dimensions '
+                         f'of up to {max(dims)}')
     return tag, dims, kind, content
 
 
@@ -296,8 +268,10 @@ def read_mindspore(path):
     """Read a MindSpore ``.ckpt`` file.
 
     Consecutive entries of one name (MindSpore splits tensors over 512 MB)
-    are joined; a trailing CRC-32 (``crc_num``) is checked; entries without
-    a tensor (strings, random-generator state, map parameters) are left out.
+    are joined, and a name that comes back after another is refused as a
+    duplicate; a trailing CRC-32 (``crc_num``) is checked; entries without
+    a tensor (strings, random-generator state, map parameters) are left out;
+    more than 64 dimensions, or one of 2**40 or more, are refused.
 
     Args:
         path (str | os.PathLike): the file.
@@ -319,7 +293,7 @@ def read_mindspore(path):
         if binascii.crc32(body) != int.from_bytes(data[-10:], 'big'):
             raise _cannot(path, f'{corrupt}: its CRC-32 does not match '
                                 f'its content)')
-    entries = []  # [tag, dims, type, [content, ...]]
+    entries, seen = [], set()  # [tag, dims, type, [content, ...]]
     try:
         for field, wire, value in _fields(body):
             if field != 1:
@@ -331,11 +305,14 @@ def read_mindspore(path):
                 if entries[-1][1:3] != [dims, kind]:
                     raise ValueError(f'the parts of {tag!r} disagree')
                 entries[-1][3].append(content)
+            elif tag in seen:
+                raise ValueError(f'a duplicate entry {one_line(tag, 80)!r}')
             else:
+                seen.add(tag)
                 entries.append([tag, dims, kind, [content]])
     except (IndexError, ValueError, UnicodeDecodeError) as e:
         raise _cannot(path, f'{corrupt}: after {len(entries)} entries, '
-                            f'{_one_line(e)})') from e
+                            f'{one_line(e)})') from e
     if not entries:
         raise _cannot(path, f'{corrupt} without entries)')
     tensors = {}
@@ -343,8 +320,8 @@ def read_mindspore(path):
         if kind is None or kind in MINDSPORE_NON_TENSORS:
             continue
         if kind not in MINDSPORE_DTYPES:
-            raise _cannot(path, f'{_one_line(tag)!r} has the MindSpore type '
-                                f'{_one_line(kind)!r}, which mmrep cannot '
+            raise _cannot(path, f'{one_line(tag)!r} has the MindSpore type '
+                                f'{one_line(kind)!r}, which mmrep cannot '
                                 f'read')
         dtype = np.dtype(MINDSPORE_DTYPES[kind])
         raw = parts[0] if len(parts) == 1 else b''.join(parts)
@@ -352,7 +329,7 @@ def read_mindspore(path):
         if shape == (0, ) and len(raw) == dtype.itemsize:
             shape = ()  # MindSpore writes a scalar's shape as [0]
         if math.prod(shape) * dtype.itemsize != len(raw):
-            raise _cannot(path, f'{corrupt}: {_one_line(tag)!r} holds '
+            raise _cannot(path, f'{corrupt}: {one_line(tag)!r} holds '
                                 f'{len(raw)} bytes, not the '
                                 f'{math.prod(shape) * dtype.itemsize} of '
                                 f'{kind} {list(dims)})')
@@ -363,177 +340,38 @@ def read_mindspore(path):
 
 # -- Paddle -------------------------------------------------------------------
 
-class _Global:
-    """What the unpickler hands out for an admitted global: a callable
-    that checks its arguments, and refuses to have its state set."""
-    __slots__ = ('name', '_call')
-
-    def __init__(self, name, call):
-        self.name = name
-        self._call = call
-
-    def __call__(self, *args):
-        return self._call(self.name, *args)
-
-    def __setstate__(self, state):
-        raise _Refusal(f'sets the state of {self.name}')
-
-
-class _Dtype:
-    """A numeric numpy dtype that a pickle built (``dtype(name, ...)``,
-    then its state)."""
-    __slots__ = ('dtype', 'built')
-
-    def __init__(self, dtype):
-        self.dtype, self.built = dtype, False
-
-    def __setstate__(self, state):
-        if self.built or not (isinstance(state, tuple) and len(state) == 8
-                              and state[0] == 3 and state[1] in tuple('<>|=')
-                              and state[2:] == _DTYPE_STATE):
-            raise _Refusal(f'gives the numpy dtype {self.dtype} the state '
-                           f'{_one_line(_brief(state))}')
-        if state[1] in '<>':
-            self.dtype = self.dtype.newbyteorder(state[1])
-        self.built = True
-
-
-class _Array:
-    """A numpy array that a pickle built (``_reconstruct(...)``, then its
-    state), checked before numpy sees anything."""
-    __slots__ = ('array', )
-
-    def __init__(self, array=None):
-        self.array = array
-
-    def __setstate__(self, state):
-        if self.array is not None or not isinstance(state, tuple) \
-                or len(state) not in (4, 5) \
-                or (len(state) == 5 and state[0] != 1):
-            raise _Refusal(f'gives a numpy array the state '
-                           f'{_one_line(_brief(state))}')
-        shape, dtype, fortran, raw = state[-4:]
-        if isinstance(raw, str):  # a Python 2 pickle, read as latin-1
-            raw = raw.encode('latin-1')
-        if not (isinstance(shape, tuple) and len(shape) <= 64
-                and all(type(d) is int and d >= 0 for d in shape)
-                and isinstance(dtype, _Dtype) and dtype.built
-                and fortran in (True, False) and isinstance(raw, bytes)):
-            raise _Refusal(f'gives a numpy array the state '
-                           f'{_one_line(_brief(state))}')
-        size = math.prod(shape) * dtype.dtype.itemsize
-        if size != len(raw):
-            raise _Corrupt(f'an array of shape {list(shape)} holds '
-                           f'{len(raw)} bytes, not {size}')
-        self.array = np.frombuffer(raw, dtype.dtype).reshape(
-            shape, order='F' if fortran else 'C')
-
-
-class _Refusal(Exception):
-    """A pickle reaches for something outside the allow-list."""
-
-
-class _Corrupt(Exception):
-    """A pickle that is well-formed but holds inconsistent arrays."""
-
-
-def _odd(name, args):
-    return _Refusal(f'calls {name} with arguments no numpy array pickles '
-                    f'({_one_line(_brief(args))})')
-
-
-def _reconstruct(ndarray):
-    def call(name, *args):
-        if len(args) != 3 or args[0] is not ndarray or args[1] != (0, ) \
-                or args[2] not in (b'b', 'b'):
-            raise _odd(name, args)
-        return _Array()
-    return call
-
-
-def _ndarray(name, *args):
-    raise _odd(name, args)
-
-
-def _dtype(name, *args):
-    if len(args) != 3 or not isinstance(args[0], str) \
-            or args[0] not in _NUMERIC or args[1] not in (True, False) \
-            or args[2] not in (True, False):
-        raise _odd(name, args)
-    return _Dtype(np.dtype(args[0]))
-
-
-def _scalar(name, *args):
-    if len(args) != 2 or not isinstance(args[0], _Dtype) \
-            or not args[0].built or not isinstance(args[1], (bytes, str)):
-        raise _odd(name, args)
-    raw = args[1].encode('latin-1') if isinstance(args[1], str) else args[1]
-    if len(raw) != args[0].dtype.itemsize:
-        raise _Corrupt(f'a {args[0].dtype} scalar of {len(raw)} bytes')
-    return _Array(np.frombuffer(raw, args[0].dtype).reshape(()))
-
-
-def _encode(name, *args):
-    if len(args) != 2 or not isinstance(args[0], str) \
-            or args[1] not in ('latin1', 'latin-1'):
-        raise _odd(name, args)
-    return args[0].encode('latin-1')
-
-
-def _bytes(name, *args):
-    if args:
-        raise _odd(name, args)
-    return b''
-
-
-def _ordered_dict(name, *args):
-    if args:
-        raise _odd(name, args)
-    return collections.OrderedDict()
-
-
 class _PaddleUnpickler(pickle.Unpickler):
-    """An unpickler that admits :data:`PADDLE_GLOBALS` (as checking
-    stand-ins) and refuses every other global before anything runs."""
+    """An unpickler that hands out the stand-ins of the globals the scan
+    found (each in :data:`PADDLE_GLOBALS`) and nothing else."""
 
-    def __init__(self, file):
+    def __init__(self, file, admitted):
         super().__init__(file, encoding='latin1')
-        ndarray = _Global('numpy.ndarray', _ndarray)
-        self.admitted = {'numpy.ndarray': ndarray,
-                         'numpy.dtype': _Global('numpy.dtype', _dtype),
-                         '_codecs.encode': _Global('_codecs.encode', _encode),
-                         'collections.OrderedDict': _Global(
-                             'collections.OrderedDict', _ordered_dict)}
-        for name in ('__builtin__.bytes', 'builtins.bytes'):
-            self.admitted[name] = _Global(name, _bytes)
-        for module in ('numpy._core.multiarray', 'numpy.core.multiarray'):
-            name = f'{module}._reconstruct'
-            self.admitted[name] = _Global(name, _reconstruct(ndarray))
-            name = f'{module}.scalar'
-            self.admitted[name] = _Global(name, _scalar)
+        self.admitted = admitted
 
     def find_class(self, module, name):
-        found = self.admitted.get(f'{module}.{name}')
+        found = self.admitted.get(global_name(module, name))
         if found is None:
-            raise _Refusal(f'calls {_one_line(module, 60)}.'
-                           f'{_one_line(name, 60)}')
+            raise PickleRefused(f'names {one_line(module, 60)}.'
+                                f'{one_line(name, 60)}')
         return found
 
     def persistent_load(self, pid):
-        raise _Refusal('refers to a persistent object '
-                       f'({_one_line(_brief(pid))})')
+        raise PickleRefused('refers to a persistent object')
 
 
 def read_paddle(path):
     """Read a PaddlePaddle ``.pdparams`` file (``paddle.save`` of a state
     dict: a pickle, protocol 2 to 4, of a dict of numpy arrays).
 
-    The pickle is first walked opcode by opcode (so that no length it
-    claims can make the unpickler allocate more than the file holds), then
-    unpickled with only :data:`PADDLE_GLOBALS` admitted, each as a stand-in
-    that checks its arguments; arrays are built from their bytes only after
-    their shape, numeric dtype and size are checked. Memory stays within a
-    few times the file's size.
+    The pickle is first walked opcode by opcode
+    (:func:`~.untrusted_pickle.scan_pickle`: no global outside
+    :data:`PADDLE_GLOBALS`, no opcode that creates objects by name, no memo
+    index or frame that would make the unpickler reserve more than the file
+    holds), then unpickled with only the stand-ins of
+    :data:`PADDLE_GLOBALS` admitted (:class:`~.untrusted_pickle.StandIns`),
+    each checking its arguments; arrays are built from their bytes only
+    after their shape, numeric dtype and size are checked, all within one
+    budget of :func:`~.untrusted_pickle.memory_limit` of the file's size.
 
     Args:
         path (str | os.PathLike): the file.
@@ -554,41 +392,35 @@ def read_paddle(path):
     path = os.fspath(path)
     data = _read(path)
     corrupt = 'the file is truncated or corrupt (a Paddle checkpoint'
+    stand_ins = StandIns(memory_limit(len(data)))
     try:
-        for op, arg, pos in pickletools.genops(data):
-            if op.name == 'FRAME' and arg > len(data) - pos - 9:
-                raise ValueError(f'a frame of {arg} bytes at byte {pos} runs '
-                                 f'past the end of the file')
-    except Exception as e:  # noqa: BLE001  garbage fails in many ways
-        raise _cannot(path, f'{corrupt}: {_one_line(e)})') from e
-    try:
-        obj = _PaddleUnpickler(io.BytesIO(data)).load()
-    except _Refusal as e:
+        names = scan_pickle(io.BytesIO(data), PADDLE_GLOBALS, stand_ins)
+        unpickler = _PaddleUnpickler(io.BytesIO(data),
+                                     stand_ins.pickle_globals(names))
+        obj = stand_ins.materialize(unpickler.load())
+        if not isinstance(obj, dict):
+            raise PickleCorrupt(f'not a Paddle state dict (the pickle holds '
+                                f'{type(obj).__name__}, not a dict)')
+        tensors = {}
+        for key, value in obj.items():
+            if not isinstance(value, (np.ndarray, np.generic)):
+                continue
+            if not isinstance(key, str):
+                raise PickleCorrupt(f'an array under the key '
+                                    f'{one_line(repr(key), 60)}, not a name')
+            array = np.asarray(value)
+            tensors[key] = _tensor(array, bfloat16=array.dtype.kind == 'u'
+                                   and array.dtype.itemsize == 2)
+    except PickleRefused as e:
         raise FrameworkFormatError(
             f'refused to load {path}: the pickle {e}, which a Paddle '
             f'checkpoint never holds (nothing was executed)',
             refused=True) from None
-    except _Corrupt as e:
+    except PickleCorrupt as e:
         raise _cannot(path, f'{corrupt}: {e})') from None
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001  garbage fails in many ways
         raise _cannot(path, f'{corrupt}: {e.__class__.__name__}: '
-                            f'{_one_line(e)})') from e
-    if not isinstance(obj, dict):
-        raise _cannot(path, f'not a Paddle state dict (the pickle holds '
-                            f'{type(obj).__name__}, not a dict)')
-    tensors = {}
-    for key, value in obj.items():
-        if not isinstance(value, _Array):
-            continue
-        if not isinstance(key, str):
-            raise _cannot(path, f'{corrupt}: an array under the key '
-                                f'{_one_line(_brief(key))}, not a name)')
-        if value.array is None:
-            raise _cannot(path, f'{corrupt}: the array {_one_line(key)!r} '
-                                f'is never given its data)')
-        array = value.array
-        tensors[key] = _tensor(array, bfloat16=array.dtype.kind == 'u'
-                               and array.dtype.itemsize == 2)
+                            f'{one_line(e)})') from None
     return tensors
 
 
@@ -618,4 +450,4 @@ def read_safetensors(path):
         return load_file(path, device='cpu')
     except Exception as e:  # noqa: BLE001  SafetensorError and others
         raise _cannot(path, f'the file is truncated or corrupt (a '
-                            f'safetensors file: {_one_line(e)})') from e
+                            f'safetensors file: {one_line(e)})') from e

@@ -1,89 +1,70 @@
-"""Safe checkpoint loading with a minimal allow-list.
+"""Reading checkpoint files safely: data only, never code, in bounded memory.
 
-torch >= 2.6 loads checkpoints with ``weights_only=True``. mmengine 0.10.7
-stores a few non-tensor objects in the checkpoints it writes for resuming
-(its ``HistoryBuffer`` log buffers, numpy arrays, dtypes and scalars), which
-the weights-only unpickler rejects. Importing :mod:`mmrep` allow-lists exactly
-those types (and a ``getattr`` restricted to ``HistoryBuffer``'s statistics
-methods), so ``runner.resume`` works without ever turning ``weights_only``
-off. ``argparse.Namespace``, which the original releases' training scripts
-save beside their weights, is allowed too: it only holds attributes.
-
-:func:`safe_load` also reads the checkpoints of other frameworks, which it
-tells by their first bytes: MindSpore ``.ckpt`` and PaddlePaddle
+:func:`safe_load` reads torch files (zip or legacy) with torch's
+weights-only unpickler after a scan of their pickle
+(:mod:`.untrusted_pickle`), admitting for that load only the stand-ins of
+the few non-tensor objects mmengine writes for resuming (numpy arrays,
+dtypes and scalars, its ``HistoryBuffer`` log buffers) and
+``argparse.Namespace`` (the original releases' training scripts save their
+arguments beside the weights); nothing is added to torch's allow-list for
+the rest of the process. It also reads the checkpoints of other frameworks,
+told by their first bytes: MindSpore ``.ckpt`` and PaddlePaddle
 ``.pdparams`` files (read without those frameworks, by :mod:`.frameworks`)
 and ``.safetensors`` files (with the ``safetensors`` package).
+
+Every refusal is a :class:`CheckpointLoadError` (one line);
+:class:`UnsafeCheckpointError` where the file reaches for code or for memory
+out of proportion to its size.
 """
-import argparse
+import contextlib
+import io
 import os
 import pickle
+import warnings
+import zipfile
 
-import numpy as np
 import torch
 
 from .frameworks import (FrameworkFormatError, file_format, read_mindspore,
                          read_paddle, read_safetensors)
+from .untrusted_pickle import (PickleCorrupt, PickleRefused, StandIns,
+                               memory_limit, one_line, scan_pickle)
+
+#: Globals of torch's own weights-only allow-list that no checkpoint of
+#: these models names and that let a small file claim memory or build
+#: tensors without data: refused by the scan before torch reads the file.
+REFUSED_TORCH_GLOBALS = frozenset({
+    'builtins.bytearray', 'torch._utils._rebuild_qtensor',
+    'torch._utils._rebuild_sparse_tensor',
+    'torch._utils._rebuild_meta_tensor_no_storage',
+    'torch._utils._rebuild_nested_tensor',
+    'torch._utils._rebuild_wrapper_subclass',
+    'torch._utils._rebuild_device_tensor_from_numpy',
+    'torch._utils._rebuild_device_tensor_from_cpu_tensor',
+})
 
 
-def _numpy_globals():
-    """Numpy callables and types that appear in mmengine checkpoints."""
-    try:  # numpy >= 2
-        from numpy._core.multiarray import _reconstruct, scalar
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct, scalar
-    types = [_reconstruct, scalar, np.ndarray, np.dtype]
-    # Each concrete dtype has its own class (numpy.dtypes.Float64DType, ...)
-    # which pickles by reference on numpy >= 1.25.
-    for name in ('float16', 'float32', 'float64', 'int8', 'int16', 'int32',
-                 'int64', 'uint8', 'uint16', 'uint32', 'uint64', 'bool_'):
-        dtype = np.dtype(getattr(np, name))
-        if type(dtype) is not np.dtype:
-            types.append(type(dtype))
-    return types
+class _TorchNames:
+    """The globals the scan lets through to torch's weights-only unpickler
+    (which refuses everything outside its allow-list and the stand-ins):
+    all but :data:`REFUSED_TORCH_GLOBALS` and mmrep's own names."""
+
+    def __contains__(self, name):
+        return name not in REFUSED_TORCH_GLOBALS and \
+            not name.startswith('mmrep.')
 
 
-def history_buffer_getattr(obj, name):
-    """The one ``getattr`` mmengine checkpoints need, and nothing more.
+@contextlib.contextmanager
+def checkpoint_globals(stand_ins):
+    """Admit the stand-ins of one load to torch's weights-only unpickler
+    for the duration of the ``with`` block only.
 
-    A ``HistoryBuffer`` pickles its statistics methods (``min``, ``max``,
-    ``mean``, ``current``) as ``getattr(HistoryBuffer, name)``. Allowing the
-    builtin ``getattr`` would let a crafted file reach any attribute of any
-    allowed object (``ndarray.tofile`` writes files), so only this lookup is
-    allowed under the name ``builtins.getattr``.
+    Args:
+        stand_ins (StandIns): the load's stand-ins.
     """
-    from mmengine.logging import HistoryBuffer
-    allowed = {'min', 'max', 'mean', 'current'}
-    allowed.update(HistoryBuffer._statistics_methods)  # registered ones
-    if obj is HistoryBuffer and name in allowed:
-        return getattr(obj, name)
-    raise pickle.UnpicklingError(
-        f'refused getattr({obj!r}, {name!r}): only HistoryBuffer statistics '
-        f'methods may be looked up while loading a checkpoint')
-
-
-def _mmengine_globals():
-    from mmengine.logging import HistoryBuffer
-    return [HistoryBuffer, (history_buffer_getattr, 'builtins.getattr')]
-
-
-def _release_globals():
-    # The original releases' training scripts (DeiT-style, as CycleMLP's)
-    # save their command-line arguments beside the weights: an
-    # ``argparse.Namespace`` is a plain attribute container.
-    return [argparse.Namespace]
-
-
-SAFE_GLOBALS = (tuple(_numpy_globals()) + tuple(_mmengine_globals()) +
-                tuple(_release_globals()))
-
-
-def allow_checkpoint_globals():
-    """Register :data:`SAFE_GLOBALS` with torch's weights-only unpickler.
-
-    Called once when :mod:`mmrep` is imported. Idempotent.
-    """
-    if hasattr(torch.serialization, 'add_safe_globals'):
-        torch.serialization.add_safe_globals(list(SAFE_GLOBALS))
+    entries = stand_ins.torch_globals()
+    with torch.serialization.safe_globals(entries):
+        yield
 
 
 def enforce_weights_only():
@@ -169,7 +150,10 @@ def read_framework_checkpoint(path, map_location='cpu', framework=None):
         state = readers[found](path)
     except FrameworkFormatError as e:
         error = UnsafeCheckpointError if e.refused else CheckpointLoadError
-        raise error(str(e)) from e
+        raise error(one_line(e, 1000)) from None
+    except Exception as e:  # noqa: BLE001  no other error may escape
+        raise _corrupt(path, f'{e.__class__.__name__}: {one_line(e)}') \
+            from None
     if isinstance(map_location, (str, torch.device)) and \
             torch.device(map_location).type != 'cpu':
         state = {k: v.to(map_location) for k, v in state.items()}
@@ -177,15 +161,25 @@ def read_framework_checkpoint(path, map_location='cpu', framework=None):
 
 
 def safe_load(path, map_location='cpu'):
-    """Load a checkpoint with ``weights_only=True`` and clear errors.
+    """Load a checkpoint file: data only, never code, within bounded memory.
 
     MindSpore, PaddlePaddle and safetensors files (told by their first
-    bytes) are read by :func:`read_framework_checkpoint` instead, as a
-    plain state dict under the framework's own names.
+    bytes) are read by :func:`read_framework_checkpoint`, as a plain state
+    dict under the framework's own names. A torch file (zip or legacy
+    format) is checked before torch reads it: a zip's entries must be
+    unique and inflate to at most :func:`~.untrusted_pickle.memory_limit`
+    of its size, and its pickle passes :func:`~.untrusted_pickle.scan_pickle`.
+    Then :func:`torch.load` reads it with ``weights_only=True`` and, for
+    this load only (:func:`checkpoint_globals`), the stand-ins of the few
+    foreign objects mmengine's checkpoints hold (numpy arrays, dtypes and
+    scalars, ``HistoryBuffer``, ``argparse.Namespace``), which check their
+    arguments; :meth:`~.untrusted_pickle.StandIns.materialize` replaces
+    them by real objects and checks every tensor.
 
     Args:
         path (str | os.PathLike): the checkpoint file.
-        map_location (str | torch.device): passed to :func:`torch.load`.
+        map_location (str | torch.device | callable): passed to
+            :func:`torch.load`.
 
     Returns:
         object: whatever the file holds (usually a dict).
@@ -193,8 +187,9 @@ def safe_load(path, map_location='cpu'):
     Raises:
         FileNotFoundError: the file does not exist.
         CheckpointLoadError: the file is truncated or corrupt;
-            :class:`UnsafeCheckpointError` when it holds a pickled object
-            outside the allow-list (which is never executed).
+            :class:`UnsafeCheckpointError` when it reaches for code or for
+            memory out of proportion to its size (nothing is executed).
+            Always one line.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -202,21 +197,102 @@ def safe_load(path, map_location='cpu'):
     state = read_framework_checkpoint(path, map_location)
     if state is not None:
         return state
-    allow_checkpoint_globals()
+    stand_ins = StandIns(memory_limit(os.path.getsize(path)))
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        _scan_torch_file(path, stand_ins)
+        with checkpoint_globals(stand_ins), warnings.catch_warnings():
+            # torch warns of any pickle protocol but 2; the scan has read
+            # every opcode already
+            warnings.filterwarnings('ignore', 'Detected pickle protocol')
+            obj = torch.load(path, map_location=map_location,
+                             weights_only=True)
+        return stand_ins.materialize(obj)
+    except PickleRefused as e:
+        raise _refused(path, e) from None
+    except PickleCorrupt as e:
+        raise _corrupt(path, e) from None
     except pickle.UnpicklingError as e:
         detail = _unpickler_detail(e)
-        if 'global' in detail.lower() or 'getattr' in detail:
-            raise UnsafeCheckpointError(
-                f'refused to load {path}: it holds a pickled object outside '
-                f"mmrep's allow-list of safe types, which was not executed "
-                f'({detail})') from e
-        raise CheckpointLoadError(
-            f'cannot read checkpoint {path}: the file is truncated or '
-            f'corrupt, or not a checkpoint ({detail})') from e
+        if any(mark in detail for mark in _TORCH_REFUSALS):
+            raise _refused(path, detail) from None
+        raise _corrupt(path, detail) from None
     except Exception as e:  # noqa: BLE001  garbage fails in many ways
-        # (EOFError, RuntimeError, IndexError from the unpickler's stack...)
-        raise CheckpointLoadError(
-            f'cannot read checkpoint {path}: the file is truncated or '
-            f'corrupt ({e.__class__.__name__}: {e})') from e
+        # (EOFError, RuntimeError, IndexError from the unpickler's stack,
+        # MemoryError...)
+        raise _corrupt(path, f'{e.__class__.__name__}: {one_line(e)}') \
+            from None
+
+
+#: Words of torch's weights-only refusals that mean the file reaches for
+#: code (a global, call, build or persistent id outside the allow-list).
+#: (An opcode torch does not support, ``Unsupported operand``, is no
+#: refusal: the scan has already refused those that create objects.)
+_TORCH_REFUSALS = ('global', 'GLOBAL', 'getattr', 'unrecognized function',
+                   'Can only build', 'Can only create new object',
+                   'persistent_load')
+
+
+def _refused(path, detail):
+    """The one-line refusal of a file that reaches for code or memory."""
+    if getattr(detail, 'memory', False):
+        return UnsafeCheckpointError(
+            f'refused to load {path}: it claims memory out of proportion to '
+            f'its size of {os.path.getsize(path)} bytes '
+            f'({one_line(detail)}); nothing was executed')
+    return UnsafeCheckpointError(
+        f'refused to load {path}: it holds a pickled object outside '
+        f"mmrep's allow-list of safe types, which was not executed "
+        f'({one_line(detail)})')
+
+
+def _corrupt(path, detail):
+    return CheckpointLoadError(
+        f'cannot read checkpoint {path}: the file is truncated or corrupt, '
+        f'or not a checkpoint ({one_line(detail)})')
+
+
+#: How torch's legacy format starts: its magic number, pickled (protocol 2
+#: by default, or another one ``torch.save`` was given).
+_LEGACY_HEADS = tuple(pickle.dumps(0x1950a86a20f9469cfc6c, protocol=p)
+                      for p in range(2, pickle.HIGHEST_PROTOCOL + 1))
+
+
+def _scan_torch_file(path, budget):
+    """Check a torch file before torch reads it.
+
+    Raises:
+        PickleRefused: duplicate zip entries, entries that inflate past
+            ``limit``, or a pickle :func:`scan_pickle` refuses.
+        PickleCorrupt: no single ``data.pkl``, or a pickle that does not
+            parse.
+    """
+    with open(path, 'rb') as f:
+        head = f.read(max(map(len, _LEGACY_HEADS)))
+    if head.startswith(_LEGACY_HEADS):  # the legacy format: magic number, protocol,
+        # system info, the object, its storage keys (then raw storages)
+        with open(path, 'rb') as f:
+            for _ in range(5):
+                scan_pickle(f, _TorchNames(), budget, persistent_ids=True,
+                            new_objects=True, stack_globals=False)
+        return
+    if head[:4] != b'PK\x03\x04':  # torch's own test of its zip format
+        raise PickleCorrupt('neither a zip nor a legacy torch file')
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+            names = [e.filename for e in entries]
+            if len(set(names)) != len(names):
+                raise PickleRefused('the zip holds two entries of one name')
+            inflated = sum(e.file_size for e in entries)
+            if inflated > budget.limit:
+                raise PickleRefused(f'the zip inflates to {inflated} bytes',
+                                    memory=True)
+            pickles = [n for n in names if n.count('/') == 1
+                       and n.endswith('/data.pkl')]
+            if len(pickles) != 1:
+                raise PickleCorrupt(f'{len(pickles)} data.pkl entries')
+            data = archive.read(pickles[0])
+    except zipfile.BadZipFile as e:
+        raise PickleCorrupt(f'a broken zip: {one_line(e)}') from None
+    scan_pickle(io.BytesIO(data), _TorchNames(), budget,
+                persistent_ids=True, new_objects=True, stack_globals=False)
