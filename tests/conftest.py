@@ -73,11 +73,21 @@ def fixture_params(pattern):
 
 
 def assert_close(actual, expected, atol=1e-4, what=''):
-    """Max-abs-difference check with a readable message."""
+    """Max-abs-difference check with a readable message.
+
+    The tolerance is ``atol`` for values up to magnitude 1 and scales with
+    the largest magnitude of ``expected`` beyond (float32 rounding grows
+    with the values compared: a stage whose features reach 189 may differ
+    by 1.3e-4 between two exact paths, 7e-7 relative).
+    """
     assert actual.shape == expected.shape, \
         f'{what}: shape {tuple(actual.shape)} vs {tuple(expected.shape)}'
-    diff = (actual.float() - expected.float()).abs().max().item()
-    assert diff <= atol, f'{what}: max abs diff {diff:.3g} > {atol}'
+    scale = max(1.0, expected.float().abs().max().item()) \
+        if expected.numel() else 1.0
+    diff = (actual.float() - expected.float()).abs().max().item() \
+        if expected.numel() else 0.0
+    assert diff <= atol * scale, \
+        f'{what}: max abs diff {diff:.3g} > {atol} x {scale:.3g}'
 
 
 def mmrep_arch(family, original_kwargs):

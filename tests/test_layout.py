@@ -349,3 +349,19 @@ def test_every_registered_backbone_declares_its_family():
             assert inspect.getsourcefile(source.to_mmrep) == \
                 inspect.getsourcefile(family.model), (family.name,
                                                       source.name)
+
+
+def test_assert_close_scales_with_magnitude():
+    """The conformance check is 1e-4 absolute up to magnitude 1 and
+    relative to the largest expected magnitude beyond: float32 rounding of
+    large features passes, a real difference at any magnitude fails."""
+    import torch
+    from conftest import assert_close
+    small = torch.tensor([0.5, -1.0])
+    assert_close(small + 9e-5, small)
+    with pytest.raises(AssertionError, match='max abs diff'):
+        assert_close(small + 2e-4, small)
+    large = torch.tensor([189.0, -3.0])
+    assert_close(large + torch.tensor([1.3e-4, 0.0]), large)
+    with pytest.raises(AssertionError, match='max abs diff'):
+        assert_close(large + torch.tensor([0.0, 0.02]), large)
