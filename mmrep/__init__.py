@@ -20,6 +20,7 @@ register_config_package()
 from . import checkpoints, deploy, models  # noqa: E402,F401
 from .checkpoints import load_pretrained  # noqa: E402
 from .deploy import reparameterize_model  # noqa: E402
+from .utils.errors import MmrepError  # noqa: E402
 
 # Fused weights load right through every API that loads a checkpoint into
 # a config's model (mmengine's load_checkpoint, mmseg/mmdet/mmpretrain's
@@ -32,4 +33,5 @@ from .deploy.fused_loading import watch_parents  # noqa: E402
 
 watch_parents()
 
-__all__ = ['__version__', 'reparameterize_model', 'load_pretrained']
+__all__ = ['__version__', 'reparameterize_model', 'load_pretrained',
+           'MmrepError']

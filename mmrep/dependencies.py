@@ -29,7 +29,13 @@ OPTIONAL = {
 
 class IncompatibleVersionError(ImportError):
     """A library mmrep needs is missing or installed at a version outside
-    the supported range."""
+    the supported range.
+
+    Raised by ``import mmrep`` itself, before any tool runs and before
+    :mod:`mmrep.utils` (which imports torch and mmengine) may be imported,
+    so it is no :class:`~mmrep.utils.MmrepError`: it stops the import with
+    an ``ImportError`` traceback that names the versions.
+    """
 
 
 def installed_version(distributions):

@@ -19,7 +19,7 @@ from mmrep.deploy import NonFiniteWeightsError, reparameterize_model
 from mmrep.checkpoints import (CHECKPOINT_FAMILIES, CheckpointMismatchError,
                                load_pretrained)
 from mmrep.models.backbones import CycleMLP, RepMLPNet, RepMLPResNet, RepVGG
-from mmrep.utils import CheckpointLoadError
+from mmrep.utils import CheckpointLoadError, ModelArgumentError
 from mmrep.utils.testing import randomize_bn
 from mmrep.utils import safe_load
 
@@ -341,3 +341,153 @@ def test_maps_much_smaller_than_partitions_warn_once(monkeypatch):
     with torch.no_grad():
         RepMLPNet(TINY_REPMLPNET).eval()(torch.randn(1, 3, 64, 112))
     assert logged == []
+
+
+# ---------------------------------------------------------------------------
+# One error hierarchy: every refusal is an MmrepError (beside its builtin
+# base), and the tools catch refusals in one place, letting bugs through.
+# ---------------------------------------------------------------------------
+#: The exception classes of mmrep that are no MmrepError, and why no tool
+#: ever prints one.
+NOT_REFUSALS = {
+    # The pickle scan's verdicts: safe_load and the Paddle reader always
+    # turn them into CheckpointLoadError / UnsafeCheckpointError.
+    'mmrep.utils.untrusted_pickle.PickleRefused',
+    'mmrep.utils.untrusted_pickle.PickleCorrupt',
+    # Raised by ``import mmrep`` itself, before mmrep.utils may be imported
+    # and before any tool's main runs: an ImportError traceback.
+    'mmrep.dependencies.IncompatibleVersionError',
+}
+
+
+def mmrep_exception_classes():
+    """``{'module.Class': class}`` for every exception class defined at
+    module level anywhere in the mmrep package (every module imported)."""
+    import importlib
+    import inspect
+    import pkgutil
+    found = {}
+    for info in pkgutil.walk_packages(mmrep.__path__, 'mmrep.'):
+        module = importlib.import_module(info.name)
+        for obj in vars(module).values():
+            if inspect.isclass(obj) and issubclass(obj, BaseException) \
+                    and obj.__module__ == info.name:
+                found[f'{info.name}.{obj.__qualname__}'] = obj
+    return found
+
+
+def test_every_refusal_class_is_an_mmrep_error():
+    from mmrep.utils.errors import MmrepError, builtin_name
+    classes = mmrep_exception_classes()
+    assert NOT_REFUSALS <= set(classes), 'NOT_REFUSALS names a lost class'
+    assert {'mmrep.utils.serialization.CheckpointLoadError',
+            'mmrep.apis.refusals.BadArgumentError',
+            'mmrep.checkpoints.conversion.ConversionError',
+            'mmrep.deploy.walker.NonFiniteWeightsError',
+            'mmrep.utils.errors.ModelArgumentError'} <= set(classes)
+    outside = sorted(name for name, cls in classes.items()
+                     if not issubclass(cls, MmrepError)
+                     and name not in NOT_REFUSALS)
+    assert not outside, f'not MmrepError subclasses: {outside}'
+    # Each keeps its builtin base: ``except ValueError`` (RuntimeError ...)
+    # outside mmrep still catches it, and messages name that base.
+    no_base = sorted(name for name, cls in classes.items()
+                     if issubclass(cls, MmrepError) and cls is not MmrepError
+                     and builtin_name(cls.__new__(cls)) == 'Exception')
+    assert not no_base, f'MmrepError subclasses without a builtin base: ' \
+        f'{no_base}'
+    assert mmrep.MmrepError is MmrepError
+
+
+def test_tools_define_no_exception_class():
+    """A tool's own exception class would be no MmrepError: its refusals
+    go through mmrep's classes."""
+    import ast
+    import glob
+    from tool_runner import TOOLS
+    for path in sorted(glob.glob(osp.join(TOOLS, '*.py'))):
+        tree = ast.parse(open(path).read(), path)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                bases = [ast.unparse(b) for b in node.bases]
+                assert not any(b.endswith(('Error', 'Exception'))
+                               for b in bases), \
+                    f'{osp.basename(path)}:{node.lineno} defines ' \
+                    f'{node.name}({", ".join(bases)})'
+
+
+@pytest.mark.parametrize('error, refused', [
+    (ModelArgumentError("unknown RepVGG arch 'Z9'; presets: [...]"), True),
+    (CheckpointLoadError('cannot read checkpoint x.pth:\n  truncated'), True),
+    (FileNotFoundError('checkpoint not found: x.pth'), True),
+    (ValueError('a bug'), False),
+    (KeyError('a bug'), False),
+    (PermissionError(13, 'Permission denied'), False),
+    (RuntimeError('a bug'), False),
+], ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else '')
+def test_refusals_as_errors_catches_refusals_only(error, refused):
+    """A refusal becomes the ``error:`` line; a plain ValueError, KeyError
+    or OSError (a bug, or an accident of the environment) propagates."""
+    from mmrep.apis import error_line, refusals_as_errors
+
+    @refusals_as_errors()
+    def main():
+        raise error
+
+    if refused:
+        with pytest.raises(SystemExit) as err:
+            main()
+        assert err.value.code == error_line(error)
+        assert '\n' not in err.value.code
+    else:
+        with pytest.raises(type(error)) as err:
+            main()
+        assert err.value is error
+
+
+def test_convert_checkpoint_refuses_bad_archs_and_lets_bugs_through(
+        tmp_path, monkeypatch):
+    """``--arch``: an unknown preset, a malformed dict, one that does not
+    build and original arguments mmrep has no layout for are refused in one
+    line (ModelArgumentError, no blanket ``ValueError``); a ValueError from
+    a bug inside the conversion is a traceback, not an ``error:`` line."""
+    import mmrep.checkpoints.conversion as conversion
+    src, dst = str(tmp_path / 'src.pth'), str(tmp_path / 'dst.pth')
+    torch.save(RepVGG(TINY_REPVGG).state_dict(), src)
+    argv = [src, dst, '--family', 'repvgg', '--backbone-only', '--arch']
+    assert main_or_error('convert_checkpoint', argv + ['Z9']).startswith(
+        "error: unknown RepVGG arch 'Z9'; presets: ['A0',")
+    assert main_or_error(
+        'convert_checkpoint', argv + ["{'num_blocks': (1, 1)}"]) == (
+        "error: malformed RepVGG arch dict: unknown keys [], missing keys "
+        "['width_multiplier']; expected ['num_blocks', 'width_multiplier'] "
+        "plus optional ['group_layer_map', 'stem_channels']")
+    assert main_or_error('convert_checkpoint', argv + [
+        "{'num_blocks': (1, 1, 1, 1), 'width_multiplier': (1, 1, 1, 0)}"]) \
+        == ('error: arch num_blocks and width_multiplier must be positive, '
+            'got (1, 1, 1, 1) and (1.0, 1.0, 1.0, 0.0)')
+    assert main_or_error('convert_checkpoint', argv + [
+        "{'num_blocks': (1, 1, 1, 1), 'width_multiplier': (1, 1, 1, 1), "
+        "'se_cfg': {'ratio': 4}}"]) == (
+        'error: RepVGG blocks with SE layers (se_cfg) are not supported')
+    assert not osp.exists(dst)
+
+    def bug(*args, **kwargs):
+        raise ValueError('a bug, not an input')
+    monkeypatch.setattr(conversion, 'read_state_dict', bug)
+    with pytest.raises(ValueError, match='a bug, not an input'):
+        load_tool('convert_checkpoint').main([src, dst, '--family',
+                                              'repvgg'])
+    assert not osp.exists(dst)
+
+
+def test_a_config_with_nothing_to_fuse_is_a_refusal():
+    """What ``tools/export_onnx.py`` and ``tools/reparam.py`` meet when a
+    checkpoint needs the fused form of a model with nothing to fuse: a
+    ModelConfigError (one ``error:`` line), not a bare ValueError."""
+    from mmrep.deploy import make_deploy_config
+    from mmrep.utils import ModelConfigError
+    cfg = Config(dict(model=dict(type='ImageClassifier',
+                                 backbone=dict(type='ResNet', depth=18))))
+    with pytest.raises(ModelConfigError, match='builds nothing to fuse'):
+        make_deploy_config(cfg)

@@ -39,10 +39,10 @@ The conversion itself is :func:`mmrep.checkpoints.conversion.convert`.
 
 Exit status: 0 when DST is written; 1 for a refused input (missing,
 unreadable or unsafe SRC, wrong ``--source``, unknown or ambiguous preset,
-weights that do not fit, keys nothing consumes, a missing classifier, a
-DST that cannot be written):
+an ``--arch`` dict that does not build, weights that do not fit, keys
+nothing consumes, a missing classifier, a DST that cannot be written):
 one ``error:`` line on stderr, nothing written; 2 for arguments argparse
-rejects.
+rejects. Any other exception is a bug and shows as a traceback.
 """
 import argparse
 import ast
@@ -86,7 +86,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-@refusals_as_errors(ValueError, OSError)
+@refusals_as_errors()
 def main(argv=None):
     """Run the tool.
 

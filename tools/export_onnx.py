@@ -100,7 +100,7 @@ def parse_shape(text):
     return h, w
 
 
-@refusals_as_errors(ValueError)
+@refusals_as_errors()
 def main(argv=None):
     """Run the tool: export (and verify); see the module docstring.
 

@@ -123,6 +123,10 @@ def load_fused(cfg, checkpoint, keep_unfused=False, check_deploy=False):
             mismatching keys and shapes are named), or the deploy config
             does not build the fused structure.
         NonFiniteWeightsError: NaN or Inf among the weights to fuse.
+        ModelConfigError: the fused form is needed and the config's model
+            has nothing to fuse.
+        ModelArgumentError: an mmrep module of the config refuses its
+            arguments.
     """
     loaded = safe_load(checkpoint)  # refused before anything is built
     model = build_model(cfg)

@@ -2,13 +2,15 @@
 
 Every tool answers an input it cannot use (a missing file, a checkpoint
 that cannot be read safely or does not fit, a config that does not read or
-build, a config without ``custom_imports``, arguments that argparse cannot
-check) the same way, before it writes anything: a single line
-``error: <message>`` on stderr and exit status 1. The checks raise the
-exceptions of :data:`REFUSED`; :func:`refusals_as_errors` turns them into
-that line (``SystemExit`` with a string prints it to stderr and exits 1).
-Every output path is checked the same way before the work starts
-(:func:`check_writable`).
+build, a config without ``custom_imports``, a model argument that cannot
+build, arguments that argparse cannot check) the same way, before it
+writes anything: a single line ``error: <message>`` on stderr and exit
+status 1. The checks raise an :class:`~mmrep.utils.MmrepError` (every
+refusal class of mmrep inherits it beside its builtin base), or a builtin
+error of :data:`REFUSED`; :func:`refusals_as_errors` turns them into that
+line (``SystemExit`` with a string prints it to stderr and exits 1), and
+lets everything else, a bug, through as a traceback. Every output path is
+checked the same way before the work starts (:func:`check_writable`).
 """
 import contextlib
 import os
@@ -16,19 +18,15 @@ import os.path as osp
 import sys
 import tempfile
 
-from ..checkpoints import CheckpointMismatchError
-from ..checkpoints.conversion import ConversionError
-from ..deploy import NonFiniteWeightsError
-from ..utils import (CheckpointLoadError, MissingCustomImportsError,
-                     ModelConfigError)
+from ..utils import MmrepError
 
 
-class ConfigReadError(ValueError):
+class ConfigReadError(MmrepError, ValueError):
     """A config file is missing, its package is not installed, or it does
     not parse."""
 
 
-class BadArgumentError(ValueError):
+class BadArgumentError(MmrepError, ValueError):
     """A command-line argument that argparse accepts but the tool cannot
     use (e.g. ``--batch 0``, an unknown ``--families`` entry)."""
 
@@ -39,11 +37,14 @@ class UnwritableOutputError(BadArgumentError):
     files."""
 
 
-#: The errors the tools report as one ``error:`` line, writing nothing.
-REFUSED = (MissingCustomImportsError, ModelConfigError, CheckpointLoadError,
-           CheckpointMismatchError, FileNotFoundError, ModuleNotFoundError,
-           ConfigReadError, BadArgumentError, ConversionError,
-           NonFiniteWeightsError)
+#: The errors the tools report as one ``error:`` line, writing nothing:
+#: every mmrep refusal, and the two builtin errors that name a user's
+#: input or environment wherever they come from: ``FileNotFoundError``
+#: (a missing checkpoint, data root or annotation file, raised by mmrep's
+#: checks as by ``open`` and the datasets) and ``ModuleNotFoundError`` (a
+#: library that the config or the option needs is not installed, e.g.
+#: onnxruntime for ``--verify``).
+REFUSED = (MmrepError, FileNotFoundError, ModuleNotFoundError)
 
 
 def error_line(error):
@@ -67,9 +68,13 @@ def refusals_as_errors(*also):
     Use it around the checks that run before a tool writes anything, or as
     a decorator of a tool's ``main``.
 
+    Any other exception raised inside (a ``ValueError`` or ``KeyError`` of
+    a bug) propagates unchanged, as a traceback.
+
     Args:
         *also (type[Exception]): further exception types the tool refuses
-            its input with (e.g. ``ValueError`` for a bad ``--arch``).
+            its input with; none of mmrep's tools needs any (their
+            refusals are :class:`~mmrep.utils.MmrepError` subclasses).
 
     Raises:
         SystemExit: with :func:`error_line` of one of the :data:`REFUSED`

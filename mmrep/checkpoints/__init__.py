@@ -3,7 +3,8 @@ and folding train-time and fused forms (:mod:`.forms`), converting the
 sources' keys through the families' declarations (:mod:`.convert`,
 :mod:`.ports`; each family's in its own file,
 :mod:`mmrep.models.backbones.family`),
-resampling resolution-bound weights (:mod:`.resample`) and the one loader,
+resampling resolution-bound weights (each family's reconciliation, with
+:mod:`mmrep.models.layers.resample`) and the one loader,
 :func:`load_pretrained` (:mod:`.load`), registered as ``'pretrained'`` in
 :data:`mmrep.registry.CHECKPOINT_LOADERS` for ``init_cfg=Pretrained``."""
 from ..utils.serialization import CheckpointMismatchError

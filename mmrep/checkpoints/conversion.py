@@ -14,6 +14,7 @@ import os.path as osp
 import torch
 
 from ..models.backbones.family import get_family
+from ..utils import MmrepError
 from ..utils.serialization import CheckpointMismatchError
 from ..version import __version__
 from .convert import convert_state_dict
@@ -21,9 +22,9 @@ from .forms import describe_mismatch, same_layout
 from .io import read_state_dict, split_model_state
 from .load import fits_backbone, load_pretrained
 from .ports import (PORT_SOURCES, detect_checkpoint_source,
-                    port_options, port_state_dict, source_of_names)
+                    port_options, port_state_dict)
 
-class ConversionError(RuntimeError):
+class ConversionError(MmrepError, RuntimeError):
     """The source cannot be converted as asked."""
 
 
@@ -44,7 +45,7 @@ def mmrep_arch(family, original_kwargs):
         dict | str: the arch, in mmrep's names.
 
     Raises:
-        ValueError: an unknown family, or arguments the family's
+        ModelArgumentError: an unknown family, or arguments the family's
             translation refuses (an argument under both names, half of a
             pair, a layout mmrep does not have).
     """
@@ -52,23 +53,6 @@ def mmrep_arch(family, original_kwargs):
     if not isinstance(original_kwargs, dict):
         return original_kwargs
     return original.from_kwargs(original_kwargs)[0]['arch']
-
-
-def detect_source(state):
-    """Tell a checkpoint's source by its key names.
-
-    timm's RepVGG names are checked first (they share mmpretrain's
-    ``stem.`` prefix). MindCV and Paddle-CycleMLP checkpoints are told by
-    their file format instead
-    (:func:`~mmrep.checkpoints.ports.detect_checkpoint_source`).
-
-    Args:
-        state (dict[str, Tensor]): the checkpoint's weights.
-
-    Returns:
-        str: ``'timm'``, ``'mmpretrain'`` or ``'original'``.
-    """
-    return source_of_names(state)
 
 
 def _source_evidence(detected):
@@ -290,6 +274,8 @@ def convert(src, family, arch=None, source=None, backbone_only=False):
             classifier weights, or keys nothing consumes.
         CheckpointMismatchError: the weights do not fit the model (names
             the keys).
+        ModelArgumentError: ``arch`` is an unknown preset, or an arch dict
+            that does not translate or build.
     """
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS

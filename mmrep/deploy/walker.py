@@ -20,10 +20,11 @@ import torch
 import torch.nn as nn
 from mmengine.model import revert_sync_batchnorm
 
+from ..utils import MmrepError
 from .heads import deploy_heads
 
 
-class NonFiniteWeightsError(ValueError):
+class NonFiniteWeightsError(MmrepError, ValueError):
     """A module to be fused holds NaN or Inf values."""
 
 

@@ -11,13 +11,14 @@ initializes from before they create anything.
 import copy
 import re
 
+from .errors import MmrepError, builtin_name
 from .serialization import safe_load
 
 CUSTOM_IMPORTS_HINT = ("custom_imports = dict(imports=['mmrep'], "
                        'allow_failed_imports=False)')
 
 
-class MissingCustomImportsError(ValueError):
+class MissingCustomImportsError(MmrepError, ValueError):
     """A config uses ``mmrep.*`` types but does not import :mod:`mmrep`."""
 
 
@@ -95,7 +96,7 @@ def check_custom_imports(cfg, name='the config'):
         f"mmrep's own tools; add\n    {CUSTOM_IMPORTS_HINT}\nto the config")
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(MmrepError, ValueError):
     """A config's model cannot be built, or a checkpoint it names to
     initialize from cannot be read."""
 
@@ -156,7 +157,7 @@ def build_model_state(cfg, name='the config'):
         except Exception as e:  # noqa: BLE001  any constructor error
             detail = _BUILD_CONTEXT.sub('', str(e)).strip()
             raise ModelConfigError(
-                f'cannot build the model of {name}: {type(e).__name__}: '
+                f'cannot build the model of {name}: {builtin_name(e)}: '
                 f'{detail}') from e
 
 

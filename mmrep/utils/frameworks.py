@@ -23,6 +23,7 @@ import pickle
 import numpy as np
 import torch
 
+from .errors import MmrepError
 from .untrusted_pickle import (MAX_DIMS, PickleCorrupt, PickleRefused,
                                StandIns, global_name, memory_limit, one_line,
                                scan_pickle)
@@ -60,7 +61,7 @@ _EXTENSIONS = {'.ckpt': 'mindspore', '.pdparams': 'paddle',
 _HEAD = 4096
 
 
-class FrameworkFormatError(ValueError):
+class FrameworkFormatError(MmrepError, ValueError):
     """A file of another framework cannot be read (a one-line message).
 
     Attributes:

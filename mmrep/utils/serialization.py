@@ -25,6 +25,7 @@ import zipfile
 
 import torch
 
+from .errors import MmrepError
 from .frameworks import (FrameworkFormatError, file_format, read_mindspore,
                          read_paddle, read_safetensors)
 from .untrusted_pickle import (PickleCorrupt, PickleRefused, StandIns,
@@ -84,11 +85,11 @@ def enforce_weights_only():
     return dropped is not None
 
 
-class CheckpointLoadError(RuntimeError):
+class CheckpointLoadError(MmrepError, RuntimeError):
     """A checkpoint file could not be read safely."""
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(MmrepError, ValueError):
     """A checkpoint does not fit the model it is loaded into (defined here,
     below the models, so that layers can raise it; :mod:`mmrep.checkpoints`
     exports it)."""
@@ -131,7 +132,8 @@ def read_framework_checkpoint(path, map_location='cpu', framework=None):
 
     Raises:
         FileNotFoundError: the file does not exist.
-        CheckpointLoadError: the file is truncated or corrupt (one line);
+        CheckpointLoadError: the file cannot be opened, or is truncated or
+            corrupt (one line);
             :class:`UnsafeCheckpointError` when it is a pickle that names
             a global outside the few numpy arrays need (never executed).
     """
@@ -140,7 +142,11 @@ def read_framework_checkpoint(path, map_location='cpu', framework=None):
         raise FileNotFoundError(f'checkpoint not found: {path}')
     readers = {'mindspore': read_mindspore, 'paddle': read_paddle,
                'safetensors': read_safetensors}
-    found = framework or file_format(path)
+    try:
+        found = framework or file_format(path)
+    except OSError as e:  # e.g. a file this process may not read
+        raise CheckpointLoadError(f'cannot read checkpoint {path}: '
+                                  f'{e.strerror or one_line(e)}') from None
     if found is None:
         return None
     if found not in readers:
@@ -186,10 +192,10 @@ def safe_load(path, map_location='cpu'):
 
     Raises:
         FileNotFoundError: the file does not exist.
-        CheckpointLoadError: the file is truncated or corrupt;
-            :class:`UnsafeCheckpointError` when it reaches for code or for
-            memory out of proportion to its size (nothing is executed).
-            Always one line.
+        CheckpointLoadError: the file cannot be opened, or is truncated or
+            corrupt; :class:`UnsafeCheckpointError` when it reaches for code
+            or for memory out of proportion to its size (nothing is
+            executed). Always one line.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):

@@ -13,19 +13,21 @@ import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule
 
 from ...registry import CHECKPOINT_LOADERS
+from ...utils.errors import ModelArgumentError
 
 
 def check_out_indices(out_indices, num_stages):
     """Validate ``out_indices`` and make negative ones positive.
 
     Raises:
-        ValueError: an index outside ``[-num_stages, num_stages)``.
+        ModelArgumentError: an index outside ``[-num_stages, num_stages)``.
     """
     out_indices = tuple(out_indices)
     for i in out_indices:
         if not -num_stages <= i < num_stages:
-            raise ValueError(f'out_indices {out_indices} out of range for '
-                             f'{num_stages} stages')
+            raise ModelArgumentError(
+                f'out_indices {out_indices} out of range for '
+                f'{num_stages} stages')
     return tuple(i % num_stages for i in out_indices)
 
 
@@ -47,10 +49,12 @@ def positive_int(what, value):
         int: the value as an int.
 
     Raises:
-        ValueError: ``"<what>=<value>: <value> is not a positive int"``.
+        ModelArgumentError: ``"<what>=<value>: <value> is not a positive
+            int"``.
     """
     if not is_positive_int(value):
-        raise ValueError(f'{what}={value!r}: {value!r} is not a positive int')
+        raise ModelArgumentError(
+            f'{what}={value!r}: {value!r} is not a positive int')
     return int(value)
 
 
@@ -67,13 +71,14 @@ def positive_ints(what, values, odd=False):
         tuple[int]: the values as ints.
 
     Raises:
-        ValueError: ``"<what>=<values>: <entry> is not a positive int"``.
+        ModelArgumentError: ``"<what>=<values>: <entry> is not a positive
+            int"``.
     """
     items = values if isinstance(values, (list, tuple)) else [values]
     for v in items:
         if not is_positive_int(v) or (odd and v % 2 == 0):
             kind = 'a positive odd int' if odd else 'a positive int'
-            raise ValueError(f'{what}={values!r}: {v!r} is not {kind}')
+            raise ModelArgumentError(f'{what}={values!r}: {v!r} is not {kind}')
     return tuple(int(v) for v in items)
 
 
@@ -149,8 +154,8 @@ class RepBackbone(BaseModule):
         in_channels (int): image channels, a positive int. Default: 3.
 
     Raises:
-        ValueError: ``in_channels`` is not a positive int (``"<family>
-            in_channels=0: 0 is not a positive int"``), or what
+        ModelArgumentError: ``in_channels`` is not a positive int
+            (``"<family> in_channels=0: 0 is not a positive int"``), or what
             :meth:`parse_arch` and :func:`check_out_indices` refuse.
     """
 
@@ -190,9 +195,9 @@ class RepBackbone(BaseModule):
             dict: :attr:`arch_defaults` updated with the settings.
 
         Raises:
-            ValueError: unknown preset, neither a name nor a dict, unknown
-                or missing keys, or per-stage settings of different (or
-                zero) lengths.
+            ModelArgumentError: unknown preset, neither a name nor a dict,
+                unknown or missing keys, or per-stage settings of different
+                (or zero) lengths.
         """
         family = cls.__name__
         if isinstance(arch, str):
@@ -203,26 +208,29 @@ class RepBackbone(BaseModule):
                     break
             names = {_preset_key(k): k for k in cls.arch_zoo}
             if key not in names:
-                raise ValueError(f'unknown {family} arch {arch!r}; presets: '
-                                 f'{sorted(cls.arch_zoo)}')
+                raise ModelArgumentError(
+                    f'unknown {family} arch {arch!r}; presets: '
+                    f'{sorted(cls.arch_zoo)}')
             arch = cls.arch_zoo[names[key]]
         if not isinstance(arch, dict):
-            raise ValueError(f'arch must be a preset name or a dict, got '
-                             f'{type(arch).__name__}')
+            raise ModelArgumentError(
+                f'arch must be a preset name or a dict, got '
+                f'{type(arch).__name__}')
         unknown = set(arch) - set(cls.arch_keys) - set(cls.arch_defaults)
         missing = set(cls.arch_keys) - set(arch)
         if unknown or missing:
-            raise ValueError(
+            raise ModelArgumentError(
                 f'malformed {family} arch dict: unknown keys '
                 f'{sorted(unknown)}, missing keys {sorted(missing)}; '
                 f'expected {sorted(cls.arch_keys)} plus optional '
                 f'{sorted(cls.arch_defaults)}')
         lengths = {k: len(arch[k]) for k in cls.arch_keys}
         if len(set(lengths.values())) != 1 or not lengths[cls.arch_keys[0]]:
-            raise ValueError(f'{family} arch per-stage settings differ in '
-                             f'length or are empty: it needs one '
-                             f'{" and ".join(cls.arch_keys)} entry per stage, '
-                             f'got lengths {lengths}')
+            raise ModelArgumentError(
+                f'{family} arch per-stage settings differ in '
+                f'length or are empty: it needs one '
+                f'{" and ".join(cls.arch_keys)} entry per stage, '
+                f'got lengths {lengths}')
         return copy.deepcopy({**cls.arch_defaults, **arch})
 
     @classmethod
@@ -302,8 +310,9 @@ class RepBackbone(BaseModule):
             return
         stem, stages = self.stem_and_stages()
         if self.frozen_stages > len(stages):
-            raise ValueError(f'frozen_stages={self.frozen_stages} but the '
-                             f'backbone has {len(stages)} stages')
+            raise ModelArgumentError(
+                f'frozen_stages={self.frozen_stages} but the '
+                f'backbone has {len(stages)} stages')
         for module in [*stem, *[m for s in stages[:self.frozen_stages]
                                 for m in s]]:
             module.eval()

@@ -22,6 +22,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from ...utils.errors import ModelArgumentError
+
 #: How the loading report and the messages name each source.
 SOURCE_LABELS = dict(original='original release', mmpretrain='mmpretrain',
                      timm='timm', mindcv='MindCV', paddle='Paddle-CycleMLP')
@@ -174,11 +176,11 @@ def get_family(name):
     """The family registered as ``name``.
 
     Raises:
-        ValueError: ``"unknown family 'x'; one of [...]"``.
+        ModelArgumentError: ``"unknown family 'x'; one of [...]"``.
     """
     if name not in CHECKPOINT_FAMILIES:
-        raise ValueError(f'unknown family {name!r}; one of '
-                         f'{sorted(CHECKPOINT_FAMILIES)}')
+        raise ModelArgumentError(f'unknown family {name!r}; one of '
+                                 f'{sorted(CHECKPOINT_FAMILIES)}')
     return CHECKPOINT_FAMILIES[name]
 
 
@@ -230,13 +232,14 @@ def rename_args(kwargs, names, dropped=()):
         dict: the translated arguments.
 
     Raises:
-        ValueError: an argument given under both names.
+        ModelArgumentError: an argument given under both names.
     """
     out = dict(kwargs)
     for old, new in names.items():
         if old in out and old != new:
             if new in out:
-                raise ValueError(f'arch gives both {old!r} and {new!r}')
+                raise ModelArgumentError(
+                    f'arch gives both {old!r} and {new!r}')
             out[new] = out.pop(old)
     for key in dropped:
         out.pop(key, None)

@@ -75,6 +75,7 @@ import torch.nn.functional as F
 from mmengine.utils import to_2tuple
 
 from ...registry import MODELS
+from ...utils.errors import ModelArgumentError
 from ..layers import (ConvBN, build_bn, conv_to_fc, fuse_bn, fused_conv,
                       pad_to_partition)
 from ..layers.linear import grouped_linear
@@ -113,7 +114,8 @@ def conv_bn_act(in_channels, out_channels, kernel_size, stride=1, dilation=1,
 
 def _positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f'{name} must be a positive int, got {value!r}')
+        raise ModelArgumentError(
+            f'{name} must be a positive int, got {value!r}')
     return value
 
 
@@ -158,16 +160,18 @@ class RepMLPUnit(nn.Module):
                             ('dilation', dilation)):
             _positive_int(name, value)
         if H % h or W % w:
-            raise ValueError(f'the configured map {H}x{W} must be a multiple '
-                             f'of the partition {h}x{w}')
+            raise ModelArgumentError(
+                f'the configured map {H}x{W} must be a multiple '
+                f'of the partition {h}x{w}')
         if in_channels % fc3_groups or out_channels % fc3_groups:
-            raise ValueError(f'fc3_groups={fc3_groups} must divide '
-                             f'in_channels={in_channels} and '
-                             f'out_channels={out_channels}')
+            raise ModelArgumentError(f'fc3_groups={fc3_groups} must divide '
+                                     f'in_channels={in_channels} and '
+                                     f'out_channels={out_channels}')
         kernels = tuple(reparam_conv_k or ())
         for k in kernels:
             if _positive_int('reparam_conv_k entries', k) % 2 == 0:
-                raise ValueError(f'conv kernel sizes must be odd, got {k}')
+                raise ModelArgumentError(
+                    f'conv kernel sizes must be odd, got {k}')
         self.C, self.O = in_channels, out_channels
         self.H, self.W, self.h, self.w = H, W, h, w
         self.grid = (H // h, W // w)
@@ -364,8 +368,9 @@ class RepMLPBottleneckBlock(nn.Module):
         _positive_int('r', r)
         inner = mid_channels // r
         if inner < 1:
-            raise ValueError(f'mid_channels={mid_channels} // r={r} leaves no '
-                             f'channels for the RepMLP unit')
+            raise ModelArgumentError(
+                f'mid_channels={mid_channels} // r={r} leaves no '
+                f'channels for the RepMLP unit')
         bn = dict(deploy=deploy, norm_cfg=norm_cfg)
         self.shortcut = shortcut(in_channels, out_channels, **bn)
         self.btnk_conv1 = conv_bn_act(in_channels, mid_channels, 1, **bn)
@@ -557,7 +562,8 @@ class RepMLPResNet(RepBackbone):
                 try:
                     blocks.append(self._make_block(i, j, planes, out))
                 except ValueError as e:
-                    raise ValueError(f'stage{i + 1}.{j}: {e}') from None
+                    raise ModelArgumentError(
+                        f'stage{i + 1}.{j}: {e}') from None
                 planes = out
             self.add_module(f'stage{i + 1}', nn.Sequential(*blocks))
         self._freeze_stages()
@@ -591,8 +597,9 @@ class RepMLPResNet(RepBackbone):
         if len(values) != num_stages or not all(
                 isinstance(v, int) and not isinstance(v, bool) and v >= 1
                 for v in values):
-            raise ValueError(f'{name} needs {num_stages} positive ints, got '
-                             f'{values}')
+            raise ModelArgumentError(
+                f'{name} needs {num_stages} positive ints, got '
+                f'{values}')
         return values
 
     @classmethod
@@ -605,17 +612,19 @@ class RepMLPResNet(RepBackbone):
             (int), fc3_groups and bottleneck_r (pairs for c3 and c4).
 
         Raises:
-            ValueError: unknown block type or malformed values.
+            ModelArgumentError: unknown block type or malformed values.
         """
         out = dict(arch)
         if out['block_type'] not in cls.block_types:
-            raise ValueError(f'block_type must be one of {cls.block_types}, '
-                             f'got {out["block_type"]!r}')
+            raise ModelArgumentError(
+                f'block_type must be one of {cls.block_types}, '
+                f'got {out["block_type"]!r}')
         out['num_blocks'] = tuple(out['num_blocks'])
         if len(out['num_blocks']) != len(cls.channels) or not all(
                 isinstance(n, int) and n >= 1 for n in out['num_blocks']):
-            raise ValueError(f'num_blocks needs {len(cls.channels)} positive '
-                             f'ints, got {out["num_blocks"]}')
+            raise ModelArgumentError(
+                f'num_blocks needs {len(cls.channels)} positive '
+                f'ints, got {out["num_blocks"]}')
         out['img_size'] = tuple(to_2tuple(out['img_size']))
         out['partition'] = tuple(to_2tuple(out['partition']))
         out['conv_kernels'] = tuple(out['conv_kernels'] or ())
@@ -624,8 +633,9 @@ class RepMLPResNet(RepBackbone):
             out[key] = (value, value) if isinstance(value, int) \
                 else tuple(value)
             if len(out[key]) != len(cls.repmlp_stages):
-                raise ValueError(f'{key} must be an int or a pair (c3, c4), '
-                                 f'got {value!r}')
+                raise ModelArgumentError(
+                    f'{key} must be an int or a pair (c3, c4), '
+                    f'got {value!r}')
         return out
 
 
@@ -655,15 +665,16 @@ def from_original_kwargs(kwargs):
         classes (None where not given).
 
     Raises:
-        ValueError: an argument under both names, or half of a pair.
+        ModelArgumentError: an argument under both names, or half of a pair.
     """
     arch = rename_args(kwargs, ORIGINAL_ARCH_NAMES)
     num_classes = arch.pop('num_classes', None)
     for old, new, target in ORIGINAL_PAIRS:
         if old in arch or new in arch:
             if old not in arch or new not in arch or target in arch:
-                raise ValueError(f'arch needs both {old!r} and {new!r} '
-                                 f'(and not {target!r} as well)')
+                raise ModelArgumentError(
+                    f'arch needs both {old!r} and {new!r} '
+                    f'(and not {target!r} as well)')
             arch[target] = (arch.pop(old), arch.pop(new))
     return dict(arch=arch), num_classes
 

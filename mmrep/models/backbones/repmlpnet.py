@@ -67,6 +67,7 @@ from mmengine.logging import print_log
 from mmengine.utils import to_2tuple
 
 from ...registry import MODELS
+from ...utils.errors import ModelArgumentError
 from ..layers import (ConvBN, build_bn, conv_to_fc, fold_input_bn, fuse_bn,
                       pop_bn_state,
                       fused_conv, pad_to_partition)
@@ -134,16 +135,19 @@ class RepMLPBlock(nn.Module):
                  norm_cfg=None, partition_order='spatial', gp_channels=None):
         super().__init__()
         if partition_order not in PARTITION_ORDERS:
-            raise ValueError(f'partition_order must be one of '
-                             f'{PARTITION_ORDERS}, got {partition_order!r}')
+            raise ModelArgumentError(
+                f'partition_order must be one of '
+                f'{PARTITION_ORDERS}, got {partition_order!r}')
         self.partition_order = partition_order
         self.h, self.w = to_2tuple(partition)
         if channels % num_sharesets:
-            raise ValueError(f'num_sharesets={num_sharesets} must divide '
-                             f'channels={channels}')
+            raise ModelArgumentError(
+                f'num_sharesets={num_sharesets} must divide '
+                f'channels={channels}')
         for k in conv_kernels or ():
             if k % 2 == 0:
-                raise ValueError(f'conv kernel sizes must be odd, got {k}')
+                raise ModelArgumentError(
+                    f'conv kernel sizes must be odd, got {k}')
         self.channels = channels
         self.num_sharesets = num_sharesets
         self.conv_kernels = tuple(conv_kernels or ())
@@ -497,12 +501,13 @@ class RepMLPNet(RepBackbone):
         super().__init__(arch, out_indices, frozen_stages, norm_eval,
                          with_cp, deploy, norm_cfg, init_cfg, in_channels)
         if gelu_approximate not in ('none', 'tanh'):
-            raise ValueError(f"gelu_approximate must be 'none' or 'tanh', "
-                             f'got {gelu_approximate!r}')
+            raise ModelArgumentError(
+                f"gelu_approximate must be 'none' or 'tanh', "
+                f'got {gelu_approximate!r}')
         if embed_rounding not in EMBED_ROUNDINGS:
-            raise ValueError(f'embed_rounding must be one of '
-                             f'{tuple(EMBED_ROUNDINGS)}, got '
-                             f'{embed_rounding!r}')
+            raise ModelArgumentError(f'embed_rounding must be one of '
+                                     f'{tuple(EMBED_ROUNDINGS)}, got '
+                                     f'{embed_rounding!r}')
         self.embed_rounding = embed_rounding
         self.pad = bool(pad)
         if partition_sizes is not None:
@@ -553,18 +558,20 @@ class RepMLPNet(RepBackbone):
             tuple[tuple[int, int]]: ``(h, w)`` per stage.
 
         Raises:
-            ValueError: naming ``what``, its value and the bad entry.
+            ModelArgumentError: naming ``what``, its value and the bad entry.
         """
         if not isinstance(sizes, (list, tuple)) or len(sizes) != num_stages:
-            raise ValueError(f'{what}={sizes!r}: needs one entry per stage '
-                             f'({num_stages})')
+            raise ModelArgumentError(
+                f'{what}={sizes!r}: needs one entry per stage '
+                f'({num_stages})')
         pairs = []
         for size in sizes:
             pair = tuple(size) if isinstance(size, (list, tuple)) \
                 else (size, size)
             if len(pair) != 2 or not all(map(is_positive_int, pair)):
-                raise ValueError(f'{what}={sizes!r}: {size!r} is not a '
-                                 f'positive int or an (h, w) pair of them')
+                raise ModelArgumentError(
+                    f'{what}={sizes!r}: {size!r} is not a '
+                    f'positive int or an (h, w) pair of them')
             pairs.append(tuple(int(v) for v in pair))
         return tuple(pairs)
 
@@ -577,7 +584,7 @@ class RepMLPNet(RepBackbone):
             ``conv_kernels`` tuple.
 
         Raises:
-            ValueError: naming the arch key, its value and the problem.
+            ModelArgumentError: naming the arch key, its value and the problem.
         """
         def name(key):
             return f"RepMLPNet arch['{key}']"
@@ -594,7 +601,7 @@ class RepMLPNet(RepBackbone):
             out['gp_channels'] = positive_ints(name('gp_channels'),
                                                out['gp_channels'])
             if len(out['gp_channels']) != len(out['channels']):
-                raise ValueError(
+                raise ModelArgumentError(
                     f"{name('gp_channels')}={arch['gp_channels']!r}: needs "
                     f"one entry per stage ({len(out['channels'])})")
         positive_ints(name('patch_size'), out['patch_size'])
@@ -602,11 +609,11 @@ class RepMLPNet(RepBackbone):
             name('conv_kernels'), tuple(out['conv_kernels'] or ()), odd=True)
         for i, (c, s) in enumerate(zip(out['channels'], out['sharesets'])):
             if c % s:
-                raise ValueError(
+                raise ModelArgumentError(
                     f"{name('sharesets')}={arch['sharesets']!r}: stage {i}'s "
                     f'{s} share sets do not divide its {c} channels')
             if c < out['gp_reduce']:
-                raise ValueError(
+                raise ModelArgumentError(
                     f"{name('gp_reduce')}={out['gp_reduce']}: more than stage "
                     f"{i}'s {c} channels")
         return out
@@ -744,7 +751,7 @@ class RepMLPNet(RepBackbone):
                     what = f'stage {i} map {h}x{w} is not a multiple of ' \
                            f'its partition {sh}x{sw}'
                     break
-        raise ValueError(
+        raise ModelArgumentError(
             f'RepMLPNet(pad=False): {what}; the image size must be a '
             f'multiple of {mh}x{mw} (or build with pad=True to zero-pad)')
 
@@ -789,15 +796,16 @@ def from_original_kwargs(kwargs):
         classes (None where not given).
 
     Raises:
-        ValueError: an argument under both names, or ``hs`` without ``ws``
-            (or of another length).
+        ModelArgumentError: an argument under both names, or ``hs`` without
+            ``ws`` (or of another length).
     """
     arch = rename_args(kwargs, ORIGINAL_ARCH_NAMES)
     num_classes = arch.pop('num_class', None)
     if 'hs' in arch or 'ws' in arch:
         hs, ws = arch.pop('hs', None), arch.pop('ws', None)
         if hs is None or ws is None or len(hs) != len(ws):
-            raise ValueError('arch needs both hs and ws, of equal length')
+            raise ModelArgumentError(
+                'arch needs both hs and ws, of equal length')
         arch['partition_sizes'] = tuple(zip(hs, ws))
     return dict(arch=arch), num_classes
 
@@ -1007,7 +1015,7 @@ def from_mindcv_kwargs(port_kwargs):
         and the last stage as output) and the number of classes.
 
     Raises:
-        ValueError: an argument the port does not take.
+        ModelArgumentError: an argument the port does not take.
     """
     kwargs = {k: _tuples(v) for k, v in
               dict(MINDCV_DEFAULTS, **port_kwargs).items()}
@@ -1019,7 +1027,7 @@ def from_mindcv_kwargs(port_kwargs):
     partitions = tuple(zip(kwargs.pop('hs'), kwargs.pop('ws')))
     unknown = sorted(set(kwargs) - set(MINDCV_ARCH_NAMES))
     if unknown:
-        raise ValueError(f'MindCV RepMLPNet takes no {unknown}')
+        raise ModelArgumentError(f'MindCV RepMLPNet takes no {unknown}')
     arch = {MINDCV_ARCH_NAMES[k]: v for k, v in kwargs.items()}
     arch['partition_sizes'] = partitions
     return dict(backbone, arch=arch), num_classes

@@ -37,6 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ...registry import MODELS
+from ...utils.errors import ModelArgumentError
 from ...utils.serialization import CheckpointMismatchError
 from ..layers import ConvBN, build_bn, fuse_bn, fused_conv
 from .base import RepBackbone, record_build_args
@@ -95,7 +96,7 @@ class RepVGGBlock(nn.Module):
             Default: ``'repvgg'``.
 
     Raises:
-        ValueError: ``groups`` does not divide the channel counts, a
+        ModelArgumentError: ``groups`` does not divide the channel counts, a
             non-positive size, or an unknown ``block``.
     """
 
@@ -103,16 +104,17 @@ class RepVGGBlock(nn.Module):
                  deploy=False, norm_cfg=None, block='repvgg'):
         super().__init__()
         if block not in ('repvgg', 'qarepvgg'):
-            raise ValueError(f"block must be 'repvgg' or 'qarepvgg', got "
-                             f'{block!r}')
+            raise ModelArgumentError(
+                f"block must be 'repvgg' or 'qarepvgg', got "
+                f'{block!r}')
         self.block = block
         if min(in_channels, out_channels, stride, groups) < 1:
-            raise ValueError(
+            raise ModelArgumentError(
                 f'RepVGGBlock needs positive sizes, got in_channels='
                 f'{in_channels}, out_channels={out_channels}, stride={stride},'
                 f' groups={groups}')
         if in_channels % groups or out_channels % groups:
-            raise ValueError(
+            raise ModelArgumentError(
                 f'groups={groups} must divide in_channels={in_channels} and '
                 f'out_channels={out_channels}')
         self.in_channels = in_channels
@@ -282,8 +284,9 @@ class RepVGG(RepBackbone):
                                               groups, deploy, norm_cfg,
                                               block))
                 except ValueError as e:
-                    raise ValueError(f'block {layer} (stage{i + 1}.{j}): '
-                                     f'{e}') from None
+                    raise ModelArgumentError(
+                        f'block {layer} (stage{i + 1}.{j}): '
+                        f'{e}') from None
                 planes = out
                 layer += 1
             self.add_module(f'stage{i + 1}', nn.Sequential(*blocks))
@@ -298,8 +301,8 @@ class RepVGG(RepBackbone):
             group_layer_map (dict[int, int]), stem_channels (int).
 
         Raises:
-            ValueError: non-positive values, or a group map naming a block
-                that does not exist.
+            ModelArgumentError: non-positive values, or a group map naming a
+                block that does not exist.
         """
         out = dict(arch)
         out['num_blocks'] = tuple(int(n) for n in out['num_blocks'])
@@ -307,16 +310,18 @@ class RepVGG(RepBackbone):
             float(w) for w in out['width_multiplier'])
         out['stem_channels'] = int(out['stem_channels'])
         if min(out['num_blocks']) < 1 or min(out['width_multiplier']) <= 0:
-            raise ValueError(f'arch num_blocks and width_multiplier must be '
-                             f'positive, got {out["num_blocks"]} and '
-                             f'{out["width_multiplier"]}')
+            raise ModelArgumentError(
+                f'arch num_blocks and width_multiplier must be '
+                f'positive, got {out["num_blocks"]} and '
+                f'{out["width_multiplier"]}')
         groups = {int(k): int(v)
                   for k, v in (out['group_layer_map'] or {}).items()}
         total = sum(out['num_blocks'])
         bad = sorted(k for k in groups if not 1 <= k <= total)
         if bad:
-            raise ValueError(f'group_layer_map names blocks {bad}; blocks are '
-                             f'numbered 1..{total} (stage0 cannot be grouped)')
+            raise ModelArgumentError(
+                f'group_layer_map names blocks {bad}; blocks are '
+                f'numbered 1..{total} (stage0 cannot be grouped)')
         out['group_layer_map'] = groups
         return out
 
@@ -348,13 +353,14 @@ def from_original_kwargs(kwargs):
         classes (None where not given).
 
     Raises:
-        ValueError: an argument under both names, or an ``se_cfg``.
+        ModelArgumentError: an argument under both names, or an ``se_cfg``.
     """
     arch = rename_args(kwargs, ORIGINAL_ARCH_NAMES)
     num_classes = arch.pop('num_classes', None)
     if arch.pop('se_cfg', None) is not None:
-        raise ValueError('RepVGG blocks with SE layers (se_cfg) are not '
-                         'supported')
+        raise ModelArgumentError(
+            'RepVGG blocks with SE layers (se_cfg) are not '
+            'supported')
     return dict(arch=arch), num_classes
 
 
@@ -468,12 +474,14 @@ def from_mindcv_kwargs(port_kwargs):
         classes.
 
     Raises:
-        ValueError: ``use_se=True``, or an argument the port does not take.
+        ModelArgumentError: ``use_se=True``, or an argument the port does
+            not take.
     """
     kwargs = dict(port_kwargs)
     if kwargs.pop('use_se', False):
-        raise ValueError('RepVGG blocks with SE layers (use_se) are not '
-                         'supported')
+        raise ModelArgumentError(
+            'RepVGG blocks with SE layers (use_se) are not '
+            'supported')
     num_classes = int(kwargs.pop('num_classes', 1000))
     backbone = dict(in_channels=int(kwargs.pop('in_channels', 3)),
                     deploy=bool(kwargs.pop('deploy', False)),
@@ -483,7 +491,7 @@ def from_mindcv_kwargs(port_kwargs):
                 width_multiplier=tuple(kwargs.pop('width_multiplier')),
                 group_layer_map={int(k): int(v) for k, v in groups.items()})
     if kwargs:
-        raise ValueError(f'MindCV RepVGG takes no {sorted(kwargs)}')
+        raise ModelArgumentError(f'MindCV RepVGG takes no {sorted(kwargs)}')
     return dict(backbone, arch=arch), num_classes
 
 
@@ -664,7 +672,7 @@ def convert_timm_repvgg(state):
 def _timm_cfg_arch(cfg):
     """:func:`timm_repvgg_arch` of a timm ``ByoModelCfg``."""
     def refuse(why):
-        raise ValueError(f'this timm config is no mmrep RepVGG: {why}')
+        raise ModelArgumentError(f'this timm config is no mmrep RepVGG: {why}')
 
     blocks = tuple(cfg.blocks)
     if getattr(cfg, 'stem_type', None) != 'rep':
@@ -672,7 +680,7 @@ def _timm_cfg_arch(cfg):
     attn = [getattr(c, name, None) for c in (cfg, ) + blocks
             for name in ('attn_layer', 'self_attn_layer')]
     if 'se' in attn:
-        raise ValueError(TIMM_SE_REFUSAL)
+        raise ModelArgumentError(TIMM_SE_REFUSAL)
     if any(attn):
         refuse(f'attention layers {sorted(set(filter(None, attn)))}')
     if getattr(cfg, 'num_features', 0):
@@ -730,17 +738,18 @@ def timm_repvgg_arch(model):
         arch dict for a config.
 
     Raises:
-        ValueError: ``repvgg_d2se`` (:data:`TIMM_SE_REFUSAL`), an unknown
-            name, or a config mmrep cannot represent.
+        ModelArgumentError: ``repvgg_d2se`` (:data:`TIMM_SE_REFUSAL`), an
+            unknown name, or a config mmrep cannot represent.
     """
     if not isinstance(model, str):
         return _timm_cfg_arch(model)
     name = model.split('/')[-1].split('.')[0].lower()
     if name == 'repvgg_d2se':
-        raise ValueError(TIMM_SE_REFUSAL)
+        raise ModelArgumentError(TIMM_SE_REFUSAL)
     if name not in TIMM_REPVGG_ARCHS:
-        raise ValueError(f'unknown timm RepVGG model {model!r}; one of '
-                         f'{sorted(TIMM_REPVGG_ARCHS)}')
+        raise ModelArgumentError(
+            f'unknown timm RepVGG model {model!r}; one of '
+            f'{sorted(TIMM_REPVGG_ARCHS)}')
     return TIMM_REPVGG_ARCHS[name]
 
 

@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ...utils.errors import ModelArgumentError
 from ...utils.serialization import CheckpointMismatchError
 
 
@@ -34,21 +35,24 @@ def _check_kernel_size(kernel_size):
     """Return ``(kh, kw)`` for a pseudo-kernel with at least one unit side.
 
     Raises:
-        ValueError: not an int or a pair of positive ints, or both sides
-            larger than 1.
+        ModelArgumentError: not an int or a pair of positive ints, or both
+            sides larger than 1.
     """
     if isinstance(kernel_size, int):
         kernel_size = (kernel_size, kernel_size)
     try:
         kh, kw = (int(k) for k in kernel_size)
     except (TypeError, ValueError):
-        raise ValueError(f'kernel_size must be an int or a pair of ints, got '
-                         f'{kernel_size!r}') from None
+        raise ModelArgumentError(
+            f'kernel_size must be an int or a pair of ints, got '
+            f'{kernel_size!r}') from None
     if kh < 1 or kw < 1:
-        raise ValueError(f'kernel_size must be positive, got {(kh, kw)}')
+        raise ModelArgumentError(
+            f'kernel_size must be positive, got {(kh, kw)}')
     if kh != 1 and kw != 1:
-        raise ValueError(f'a Cycle FC pseudo-kernel is (1, k) or (k, 1), got '
-                         f'{(kh, kw)}')
+        raise ModelArgumentError(
+            f'a Cycle FC pseudo-kernel is (1, k) or (k, 1), got '
+            f'{(kh, kw)}')
     return kh, kw
 
 
@@ -452,13 +456,15 @@ class CycleFC(nn.Module):
                  padding=0, bias=True):
         super().__init__()
         if int(in_channels) < 1 or int(out_channels) < 1:
-            raise ValueError(f'CycleFC needs positive channel counts, got '
-                             f'{in_channels} -> {out_channels}')
+            raise ModelArgumentError(
+                f'CycleFC needs positive channel counts, got '
+                f'{in_channels} -> {out_channels}')
         if stride not in (1, (1, 1)):
-            raise ValueError(f'CycleFC supports only stride 1, got {stride}')
+            raise ModelArgumentError(
+                f'CycleFC supports only stride 1, got {stride}')
         if padding not in (0, (0, 0)):
-            raise ValueError(f'CycleFC supports only padding 0, got '
-                             f'{padding}')
+            raise ModelArgumentError(f'CycleFC supports only padding 0, got '
+                                     f'{padding}')
         self.in_channels = int(in_channels)
         self.out_channels = int(out_channels)
         self.kernel_size = _check_kernel_size(kernel_size)
