@@ -1,10 +1,19 @@
 """Deploy configs: the same config with every mmrep module fused and the
-BatchNorms of its necks and heads folded into their convolutions."""
+BatchNorms of its necks and heads folded into their convolutions; and the
+name of the fused weights written beside a checkpoint."""
 import copy
+import os.path as osp
 
 from mmengine.config import Config, ConfigDict
 
+from ..utils import ModelConfigError
 from .heads import deploy_head_type
+
+
+def deploy_path(checkpoint):
+    """``work/iter_8.pth -> work/iter_8_deploy.pth``."""
+    stem, ext = osp.splitext(checkpoint)
+    return f'{stem}_deploy{ext or ".pth"}'
 
 
 def _change_dicts(node, change):
@@ -80,7 +89,7 @@ def make_deploy_config(cfg):
         fused weights.
 
     Raises:
-        ValueError: the config's model has nothing to fuse (no mmrep
+        ModelConfigError: the config's model has nothing to fuse (no mmrep
             module and no BatchNorm outside the backbone).
     """
     text_cfg = cfg if isinstance(cfg, Config) else Config(dict(cfg))
@@ -91,7 +100,7 @@ def make_deploy_config(cfg):
         _change_dicts(value, _deploy_head)  # after _set_deploy: mmrep type
         for key, value in model.items() if key != 'backbone')
     if not changed:
-        raise ValueError('the config builds nothing to fuse (no '
+        raise ModelConfigError('the config builds nothing to fuse (no '
                          "type='mmrep.*' under model and no BatchNorm "
                          'outside the backbone)')
     deploy.model = ConfigDict(model)

@@ -13,19 +13,23 @@ so an ONNX export keeps any input size. At a Cityscapes crop with 512
 channels this moves three quarters of the bottleneck's multiply-adds to
 maps 4, 16 and 64 times smaller; the outputs equal mmseg's to float32
 rounding.
+
+The class, :class:`~mmrep.deploy.uper_head.DeployUPerHead`, subclasses
+mmseg's ``UPerHead`` and so needs all of ``mmseg.models`` (seconds to
+import, mmdet's and mmpretrain's models with it). It is defined in
+:mod:`mmrep.deploy.uper_head`, which mmrep's ``MODELS`` registry imports on
+the first lookup of ``DeployUPerHead`` (``mmrep.registry.LazyRegistry``): a
+config's ``type='mmrep.DeployUPerHead'``, or :func:`deploy_uper_head` here.
+``import mmrep`` imports no mmseg.
 """
 import torch
-import torch.nn.functional as F
 
 from ..dependencies import optional_library
 from ..registry import MODELS
 
-# Without a usable mmseg (absent, out of range, or failing its own import
-# checks) there is no head to replace; an unusable one is logged once.
-UPerHead = None
-if optional_library('mmseg', needed_for='the deploy form of UPerHead'):
-    from mmseg.models.decode_heads import UPerHead
-    from mmseg.models.utils import resize
+#: What an unusable mmseg (out of range, or failing its own import checks)
+#: disables, in its one logged warning.
+NEEDED_FOR = 'the deploy form of UPerHead'
 
 
 def resize_matrix(out_size, in_size, shift=0, dtype=torch.float32,
@@ -91,62 +95,42 @@ def conv3x3_of_resized(x, weight, size):
     return out
 
 
-if UPerHead is not None:
+def deploy_uper_head(load=True):
+    """The deploy form of mmseg's ``UPerHead``.
 
-    @MODELS.register_module()
-    class DeployUPerHead(UPerHead):
-        """mmseg's ``UPerHead`` whose ``fpn_bottleneck`` convolution reads
-        the three resized FPN maps at their own resolution
-        (:func:`conv3x3_of_resized`); same parameters, same outputs.
+    Args:
+        load (bool): define it when it is not yet: import
+            :mod:`mmrep.deploy.uper_head` and with it ``mmseg.models``,
+            through mmrep's ``MODELS`` registry. With ``False`` it is
+            returned only when already defined (a model can hold one only
+            then), and nothing is imported. Default: True.
 
-        :func:`mmrep.reparameterize_model` turns a ``UPerHead`` into this
-        class, and deploy configs name it (``mmrep.DeployUPerHead``). A
-        bottleneck this form does not cover (not a 3x3, stride-1,
-        padding-1 convolution first, or ``align_corners=True``) runs as
-        mmseg's.
-        """
+    Returns:
+        type | None: :class:`~mmrep.deploy.uper_head.DeployUPerHead`, or
+        ``None`` without a usable mmseg (absent, out of range or failing
+        its own import checks; an unusable one is logged once).
+    """
+    if not load:
+        return MODELS.module_dict.get('DeployUPerHead')
+    return MODELS.get('DeployUPerHead')
 
-        def _decomposable(self):
-            module = self.fpn_bottleneck
-            conv = module.conv
-            return (not self.align_corners and module.order[0] == 'conv'
-                    and not module.with_explicit_padding
-                    and isinstance(conv, torch.nn.Conv2d)
-                    and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
-                    and conv.padding == (1, 1) and conv.dilation == (1, 1)
-                    and conv.groups == 1 and conv.padding_mode == 'zeros')
 
-        def _forward_feature(self, inputs):
-            if not self._decomposable():
-                return super()._forward_feature(inputs)
-            inputs = self._transform_inputs(inputs)
-            laterals = [conv(inputs[i])
-                        for i, conv in enumerate(self.lateral_convs)]
-            laterals.append(self.psp_forward(inputs))
-            for i in range(len(laterals) - 1, 0, -1):
-                laterals[i - 1] = laterals[i - 1] + resize(
-                    laterals[i], size=laterals[i - 1].shape[2:],
-                    mode='bilinear', align_corners=False)
-            maps = [fpn_conv(lateral) for fpn_conv, lateral in zip(
-                self.fpn_convs, laterals[:-1])] + [laterals[-1]]
-            module = self.fpn_bottleneck
-            weight = module.conv.weight.split(
-                [m.shape[1] for m in maps], dim=1)
-            size = maps[0].shape[2:]
-            out = F.conv2d(maps[0], weight[0], module.conv.bias, padding=1)
-            for x, w in zip(maps[1:], weight[1:]):
-                out = out + conv3x3_of_resized(x, w, size)
-            for layer in module.order[1:]:
-                if layer == 'norm' and module.with_norm:
-                    out = module.norm(out)
-                elif layer == 'act' and module.with_activation:
-                    out = module.activate(out)
-            return out
+def __getattr__(name):
+    """``heads.DeployUPerHead`` and ``heads.UPerHead`` (mmseg's class, the
+    one it replaces): defined on first access, ``None`` without a usable
+    mmseg."""
+    if name in ('DeployUPerHead', 'UPerHead'):
+        deploy = deploy_uper_head()
+        if deploy is None or name == 'DeployUPerHead':
+            return deploy
+        return deploy.__bases__[0]
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 def deploy_heads(model):
     """Turn every mmseg ``UPerHead`` in ``model`` into a
-    :class:`DeployUPerHead` (in place; no parameter changes).
+    :class:`~mmrep.deploy.uper_head.DeployUPerHead` (in place; no parameter
+    changes).
 
     Args:
         model (nn.Module): any model.
@@ -154,11 +138,15 @@ def deploy_heads(model):
     Returns:
         int: how many heads were turned.
     """
-    if UPerHead is None:
+    # Only a model with a head of that name makes mmseg's models imported.
+    if not any(type(m).__name__ == 'UPerHead' for m in model.modules()):
         return 0
-    heads = [m for m in model.modules() if type(m) is UPerHead]
+    deploy = deploy_uper_head()
+    if deploy is None:
+        return 0
+    heads = [m for m in model.modules() if type(m) is deploy.__bases__[0]]
     for head in heads:
-        head.__class__ = DeployUPerHead
+        head.__class__ = deploy
     return len(heads)
 
 
@@ -172,6 +160,9 @@ def deploy_head_type(name):
     Returns:
         str | None: ``'mmrep.DeployUPerHead'`` for mmseg's ``UPerHead``.
     """
-    if UPerHead is not None and name in ('UPerHead', 'mmseg.UPerHead'):
+    # (mmseg's own import only: the class is defined when the config is
+    # built, through the registry)
+    if name in ('UPerHead', 'mmseg.UPerHead') and \
+            optional_library('mmseg', needed_for=NEEDED_FOR):
         return 'mmrep.DeployUPerHead'
     return None

@@ -11,17 +11,11 @@ from mmengine.model import is_model_wrapper
 from ..registry import HOOKS
 from ..utils.fileio import atomic_save, atomic_write, temporary_prefix
 from ..version import __version__
-from .config import make_deploy_config
+from .config import deploy_path, make_deploy_config
 from .walker import reparameterize_model
 
 __all__ = ['ReparamCheckpointHook', 'deploy_path', 'fused_checkpoint',
            'atomic_save', 'atomic_write']
-
-
-def deploy_path(checkpoint):
-    """``work/iter_8.pth -> work/iter_8_deploy.pth``."""
-    stem, ext = osp.splitext(checkpoint)
-    return f'{stem}_deploy{ext or ".pth"}'
 
 
 def stale_temporaries(folder):

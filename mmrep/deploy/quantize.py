@@ -555,7 +555,7 @@ def runtime_session(runtime, path, threads=None):
 
 
 def plain_heads(model):
-    """Turn every :class:`~mmrep.deploy.heads.DeployUPerHead` of ``model``
+    """Turn every :class:`~mmrep.deploy.uper_head.DeployUPerHead` of ``model``
     back into mmseg's ``UPerHead`` (in place; same parameters, same
     outputs).
 
@@ -570,8 +570,10 @@ def plain_heads(model):
     Returns:
         int: how many heads were turned back.
     """
-    DeployUPerHead = getattr(heads, 'DeployUPerHead', None)
-    if DeployUPerHead is None:  # no usable mmseg: no deploy heads
+    # Not defined yet (or no usable mmseg): the model holds none; nothing
+    # of mmseg is imported for a model without one.
+    DeployUPerHead = heads.deploy_uper_head(load=False)
+    if DeployUPerHead is None:
         return 0
     count = 0
     for module in model.modules():

@@ -28,10 +28,10 @@ import re
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmcv.cnn.bricks import DropPath
 from mmengine.logging import print_log
 
 from ...registry import MODELS
+from ...utils.errors import ModelArgumentError
 from ..layers import (CycleFC, cycle_stack, cycle_stack_grouped,
                       cycle_stack_rows, cycle_stack_sum)
 from .base import RepBackbone, record_build_args
@@ -143,6 +143,10 @@ class CycleBlock(nn.Module):
 
     def __init__(self, dim, mlp_ratio=4., qkv_bias=False, drop_path=0.,
                  skip_lam=1.0):
+        # (mmcv.cnn, imported when a block is built: it imports
+        # mmengine.runner, which ``import mmrep`` does not need)
+        from mmcv.cnn.bricks import DropPath
+
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attn = CycleTokenMixer(dim, qkv_bias=qkv_bias)
@@ -296,10 +300,11 @@ class CycleMLP(RepBackbone):
                          with_cp, deploy, None, init_cfg, in_channels)
         a, num_stages = self.arch, self.num_stages
         if final_norm and num_stages - 1 not in self.out_indices:
-            raise ValueError(f'final_norm normalizes the last stage, which is '
-                             f'not in out_indices {tuple(out_indices)}')
+            raise ModelArgumentError(
+                f'final_norm normalizes the last stage, which is '
+                f'not in out_indices {tuple(out_indices)}')
         if not 0. <= drop_path_rate < 1.:
-            raise ValueError(f'drop_path_rate must be in [0, 1), got '
+            raise ModelArgumentError(f'drop_path_rate must be in [0, 1), got '
                              f'{drop_path_rate}')
         self.final_norm = final_norm
 
@@ -350,7 +355,7 @@ class CycleMLP(RepBackbone):
             stage), qkv_bias, skip_lam.
 
         Raises:
-            ValueError: non-positive values.
+            ModelArgumentError: non-positive values.
         """
         out = dict(arch)
         for k in ('channels', 'num_blocks'):
@@ -358,12 +363,13 @@ class CycleMLP(RepBackbone):
         out['mlp_ratios'] = tuple(float(v) for v in out['mlp_ratios'])
         if (min(out['channels']) < 1 or min(out['num_blocks']) < 0
                 or min(out['mlp_ratios']) <= 0):
-            raise ValueError(f'arch needs positive channels and mlp_ratios '
-                             f'and non-negative num_blocks, got {out}')
+            raise ModelArgumentError(
+                f'arch needs positive channels and mlp_ratios '
+                f'and non-negative num_blocks, got {out}')
         if min(c // 4 for c in out['channels']) < 1:
-            raise ValueError(f'channels must be at least 4 (the mixer '
-                             f'reweights through channels // 4), got '
-                             f'{out["channels"]}')
+            raise ModelArgumentError(f'channels must be at least 4 (the mixer '
+                                     f'reweights through channels // 4), got '
+                                     f'{out["channels"]}')
         out['qkv_bias'] = bool(out['qkv_bias'])
         out['skip_lam'] = float(out['skip_lam'])
         return out
@@ -442,8 +448,9 @@ def from_original_kwargs(kwargs):
         classes (None where not given).
 
     Raises:
-        ValueError: an argument under both names, or a ``transitions`` list
-            that does not downsample between every two stages.
+        ModelArgumentError: an argument under both names, or a
+            ``transitions`` list that does not downsample between every two
+            stages.
     """
     arch = rename_args(kwargs, ORIGINAL_ARCH_NAMES, ORIGINAL_DROPPED)
     num_classes = arch.pop('num_classes', None)
@@ -452,7 +459,7 @@ def from_original_kwargs(kwargs):
         num_stages = len(arch.get('channels', arch.get('num_blocks', ())))
         if (len(transitions) < num_stages - 1
                 or not all(transitions[:num_stages - 1])):
-            raise ValueError(
+            raise ModelArgumentError(
                 f'transitions {list(transitions)}: every stage but the '
                 f'last must end with a (stride-2) downsampling, as the '
                 f'original requires')
@@ -578,8 +585,9 @@ def from_paddle_kwargs(port_kwargs):
         number of classes (None for ``fork_feat``).
 
     Raises:
-        ValueError: a stage but the last without a (stride-2) transition
-            (mmrep's only layout), or an argument the port does not take.
+        ModelArgumentError: a stage but the last without a (stride-2)
+            transition (mmrep's only layout), or an argument the port does
+            not take.
     """
     fork_feat = bool(port_kwargs.get('fork_feat', False))
     num_classes = None if fork_feat else \
@@ -587,7 +595,8 @@ def from_paddle_kwargs(port_kwargs):
     unknown = sorted(set(port_kwargs) - set(PADDLE_ARCH_NAMES) -
                      set(PADDLE_DROPPED))
     if unknown:
-        raise ValueError(f'Paddle-CycleMLP CycleNet takes no {unknown}')
+        raise ModelArgumentError(
+            f'Paddle-CycleMLP CycleNet takes no {unknown}')
     arch = {new: port_kwargs[old] for old, new in PADDLE_ARCH_NAMES.items()
             if old in port_kwargs}
     arch = {k: tuple(v) if isinstance(v, list) else v
@@ -596,8 +605,9 @@ def from_paddle_kwargs(port_kwargs):
     transitions = list(port_kwargs.get('transitions') or ())
     if len(transitions) < num_stages - 1 or \
             not all(transitions[:num_stages - 1]):
-        raise ValueError(f'transitions {transitions}: every stage but the '
-                         f'last must end with a (stride-2) downsampling')
+        raise ModelArgumentError(
+            f'transitions {transitions}: every stage but the '
+            f'last must end with a (stride-2) downsampling')
     if fork_feat:
         outputs = dict(out_indices=tuple(range(num_stages)))
     else:

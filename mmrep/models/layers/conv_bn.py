@@ -5,7 +5,6 @@ from types import SimpleNamespace
 
 import torch
 import torch.nn as nn
-from mmcv.cnn import build_norm_layer
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 BN_TYPES_1D = {'BN': 'BN1d', 'BN2d': 'BN1d'}
@@ -27,6 +26,10 @@ def build_bn(norm_cfg, num_features, dims=2):
     Returns:
         nn.Module: the norm layer.
     """
+    # Imported here: mmcv.cnn imports mmengine.runner, which ``import
+    # mmrep`` does not need.
+    from mmcv.cnn import build_norm_layer
+
     cfg = dict(type='BN') if norm_cfg is None else dict(norm_cfg)
     if dims == 1:
         cfg['type'] = BN_TYPES_1D.get(cfg['type'], cfg['type'])
