@@ -6,7 +6,7 @@
 PYTHON ?= python3
 INSTALL_FLAGS ?=
 
-.PHONY: install install-plan demo test
+.PHONY: install install-plan demo test test-fast
 
 install:
 	PYTHON=$(PYTHON) bash tools/install.sh $(INSTALL_FLAGS)
@@ -20,3 +20,9 @@ demo: install
 
 test: install
 	$(PYTHON) -m pytest tests -q
+
+# The fast tier for development (about 2.5 minutes): every test but those
+# marked slow (training, export, quantization, fuzzing, several processes).
+# `make test` and CI run everything.
+test-fast: install
+	$(PYTHON) -m pytest tests -q -m "not slow"

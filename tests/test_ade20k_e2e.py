@@ -16,6 +16,10 @@ from tool_runner import train_then_test
 
 import mmrep  # noqa: F401
 
+# Trains, exports, quantizes, fuzzes or starts processes: `make test-fast`
+# leaves it out (the `slow` marker, pytest.ini).
+pytestmark = pytest.mark.slow
+
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'ade20k', '*.py')))
 DEMO = osp.join(REPO, 'configs', 'ade20k',
                 'demo_fpn_cyclemlp-tiny_1xb4-cpu_ade20k-synthetic.py')

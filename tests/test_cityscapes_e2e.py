@@ -16,6 +16,10 @@ import tool_runner
 from conftest import train_one_iteration
 from tool_runner import DEMO, REPO
 
+# Trains, exports, quantizes, fuzzes or starts processes: `make test-fast`
+# leaves it out (the `slow` marker, pytest.ini).
+pytestmark = pytest.mark.slow
+
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'cityscapes', '*.py')))
 
 

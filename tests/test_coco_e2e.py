@@ -18,6 +18,10 @@ from tool_runner import train_then_test
 import mmrep  # noqa: F401
 from mmrep.utils import safe_load
 
+# Trains, exports, quantizes, fuzzes or starts processes: `make test-fast`
+# leaves it out (the `slow` marker, pytest.ini).
+pytestmark = pytest.mark.slow
+
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'coco', '*.py')))
 RETINANET = [c for c in CONFIGS if 'retinanet' in osp.basename(c)]
 MASK_RCNN = [c for c in CONFIGS if 'mask-rcnn' in osp.basename(c)]

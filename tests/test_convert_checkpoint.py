@@ -96,6 +96,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow  # full-size models
 @pytest.mark.parametrize('family,listing_file,preset,form,arch,config', CASES,
                          ids=[f'{c[2]}-{c[3]}' for c in CASES])
 def test_original_release_converts(tmp_path, family, listing_file,

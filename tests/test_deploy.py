@@ -20,6 +20,10 @@ from mmrep.utils.testing import randomize_bn
 from mmrep.utils import safe_load
 from tool_runner import DEMO, REPO, run_tool
 
+# Trains, exports, quantizes, fuzzes or starts processes: `make test-fast`
+# leaves it out (the `slow` marker, pytest.ini).
+pytestmark = pytest.mark.slow
+
 ALL_CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', '*', '*.py')))
 
 

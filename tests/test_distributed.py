@@ -12,6 +12,10 @@ import torch
 from mmrep.utils import safe_load
 from tool_runner import DEMO, REPO, run_tool
 
+# Trains, exports, quantizes, fuzzes or starts processes: `make test-fast`
+# leaves it out (the `slow` marker, pytest.ini).
+pytestmark = pytest.mark.slow
+
 
 def free_port():
     with socket.socket() as s:

@@ -23,6 +23,10 @@ from mmrep.utils import safe_load
 
 import onnxruntime  # noqa: E402,F401  (installed by tools/install.sh)
 
+# Trains, exports, quantizes, fuzzes or starts processes: `make test-fast`
+# leaves it out (the `slow` marker, pytest.ini).
+pytestmark = pytest.mark.slow
+
 IMPORTS = dict(imports=['mmrep'], allow_failed_imports=False)
 CLS_HEAD = dict(type='LinearClsHead', num_classes=7,
                 loss=dict(type='CrossEntropyLoss', loss_weight=1.0))

@@ -30,7 +30,10 @@ TWENTY = ['model.decode_head.num_classes=20',
 
 
 # Tiny models: one thread is as fast, and far faster on a busy machine.
-pytestmark = pytest.mark.usefixtures('one_torch_thread')
+# Trains, exports, quantizes, fuzzes or starts processes: `make test-fast`
+# leaves it out (the `slow` marker, pytest.ini).
+pytestmark = [pytest.mark.slow,
+              pytest.mark.usefixtures('one_torch_thread')]
 
 
 def seg_options(root, iters, name):

@@ -26,6 +26,10 @@ from conftest import fixture_files
 
 import untrusted_corpus as uc
 
+# Trains, exports, quantizes, fuzzes or starts processes: `make test-fast`
+# leaves it out (the `slow` marker, pytest.ini).
+pytestmark = pytest.mark.slow
+
 SEED = 20240607
 #: Mutants per file (a zip gets as many again through its data.pkl),
 #: sized for about a minute in all on two busy cores.

@@ -54,7 +54,10 @@ CLS_CLASSES = ('a', 'b', 'c', 'd', 'e')
 
 
 # Tiny models: one thread is as fast, and far faster on a busy machine.
-pytestmark = pytest.mark.usefixtures('one_torch_thread')
+# Trains, exports, quantizes, fuzzes or starts processes: `make test-fast`
+# leaves it out (the `slow` marker, pytest.ini).
+pytestmark = [pytest.mark.slow,
+              pytest.mark.usefixtures('one_torch_thread')]
 
 
 @pytest.fixture(scope='module')

@@ -27,7 +27,10 @@ IMAGE = (64, 128)
 
 
 # Tiny models: one thread is as fast, and far faster on a busy machine.
-pytestmark = pytest.mark.usefixtures('one_torch_thread')
+# Trains, exports, quantizes, fuzzes or starts processes: `make test-fast`
+# leaves it out (the `slow` marker, pytest.ini).
+pytestmark = [pytest.mark.slow,
+              pytest.mark.usefixtures('one_torch_thread')]
 
 
 @pytest.fixture(scope='module')

@@ -32,6 +32,10 @@ from mmrep.deploy import make_deploy_config
 from mmrep.utils.testing import randomize_bn
 from mmrep.utils import safe_load
 
+# Trains, exports, quantizes, fuzzes or starts processes: `make test-fast`
+# leaves it out (the `slow` marker, pytest.ini).
+pytestmark = pytest.mark.slow
+
 COCO_DEMO = osp.join(REPO, 'configs', 'coco',
                      'demo_retinanet_cyclemlp-tiny_1xb2-cpu_coco-synthetic.py')
 REPVGG_A0 = osp.join(REPO, 'configs', 'imagenet', 'repvgg-a0_8xb32_in1k.py')

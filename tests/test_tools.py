@@ -99,6 +99,7 @@ TOOL_NAMES = sorted(
     if name not in INSTALL_HELPERS)
 
 
+@pytest.mark.slow  # a subprocess per tool
 @pytest.mark.parametrize('tool', TOOL_NAMES)
 def test_every_tool_refuses_a_missing_input_with_one_error_line(tool,
                                                                 tmp_path):

@@ -30,8 +30,12 @@ from conftest import fixture_files
 import untrusted_corpus as uc
 from untrusted_corpus import CASE_BY_NAME, CASES, describe
 
-import mmrep  # noqa: F401  (its allow-list is what torch.save's files need)
+import mmrep  # noqa: F401
 from mmrep.utils import safe_load
+
+# Trains, exports, quantizes, fuzzes or starts processes: `make test-fast`
+# leaves it out (the `slow` marker, pytest.ini).
+pytestmark = pytest.mark.slow
 
 #: The framework readers, probed on the MindSpore and Paddle cases too.
 READER_OF = {'mindspore': 'mindspore', 'paddle': 'paddle'}

@@ -24,6 +24,10 @@ from tool_runner import DEMO, REPO, load_tool
 
 import untrusted_corpus as uc
 
+# Trains, exports, quantizes, fuzzes or starts processes: `make test-fast`
+# leaves it out (the `slow` marker, pytest.ini).
+pytestmark = pytest.mark.slow
+
 TOOLS = ('convert_checkpoint', 'test', 'reparam')
 #: The environment's import-time deprecation warnings (setuptools'
 #: pkg_resources, imported by mmengine) are silenced, as the other tool
