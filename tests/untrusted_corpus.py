@@ -698,7 +698,8 @@ def _recursion_legacy(value_fn):
 
 
 # -- MindSpore ----------------------------------------------------------------
-def _ms(data_fn):
+def _raw(data_fn):
+    """A case whose file is the bytes ``data_fn()`` gives."""
     def make(path, marker):
         with open(path, 'wb') as f:
             f.write(data_fn())
@@ -810,13 +811,6 @@ def _pd_odict(state_fn):
     return make
 
 
-def _pd_raw(data_fn):
-    def make(path, marker):
-        with open(path, 'wb') as f:
-            f.write(data_fn())
-    return make
-
-
 def _pd_top(payload):
     """A pickle whose top object is ``payload`` (PROTO 4)."""
     return b'\x80\x04' + payload + b'.'
@@ -907,28 +901,28 @@ def _build_cases():
     cases.append(Case('legacy-nested_lists', '.pth',
                       _recursion_legacy(_nested_lists), 'either'))
     cases += [
-        Case('mindspore-duplicate_nonadjacent', '.ckpt', _ms(_ms_duplicate),
+        Case('mindspore-duplicate_nonadjacent', '.ckpt', _raw(_ms_duplicate),
              'refused', fragment='duplicate'),
         Case('mindspore-duplicate_other_shape', '.ckpt',
-             _ms(_ms_duplicate_other_shape), 'refused',
+             _raw(_ms_duplicate_other_shape), 'refused',
              fragment='duplicate'),
-        Case('mindspore-dims65', '.ckpt', _ms(_ms_dims65), 'refused'),
-        Case('mindspore-dims_zero_huge', '.ckpt', _ms(_ms_dims_zero_huge),
+        Case('mindspore-dims65', '.ckpt', _raw(_ms_dims65), 'refused'),
+        Case('mindspore-dims_zero_huge', '.ckpt', _raw(_ms_dims_zero_huge),
              'refused'),
-        Case('mindspore-dims_overflow', '.ckpt', _ms(_ms_dims_overflow),
+        Case('mindspore-dims_overflow', '.ckpt', _raw(_ms_dims_overflow),
              'refused'),
         Case('mindspore-dims_overflow_packed', '.ckpt',
-             _ms(_ms_dims_overflow_packed), 'refused'),
-        Case('mindspore-huge_length', '.ckpt', _ms(_ms_huge_length),
+             _raw(_ms_dims_overflow_packed), 'refused'),
+        Case('mindspore-huge_length', '.ckpt', _raw(_ms_huge_length),
              'refused'),
         Case('mindspore-huge_content_length', '.ckpt',
-             _ms(_ms_huge_content_length), 'refused'),
+             _raw(_ms_huge_content_length), 'refused'),
         Case('mindspore-truncated_varint', '.ckpt',
-             _ms(_ms_truncated_varint), 'refused'),
-        Case('mindspore-long_varint', '.ckpt', _ms(_ms_long_varint),
+             _raw(_ms_truncated_varint), 'refused'),
+        Case('mindspore-long_varint', '.ckpt', _raw(_ms_long_varint),
              'refused'),
         Case('mindspore-truncated_packed_dims', '.ckpt',
-             _ms(_ms_truncated_packed_dims), 'refused'),
+             _raw(_ms_truncated_packed_dims), 'refused'),
         Case('paddle-memo_bomb', '.pdparams', _pd_memo_bomb, 'refused'),
         Case('paddle-shared_bytes', '.pdparams', _pd_shared_bytes,
              'refused', timeout=120),
@@ -944,22 +938,22 @@ def _build_cases():
              _pd_odict(lambda: (None, {'items': G('collections',
                                                   'OrderedDict')})),
              'unsafe'),
-        Case('paddle-newobj_allowed', '.pdparams', _pd_raw(
+        Case('paddle-newobj_allowed', '.pdparams', _raw(
             lambda: _pd_in_dict(enc(G('collections', 'OrderedDict')) +
                                 enc(()) + b'\x81')), 'unsafe'),
-        Case('paddle-newobj_ndarray', '.pdparams', _pd_raw(
+        Case('paddle-newobj_ndarray', '.pdparams', _raw(
             lambda: _pd_in_dict(enc(G('numpy', 'ndarray')) + enc(((2, ), )) +
                                 b'\x81')), 'unsafe'),
-        Case('paddle-newobj_ex_allowed', '.pdparams', _pd_raw(
+        Case('paddle-newobj_ex_allowed', '.pdparams', _raw(
             lambda: _pd_in_dict(enc(G('collections', 'OrderedDict')) +
                                 enc(()) + enc({}) + b'\x92')), 'unsafe'),
-        Case('paddle-ext1_unregistered', '.pdparams', _pd_raw(
+        Case('paddle-ext1_unregistered', '.pdparams', _raw(
             lambda: _pd_in_dict(b'\x82\x01')), 'unsafe'),
-        Case('paddle-ext2_unregistered', '.pdparams', _pd_raw(
+        Case('paddle-ext2_unregistered', '.pdparams', _raw(
             lambda: _pd_in_dict(b'\x83\x01\x01')), 'unsafe'),
-        Case('paddle-ext4_unregistered', '.pdparams', _pd_raw(
+        Case('paddle-ext4_unregistered', '.pdparams', _raw(
             lambda: _pd_in_dict(b'\x84\x01\x01\x01\x01')), 'unsafe'),
-        Case('paddle-top_ordered_dict_newobj', '.pdparams', _pd_raw(
+        Case('paddle-top_ordered_dict_newobj', '.pdparams', _raw(
             lambda: _pd_top(b'ccollections\nOrderedDict\n)\x81')), 'unsafe'),
     ]
     names = [c.name for c in cases]
