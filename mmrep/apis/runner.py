@@ -75,9 +75,11 @@ def finish_distributed():
     A process that exits with the group still alive leaves its gloo threads
     to the interpreter's teardown, which can abort the process
     (``terminate called without an active exception``) after training
-    succeeded.
+    succeeded; so can tearing the group down while another rank still
+    communicates, hence the barrier first.
     """
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
