@@ -1145,6 +1145,20 @@ def _skip_pickle(stream):
             return
 
 
+
+def _read_varint(data, pos):
+    """The protocol-buffers varint at ``data[pos]`` and the position after
+    it (IndexError where the data ends first)."""
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, pos
+
+
 def _mindspore_offsets(data, base=0, depth=0):
     """The keys and lengths of a protocol-buffers message (and of the
     messages it nests), not the tensors' bytes."""
@@ -1152,15 +1166,7 @@ def _mindspore_offsets(data, base=0, depth=0):
     while pos < len(data):
         start = pos
         try:
-            key = 0
-            shift = 0
-            while True:
-                byte = data[pos]
-                pos += 1
-                key |= (byte & 0x7F) << shift
-                shift += 7
-                if byte < 0x80:
-                    break
+            key, pos = _read_varint(data, pos)
             wire = key & 7
             if wire == 0:
                 while data[pos] >= 0x80:
@@ -1170,14 +1176,7 @@ def _mindspore_offsets(data, base=0, depth=0):
                 continue
             if wire != 2:
                 break
-            size, shift = 0, 0
-            while True:
-                byte = data[pos]
-                pos += 1
-                size |= (byte & 0x7F) << shift
-                shift += 7
-                if byte < 0x80:
-                    break
+            size, pos = _read_varint(data, pos)
         except IndexError:
             break
         offsets += range(base + start, base + pos)
