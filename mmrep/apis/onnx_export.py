@@ -66,7 +66,14 @@ def dynamic_axes(outputs):
     return axes
 
 
-def export(model, x, out, opset=17, dynamic=False):
+def exporter_options(dynamo):
+    """What the chosen exporter needs beyond the common arguments: the
+    ``torch.export`` one writes its weights into the one file and does not
+    print its report."""
+    return dict(external_data=False, verbose=False) if dynamo else {}
+
+
+def export(model, x, out, opset=17, dynamic=False, dynamo=False):
     """Write ``model``'s tensor forward on inputs shaped like ``x`` to ONNX.
 
     The file is written beside ``out`` and renamed into place, so a failed
@@ -80,6 +87,9 @@ def export(model, x, out, opset=17, dynamic=False):
         out (str): the .onnx file.
         opset (int): ONNX opset version. Default: 17.
         dynamic (bool): free batch, height and width. Default: False.
+        dynamo (bool): torch's ``torch.export``-based exporter (needs
+            onnxscript) instead of the TorchScript one; mmrep models
+            export exactly through both. Default: False.
 
     Returns:
         list[str]: the output names (``output0``, ``output1``, ...).
@@ -97,7 +107,7 @@ def export(model, x, out, opset=17, dynamic=False):
             torch.onnx.export(wrapper, (x, ), tmp, input_names=['input'],
                               output_names=names, opset_version=opset,
                               dynamic_axes=axes, do_constant_folding=True,
-                              dynamo=False)
+                              dynamo=dynamo, **exporter_options(dynamo))
     atomic_write(out, write)
     return names
 

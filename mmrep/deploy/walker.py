@@ -1,13 +1,13 @@
 """The re-parameterization protocol.
 
-A module that has a fused (deploy) form implements ``reparameterize()``,
-which switches that module itself to the fused form in place and sets its
-own state (its ``deploy`` flag); it never walks its submodules.
-:func:`reparameterize_model`, the only traversal, walks any model (a bare
-backbone, or a segmentor, detector or classifier holding one) and calls it
-on every such module, children before their parents (so a unit that folds a
-BN into a fused child, and a backbone that records its fused form, come
-after their blocks); then it folds the
+A module that has a fused (deploy) form is a
+:class:`~mmrep.models.layers.Reparameterizable`: its ``reparameterize()``
+(alias ``switch_to_deploy()``) switches it and its unfused descendants to
+the fused form in place, so any library's walk gives the same model.
+:func:`reparameterize_model` walks any model (a bare backbone, or a
+segmentor, detector or classifier holding one) and calls it on every such
+module, children before their parents (each call then finds its
+descendants fused and takes only its own step); then it folds the
 BatchNorm of every mmcv ``ConvModule`` outside the backbone whose norm
 directly follows its convolution (the necks and heads of mmseg and mmdet
 models), and turns mmseg's ``UPerHead`` into its deploy form

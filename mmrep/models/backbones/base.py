@@ -14,6 +14,7 @@ from mmengine.model import BaseModule
 
 from ...registry import CHECKPOINT_LOADERS
 from ...utils.errors import ModelArgumentError
+from ..layers.reparam import Reparameterizable, has_unfused
 
 
 def check_out_indices(out_indices, num_stages):
@@ -88,8 +89,8 @@ def record_build_args(init):
     The outermost decorated ``__init__`` stores its bound arguments
     (defaults applied, ``self`` and ``init_cfg`` left out) as
     ``self._build_args`` before it runs: the loader builds a train-time
-    twin of a fused backbone from them, and
-    :meth:`RepBackbone.reparameterize` sets their ``deploy``.
+    twin of a fused backbone from them (with ``deploy=False``), and
+    :meth:`RepBackbone.fuse_own` sets their ``deploy``.
 
     Args:
         init (callable): the ``__init__`` to decorate.
@@ -117,7 +118,7 @@ def _preset_key(name):
     return re.sub(r'[-_/ ]', '', name).upper()
 
 
-class RepBackbone(BaseModule):
+class RepBackbone(Reparameterizable, BaseModule):
     """Base class of mmrep backbones.
 
     A family sets :attr:`arch_zoo` (preset name -> settings, plain data),
@@ -328,14 +329,29 @@ class RepBackbone(BaseModule):
                     m.eval()
         return self
 
-    def reparameterize(self):
-        """The backbone's own step of the switch to the fused form, taken by
-        :func:`mmrep.deploy.reparameterize_model` after every block has
-        fused itself: it then builds and loads as ``deploy=True``, and the
-        frozen stages' new fused layers are frozen too."""
+    @property
+    def deploy(self):
+        """Whether the backbone is in its fused form: built with
+        ``deploy=True``, switched by :meth:`reparameterize` (or
+        ``switch_to_deploy()``), or with every block fused by a walk that
+        never calls the backbone itself (timm's ``reparameterize_model`` on
+        a bare backbone)."""
+        found, unfused = has_unfused(self)
+        return self._deploy or (found and not unfused)
+
+    @deploy.setter
+    def deploy(self, value):
+        self._deploy = bool(value)
+
+    def fuse_own(self):
+        """The backbone's own step of the switch to the fused form, after
+        every block has fused itself (:meth:`reparameterize`): it records
+        the form, also in the build arguments (a copy then builds fused);
+        the fused layers of frozen stages are frozen as the layers they
+        replace were (:func:`~mmrep.models.layers.fused_conv`).
+        """
         self.deploy = True
         self._build_args['deploy'] = True
-        self._freeze_stages()
 
     def init_weights(self):
         """``init_cfg=dict(type='Pretrained', checkpoint=...)`` goes through

@@ -34,6 +34,7 @@ from ...registry import MODELS
 from ...utils.errors import ModelArgumentError
 from ..layers import (CycleFC, cycle_stack, cycle_stack_grouped,
                       cycle_stack_rows, cycle_stack_sum)
+from ..layers.tracing import exporting
 from .base import RepBackbone, record_build_args
 from .family import (CheckpointFamily, Source, indices, register_family,
                      rename_args, split_classifier)
@@ -177,7 +178,7 @@ class CycleBlock(nn.Module):
         :data:`_MLP_PIECE_BYTES` (one piece while tracing): under autograd
         the saved activations are then many small tensors that the
         allocator reuses, not fresh pages for each large one."""
-        if torch.jit.is_tracing():  # no size-dependent Python numbers
+        if exporting():  # no size-dependent Python numbers
             return self._mlp_residual(x)
         n, pixels = x.shape[:2]
         hidden = self.mlp.fc1.out_features * x.element_size()
@@ -195,7 +196,7 @@ class CycleBlock(nn.Module):
         mix = self.attn.mixing_matrix(y)
         needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(
             p.requires_grad for p in self.parameters()))
-        if torch.jit.is_tracing():  # ONNX: reorder the matrix, not the stack
+        if exporting():  # ONNX: reorder the matrix, not the stack
             stack, order = cycle_stack_grouped(y, self.attn.kernel_sizes)
             return self._mixer_and_mlp(x.flatten(1, 2), stack.flatten(1, 2),
                                        mix.index_select(1, order),

@@ -76,10 +76,11 @@ from mmengine.utils import to_2tuple
 
 from ...registry import MODELS
 from ...utils.errors import ModelArgumentError
-from ..layers import (ConvBN, build_bn, conv_to_fc, fuse_bn, fused_conv,
-                      pad_to_partition)
+from ..layers import (ConvBN, Reparameterizable, build_bn, conv_to_fc,
+                      fuse_bn, fused_conv, pad_to_partition)
 from ..layers.linear import grouped_linear
 from ..layers.resample import resample_fc3_state, resample_grid_mlp_state
+from ..layers.tracing import exporting
 from .base import RepBackbone, record_build_args
 from .family import (CheckpointFamily, Source, register_family, rename_args,
                      split_classifier)
@@ -119,7 +120,7 @@ def _positive_int(name, value):
     return value
 
 
-class RepMLPUnit(nn.Module):
+class RepMLPUnit(Reparameterizable, nn.Module):
     """The RepMLP unit of RepMLP v1 (the original's ``RepMLP``).
 
     Args:
@@ -220,7 +221,7 @@ class RepMLPUnit(nn.Module):
         gh, gw = Hp // ch, Wp // cw
         # While tracing (ONNX export) the general path is recorded, so the
         # graph runs at any input size.
-        padded = torch.jit.is_tracing() or Hp != H or Wp != W
+        padded = exporting() or Hp != H or Wp != W
         if self.need_global_perceptron:
             v = self._global_term(xp, H, W, gh, gw)
             xp = xp.reshape(N, C, gh, ch, gw, cw) + v[:, :, :, None, :, None]
@@ -244,13 +245,13 @@ class RepMLPUnit(nn.Module):
         ch, cw = self.h * self.dilation, self.w * self.dilation
         v = F.avg_pool2d(xp, (ch, cw))
         Hp, Wp = xp.shape[-2:]
-        if torch.jit.is_tracing() or Hp != H or Wp != W:  # pixels inside
+        if exporting() or Hp != H or Wp != W:  # pixels inside
             rows = (H - torch.arange(gh, device=xp.device) * ch).clamp(max=ch)
             cols = (W - torch.arange(gw, device=xp.device) * cw).clamp(max=cw)
             count = (rows[:, None] * cols[None, :]).to(xp.dtype)
             v = v * (ch * cw) / count
         grid = self.grid
-        other_grid = torch.jit.is_tracing() or (gh, gw) != grid
+        other_grid = exporting() or (gh, gw) != grid
         if other_grid:
             v = F.adaptive_avg_pool2d(v, grid)
         v = self.avg(v)
@@ -315,7 +316,7 @@ class RepMLPUnit(nn.Module):
         return (weight, bias, fc1.weight * scale.repeat_interleave(cells),
                 fc1.bias + fc1.weight @ shift.repeat_interleave(cells))
 
-    def reparameterize(self):
+    def fuse_own(self):
         """Switch to the fused form in place (eval-mode equivalent)."""
         if self.deploy:
             return

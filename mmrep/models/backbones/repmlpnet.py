@@ -68,11 +68,12 @@ from mmengine.utils import to_2tuple
 
 from ...registry import MODELS
 from ...utils.errors import ModelArgumentError
-from ..layers import (ConvBN, build_bn, conv_to_fc, fold_input_bn, fuse_bn,
-                      pop_bn_state,
-                      fused_conv, pad_to_partition)
+from ..layers import (ConvBN, Reparameterizable, build_bn, conv_to_fc,
+                      fold_input_bn, fuse_bn, fused_conv, pad_to_partition,
+                      pop_bn_state)
 from ..layers.linear import grouped_linear, linear, onednn_usable
 from ..layers.resample import resample_fc3_state
+from ..layers.tracing import exporting
 from .base import (RepBackbone, is_positive_int, positive_ints,
                    record_build_args)
 from .family import (CheckpointFamily, Source, has_key_prefix, indices,
@@ -108,7 +109,7 @@ class GlobalPerceptron(nn.Module):
         return torch.sigmoid(v).reshape(*v.shape, 1, 1)
 
 
-class RepMLPBlock(nn.Module):
+class RepMLPBlock(Reparameterizable, nn.Module):
     """RepMLP block with global, partition and local perceptrons.
 
     Args:
@@ -203,7 +204,7 @@ class RepMLPBlock(nn.Module):
                 out = out.reshape(-1, C, h, w) + self.local_perceptron(
                     x, hp, wp)
         out = self.partitions_to_map(out, N, hp, wp)
-        if torch.jit.is_tracing() or Hp != H or Wp != W:
+        if exporting() or Hp != H or Wp != W:
             out = out.reshape(N, C, Hp, Wp)[:, :, :H, :W]
         else:  # stay in the blocked layout; the result is NCHW-contiguous
             gate = gate.reshape(N, C // S, S, 1, 1, 1, 1)
@@ -233,7 +234,9 @@ class RepMLPBlock(nn.Module):
         Returns:
             Tensor: ``(N*hp*wp, C, h, w)``, channels-last.
         """
-        N, C = x.shape[:2]
+        # C from the module, not the input: a traced export then sees a
+        # kernel of known shape (TorchScript's exporter refuses others).
+        N, C = x.shape[0], self.channels
         h, w, S = self.h, self.w, self.num_sharesets
         local = x.reshape(N, C, hp, h, wp, w).permute(0, 2, 4, 3, 5, 1)
         local = local.reshape(-1, h, w, C).permute(0, 3, 1, 2)
@@ -295,7 +298,7 @@ class RepMLPBlock(nn.Module):
             bias = bias + fc_b
         return weight.reshape(*self.fc3.weight.shape), bias
 
-    def reparameterize(self):
+    def fuse_own(self):
         """Merge BN and conv branches into ``fc3`` in place (deploy form)."""
         if self.deploy:
             return
@@ -352,7 +355,7 @@ class FFNBlock(nn.Module):
         return y if identity is None else identity + y
 
 
-class RepMLPNetUnit(nn.Module):
+class RepMLPNetUnit(Reparameterizable, nn.Module):
     """``x + RepMLP(BN(x))`` followed by ``y + FFN(BN(y))``.
 
     In the fused form ``prebn2`` is folded into ``ffn_fc1`` (a 1x1 conv
@@ -381,15 +384,17 @@ class RepMLPNetUnit(nn.Module):
         x = self.repmlp_block(self.prebn1(x), identity=x)
         return self.ffn_block(self.prebn2(x), identity=x)
 
-    def reparameterize(self):
-        """Fold ``prebn2`` into the fused ``ffn_fc1``, in place (the walker
-        has fused the RepMLP block and the FFN's conv-BN pairs first)."""
-        if isinstance(self.prebn2, nn.Identity):
+    @property
+    def deploy(self):
+        """Whether ``prebn2`` is folded (the unit's own fused form)."""
+        return isinstance(self.prebn2, nn.Identity)
+
+    def fuse_own(self):
+        """Fold ``prebn2`` into ``ffn_fc1``, in place; the RepMLP block and
+        the FFN's conv-BN pairs below are fused by then
+        (:meth:`~mmrep.models.layers.Reparameterizable.reparameterize`)."""
+        if self.deploy:
             return
-        if not self.ffn_block.ffn_fc1.deploy:
-            raise RuntimeError('RepMLPNetUnit.reparameterize folds prebn2 '
-                               'into the fused ffn_fc1: fuse that first '
-                               '(mmrep.reparameterize_model does)')
         conv = self.ffn_block.ffn_fc1.conv
         conv.weight.data, conv.bias.data = (
             t.detach() for t in fold_input_bn(conv.weight, conv.bias,
@@ -410,7 +415,7 @@ def _pad_to_stride(x, stride):
     """Zero-pad bottom/right so a ``stride x stride`` conv drops no pixel."""
     sh, sw = stride
     pad_h, pad_w = -x.shape[-2] % sh, -x.shape[-1] % sw
-    traced = torch.jit.is_tracing()  # ONNX export: pad at any size
+    traced = exporting()  # ONNX export: pad at any size
     return F.pad(x, (0, pad_w, 0, pad_h)) if traced or pad_h or pad_w else x
 
 
@@ -629,7 +634,7 @@ class RepMLPNet(RepBackbone):
         """
         if not self.pad:
             self._check_fits(x)
-        elif not self._padding_checked:
+        elif not self._padding_checked and not exporting():
             self.warn_if_mostly_padding(x.shape[-2:])
         fit = EMBED_ROUNDINGS[self.embed_rounding]
         x = self.conv_embedding(fit(x, self.patch_size))

@@ -39,7 +39,8 @@ import torch.nn.functional as F
 from ...registry import MODELS
 from ...utils.errors import ModelArgumentError
 from ...utils.serialization import CheckpointMismatchError
-from ..layers import ConvBN, build_bn, fuse_bn, fused_conv
+from ..layers import (ConvBN, Reparameterizable, build_bn, fuse_bn,
+                      fused_conv)
 from .base import RepBackbone, record_build_args
 from .family import (CheckpointFamily, Source, has_key_prefix, indices,
                      register_family, rename_args, renamer, split_classifier,
@@ -68,7 +69,7 @@ def identity_kernel(channels, groups, kernel_size=3, device=None,
     return kernel
 
 
-class RepVGGBlock(nn.Module):
+class RepVGGBlock(Reparameterizable, nn.Module):
     """3x3 conv-BN + 1x1 conv-BN (+ identity BN) -> ReLU; one 3x3 conv once
     re-parameterized.
 
@@ -186,7 +187,7 @@ class RepVGGBlock(nn.Module):
             weight, bias = weight + weight_id, bias + bias_id
         return weight, bias
 
-    def reparameterize(self):
+    def fuse_own(self):
         """Replace the branches by ``rbr_reparam``, in place. Equivalent in
         eval mode; does nothing when already fused."""
         if self.deploy:

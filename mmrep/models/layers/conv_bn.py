@@ -7,6 +7,8 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from .reparam import Reparameterizable
+
 BN_TYPES_1D = {'BN': 'BN1d', 'BN2d': 'BN1d'}
 
 
@@ -121,7 +123,8 @@ def fused_conv(conv, weight, bias):
 
     Returns:
         nn.Conv2d: a new convolution with ``bias=True``, on ``weight``'s
-        device and dtype.
+        device and dtype, trainable as ``conv.weight`` is (a frozen stage's
+        fused layers stay frozen, whoever fuses them).
     """
     fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
                       conv.stride, conv.padding, conv.dilation, conv.groups,
@@ -129,10 +132,10 @@ def fused_conv(conv, weight, bias):
     with torch.no_grad():
         fused.weight.copy_(weight)
         fused.bias.copy_(bias)
-    return fused
+    return fused.requires_grad_(conv.weight.requires_grad)
 
 
-class ConvBN(nn.Module):
+class ConvBN(Reparameterizable, nn.Module):
     """``Conv2d`` (no bias) -> BatchNorm -> optional activation.
 
     Parameter names (``conv.*``, ``bn.*``) are those of the original RepMLP
@@ -181,7 +184,7 @@ class ConvBN(nn.Module):
             return self.conv.weight, self.conv.bias
         return fuse_bn(self.conv.weight, self.bn)
 
-    def reparameterize(self):
+    def fuse_own(self):
         """Fold the BatchNorm into the convolution, in place (torch's
         ``fuse_conv_bn_eval``; eval-mode semantics). The new bias trains
         as the weight does (torch makes a bias it creates frozen)."""

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from ...utils.errors import ModelArgumentError
 from ...utils.serialization import CheckpointMismatchError
+from .tracing import exporting
 
 
 def _check_kernel_size(kernel_size):
@@ -128,7 +129,9 @@ def _residue_slice(x, j, k, cdim):
 
 def _shifted_residues(x, shifts, dim, cdim):
     """Each residue class of channels (along ``cdim``) shifted along ``dim``
-    with zero fill, from out-of-place ops only (a narrow and a pad each).
+    with zero fill, from out-of-place ops only: a pad of ``|d|`` on both
+    sides and a narrow back to the map's size, the same ops at any size (a
+    graph traced on a map no larger than a shift holds that shift too).
 
     Returns:
         tuple[list[Tensor], list[int]]: the shifted classes, and the channel
@@ -138,20 +141,13 @@ def _shifted_residues(x, shifts, dim, cdim):
     parts, order = [], []
     for j, d in enumerate(shifts[:c]):
         part = _residue_slice(x, j, k, cdim)
-        if abs(d) >= size:
-            part = torch.zeros_like(part)
-        elif d:
-            # F.pad lists the last dim first, a (before, after) pair each.
+        if d:
+            # F.pad lists the last dim first, a (before, after) pair each;
+            # position p of the result reads position p + d of the map.
             pad = [0] * (2 * (x.dim() - dim))
             side = 2 * (x.dim() - 1 - dim)
-            n = size - abs(d)
-            if d > 0:
-                part = part.narrow(dim, d, n)
-                pad[side + 1] = d
-            else:
-                part = part.narrow(dim, 0, n)
-                pad[side] = -d
-            part = F.pad(part, pad)
+            pad[side] = pad[side + 1] = abs(d)
+            part = F.pad(part, pad).narrow(dim, abs(d) + d, size)
         parts.append(part)
         order.extend(range(j, c, k))
     return parts, order
@@ -215,7 +211,7 @@ def cycle_shift(x, kernel_size):
         raise ValueError(f'cycle_shift expects an (N, C, H, W) tensor, got '
                          f'shape {tuple(x.shape)}')
     dim, shifts = cycle_shifts(kernel_size)
-    if torch.jit.is_tracing():  # ONNX export: out-of-place ops only
+    if exporting():  # ONNX export: out-of-place ops only
         return _shift_channels_functional(x, shifts, x.dim() + dim)
     return _CycleShift.apply(x, shifts, x.dim() + dim)
 
@@ -329,7 +325,7 @@ def cycle_stack(x, kernel_sizes):
         raise ValueError(f'cycle_stack expects an (N, H, W, C) tensor, got '
                          f'shape {tuple(x.shape)}')
     plan = _stack_plan(kernel_sizes)
-    if torch.jit.is_tracing():
+    if exporting():
         stack, order = _stack_grouped(x, plan)
         return stack.index_select(-1, _inverse(order, x.device))
     return _CycleStack.apply(x.contiguous(), plan)
@@ -400,7 +396,7 @@ def cycle_stack_sum(x, kernel_sizes):
                          else torch.zeros_like(part[:, 0]))
             order += [i * c + ch for ch in range(j, c, k)]
     sums = torch.cat(parts, dim=1).index_select(1, _inverse(order, x.device))
-    if torch.jit.is_tracing():  # the pixel count at the run's input size
+    if exporting():  # the pixel count at the run's input size
         count = torch.ones_like(x[..., :1]).sum(dim=(1, 2))
     else:
         count = total.new_full((x.shape[0], 1),

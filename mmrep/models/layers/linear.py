@@ -20,6 +20,8 @@ the plain path.
 import torch
 import torch.nn.functional as F
 
+from .tracing import exporting
+
 _onednn_linear = getattr(torch.ops.mkldnn, '_linear_pointwise', None)
 
 #: Products smaller than this many multiply-adds stay on ``F.linear``:
@@ -57,7 +59,7 @@ def onednn_usable(x, weight):
                      and (x.requires_grad or weight.requires_grad))
             and torch.backends.mkldnn.enabled
             and torch.backends.mkldnn.is_available()
-            and not torch.jit.is_tracing() and not torch.jit.is_scripting()
+            and not exporting() and not torch.jit.is_scripting()
             and not torch.onnx.is_in_onnx_export()
             and not torch.compiler.is_compiling())
 

@@ -4,6 +4,8 @@ thing (RepMLPNet's and RepMLP-Res50's Locality Injection)."""
 import torch
 import torch.nn.functional as F
 
+from .tracing import exporting
+
 
 def pad_to_partition(x, h, w):
     """Zero-pad ``x`` on the bottom and right to multiples of ``(h, w)``.
@@ -13,7 +15,7 @@ def pad_to_partition(x, h, w):
     """
     H, W = x.shape[-2:]
     pad_h, pad_w = -H % h, -W % w
-    if torch.jit.is_tracing() or pad_h or pad_w:
+    if exporting() or pad_h or pad_w:
         x = F.pad(x, (0, pad_w, 0, pad_h))
     return x
 
