@@ -15,6 +15,17 @@ import torch
 from mmrep.checkpoints.conversion import mmrep_arch as _mmrep_arch
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+#: Deploy configs for mmdeploy (no models): left out of model_configs().
+MMDEPLOY_CONFIGS = osp.join(REPO, 'configs', 'mmdeploy')
+
+
+def model_configs():
+    """Every model config of configs/<folder>/ (demos included; the _base_
+    files and the mmdeploy deploy configs left out), sorted."""
+    return sorted(p for p in glob.glob(osp.join(REPO, 'configs', '*', '*.py'))
+                  if not p.startswith(MMDEPLOY_CONFIGS + os.sep))
+
+
 FIXTURES = os.environ.get('MMREP_FIXTURES') or osp.join(REPO, 'tests', 'data')
 
 

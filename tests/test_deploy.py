@@ -18,13 +18,14 @@ from mmrep.deploy import make_deploy_config, reparameterize_model
 from mmrep.deploy.heads import DeployUPerHead, conv3x3_of_resized
 from mmrep.utils.testing import randomize_bn
 from mmrep.utils import safe_load
+from conftest import model_configs
 from tool_runner import DEMO, REPO, run_tool
 
 # Trains, exports, quantizes, fuzzes or starts processes: `make test-fast`
 # leaves it out (the `slow` marker, pytest.ini).
 pytestmark = pytest.mark.slow
 
-ALL_CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', '*', '*.py')))
+ALL_CONFIGS = model_configs()
 
 
 def build(cfg):

@@ -17,6 +17,7 @@ sys.path.insert(0, osp.join(REPO, 'tools'))
 import install_plan as ip  # noqa: E402
 
 REQUIREMENTS = ip.read_requirements(REPO)
+NO_DEPS_REQUIREMENTS = ip.read_requirements(REPO, ip.NO_DEPS_FILES)
 
 #: An environment where everything is installed and works (CPU machine,
 #: CUDA build of torch).
@@ -51,7 +52,8 @@ def _in_range(spec):
 
 
 # the requirement files may list more than the libraries named above
-for _key, (_line, _spec) in REQUIREMENTS.items():
+for _key, (_line, _spec) in [*REQUIREMENTS.items(),
+                             *NO_DEPS_REQUIREMENTS.items()]:
     COMPLETE['versions'].setdefault(_key, _in_range(_spec))
 
 
@@ -66,6 +68,7 @@ def env(**changes):
 
 def policy(**kw):
     kw.setdefault('requirements', REQUIREMENTS)
+    kw.setdefault('no_deps_requirements', NO_DEPS_REQUIREMENTS)
     kw.setdefault('root', REPO)
     return ip.Policy(**kw)
 
@@ -351,6 +354,28 @@ def test_plan_cli_writes_shell_variables(tmp_path):
          'echo "$PLAN_TORCH $PLAN_MMCV $PLAN_DONE"'],
         capture_output=True, text=True, check=True).stdout
     assert shown == 'mmdet>=3.3.0,<3.4.0|ftfy|keep keep 0\n'
+
+
+def test_mmdeploy_is_installed_without_its_pins(tmp_path):
+    """requirements/mmdeploy.txt goes to pip with --no-deps (mmdeploy 1.3.1
+    pins protobuf<=3.20.2 and an old onnx), apart from the other specs; a
+    missing mmdeploy keeps the plan from being done."""
+    plan = decide(env(versions={'mmdeploy': None}))
+    assert plan['no_deps_specs'] == ['mmdeploy==1.3.1']
+    assert 'mmdeploy==1.3.1' not in plan['pip_specs'] and not plan['done']
+    assert line(plan, 'install mmdeploy==1.3.1') == \
+        'install mmdeploy==1.3.1 without its dependencies (not installed)'
+    kept = decide(env())
+    assert kept['no_deps_specs'] == [] and kept['done']
+    assert line(kept, 'keep mmdeploy') == 'keep mmdeploy 1.3.1 (mmdeploy==1.3.1)'
+    shown = subprocess.run(
+        ['bash', '-c', ip.shell_vars(plan) +
+         'printf "%s|" "${PLAN_NO_DEPS_SPECS[@]}"'],
+        capture_output=True, text=True, check=True).stdout
+    assert shown == 'mmdeploy==1.3.1|'
+    with open(osp.join(REPO, 'tools', 'install.sh')) as f:
+        assert '$PIP install -q --no-deps "${PLAN_NO_DEPS_SPECS[@]}"' in \
+            f.read()
 
 
 def test_dry_run_on_this_machine_keeps_the_installed_stack():

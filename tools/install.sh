@@ -189,6 +189,12 @@ if [ "${#PLAN_PIP_SPECS[@]}" -gt 0 ]; then
   "$PY" -c 'import cv2' 2>/dev/null || $PIP install -q -c "$STATE/constraints.txt" opencv-python-headless
 fi
 
+# 3b. What requirements/mmdeploy.txt lists, without its own pins (mmdeploy
+#     would downgrade protobuf and onnx); its needs are in deploy.txt.
+if [ "${#PLAN_NO_DEPS_SPECS[@]}" -gt 0 ]; then
+  $PIP install -q --no-deps "${PLAN_NO_DEPS_SPECS[@]}"
+fi
+
 # 4. mmrep itself, editable.
 if [ "$PLAN_MMREP" = install ]; then
   $PIP install -q --no-deps --no-build-isolation -e "$ROOT"

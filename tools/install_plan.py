@@ -44,6 +44,9 @@ except ImportError:  # a bare virtual environment: pip vendors packaging
 #: the tools (mmcv is handled on its own: it is built, not resolved by pip).
 REQUIREMENT_FILES = ('mminstall.txt', 'runtime.txt', 'downstream.txt',
                      'tests.txt', 'deploy.txt')
+#: Requirement files installed with ``pip --no-deps`` (mmdeploy's own pins
+#: would downgrade protobuf and onnx; what it needs is in deploy.txt).
+NO_DEPS_FILES = ('mmdeploy.txt', )
 
 #: Distributions that provide ``cv2``; any of them satisfies opencv-python.
 OPENCV_DISTS = ('opencv-python', 'opencv-python-headless',
@@ -94,11 +97,12 @@ def satisfies(installed, spec):
     return SpecifierSet(spec).contains(v, prereleases=True)
 
 
-def read_requirements(root):
-    """Requirement name -> (pip line, specifier) from requirements/*.txt,
-    in file order; the specifiers of a name listed twice are combined."""
+def read_requirements(root, files=REQUIREMENT_FILES):
+    """Requirement name -> (pip line, specifier) from the given files of
+    requirements/, in file order; the specifiers of a name listed twice are
+    combined."""
     found = {}
-    for name in REQUIREMENT_FILES:
+    for name in files:
         path = osp.join(root, 'requirements', name)
         if not osp.exists(path):
             continue
@@ -368,7 +372,8 @@ class Policy:
                  torchvision_default='0.29.1', mmcv_build='2.1.0',
                  setuptools_max='81', replace_torch=False,
                  skip_torchvision=False, force_cuda=False,
-                 cache='~/.cache/mmrep', root='.', requirements=None):
+                 cache='~/.cache/mmrep', root='.', requirements=None,
+                 no_deps_requirements=None):
         self.torch_supported = torch_supported
         self.torch_tested = tuple(torch_tested)
         self.torch_default = torch_default
@@ -381,6 +386,7 @@ class Policy:
         self.cache = osp.expanduser(cache)
         self.root = root
         self.requirements = requirements or {}
+        self.no_deps_requirements = no_deps_requirements or {}
 
 
 def decide(facts, policy, find_wheel=find_cached_wheel):
@@ -397,7 +403,8 @@ def decide(facts, policy, find_wheel=find_cached_wheel):
         ``torch_specs``, ``torchvision`` (keep/install/skip),
         ``torchvision_spec``, ``mmcv`` (keep/reuse/build/defer),
         ``mmcv_wheel``, ``mmcv_cuda_ops``, ``setuptools_spec``,
-        ``pip_specs``, ``mmrep`` (keep/install) and ``constraints``.
+        ``pip_specs``, ``no_deps_specs`` (installed with ``--no-deps``),
+        ``mmrep`` (keep/install) and ``constraints``.
     """
     p = policy
     lines = []
@@ -554,19 +561,9 @@ def decide(facts, policy, find_wheel=find_cached_wheel):
         lines.append(f'keep setuptools {facts["setuptools"]} (no mmcv build)')
 
     # the other libraries, from requirements/*.txt --------------------------
-    specs = []
-    for key, (line, spec) in p.requirements.items():
-        if key == 'mmcv':
-            continue
-        have = facts.get('versions', {}).get(key)
-        if have is not None and satisfies(have, spec or '>=0'):
-            lines.append(f'keep {key} {have}' +
-                         (f' ({key}{spec})' if spec else ''))
-        else:
-            why = 'not installed' if have is None else \
-                f'{have} outside {key}{spec}'
-            specs.append(line)
-            lines.append(f'install {line} ({why})')
+    specs = _missing(p.requirements, facts, lines)
+    plan['no_deps_specs'] = _missing(p.no_deps_requirements, facts, lines,
+                                     ' without its dependencies')
     # mmcv's own runtime requirements, once it is installed
     if plan['mmcv'] == 'keep':
         for req in facts.get('mmcv_requires', []):
@@ -609,8 +606,29 @@ def decide(facts, policy, find_wheel=find_cached_wheel):
             plan['constraints'].append(line)
     plan['done'] = not plan['refused'] and all(
         plan[k] in ('keep', 'skip') for k in ('torch', 'torchvision', 'mmcv',
-                                              'mmrep')) and not specs
+                                              'mmrep')) and not specs \
+        and not plan['no_deps_specs']
     return plan
+
+
+def _missing(requirements, facts, lines, how=''):
+    """The pip lines of the requirements not satisfied by what is
+    installed; appends a keep or install line for each (mmcv is decided
+    elsewhere)."""
+    specs = []
+    for key, (line, spec) in requirements.items():
+        if key == 'mmcv':
+            continue
+        have = facts.get('versions', {}).get(key)
+        if have is not None and satisfies(have, spec or '>=0'):
+            lines.append(f'keep {key} {have}' +
+                         (f' ({key}{spec})' if spec else ''))
+        else:
+            why = 'not installed' if have is None else \
+                f'{have} outside {key}{spec}'
+            specs.append(line)
+            lines.append(f'install {line}{how} ({why})')
+    return specs
 
 
 # -------------------------------------------------------------------- cli
@@ -623,7 +641,7 @@ def shell_vars(plan):
     out.append(f'PLAN_MMCV_CUDA_OPS={int(plan["mmcv_cuda_ops"])}')
     out.append(f'PLAN_REFUSED={int(plan["refused"])}')
     out.append(f'PLAN_DONE={int(plan["done"])}')
-    for key in ('torch_specs', 'pip_specs'):
+    for key in ('torch_specs', 'pip_specs', 'no_deps_specs'):
         items = ' '.join(shlex.quote(s) for s in plan[key])
         out.append(f'PLAN_{key.upper()}=({items})')
     return '\n'.join(out) + '\n'
@@ -639,7 +657,8 @@ def policy_from_args(args):
         replace_torch=args.replace_torch,
         skip_torchvision=args.no_torchvision,
         force_cuda=os.environ.get('FORCE_CUDA') == '1', cache=args.cache,
-        root=args.root, requirements=read_requirements(args.root))
+        root=args.root, requirements=read_requirements(args.root),
+        no_deps_requirements=read_requirements(args.root, NO_DEPS_FILES))
 
 
 def main(argv=None):
@@ -688,7 +707,8 @@ def main(argv=None):
         with open(args.facts) as f:
             facts = json.load(f)
     else:
-        facts = probe(args.root, list(policy.requirements))
+        facts = probe(args.root, list(policy.requirements) +
+                      list(policy.no_deps_requirements))
     result = decide(facts, policy)
     for line in result['lines']:
         if args.changes_only and line.startswith('keep '):
