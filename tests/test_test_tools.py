@@ -25,7 +25,7 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 from PIL import Image
-from tool_runner import DEMO, INSTALL_HELPERS, REPO, load_tool
+from tool_runner import DEMO, INSTALL_HELPERS, REPO, load_tool, run_tool
 
 import mmrep  # noqa: F401
 from mmrep.deploy import make_deploy_config
@@ -675,3 +675,61 @@ def test_amp_refused_without_a_device(tmp_path):
                    "has none (mmengine's AmpOptimWrapper does not run on the "
                    'CPU)')
     assert not work.exists()
+
+
+def test_fused_file_of_a_model_without_an_mmrep_backbone_evaluates(
+        city, tmp_path):
+    """The hook's fused file of mmseg's ResNet-18 UperNet (necks and heads
+    folded, UPerHead in its deploy form; no mmrep module) evaluates through
+    tools/test.py with the train-time config, as its training checkpoint
+    does. The ``meta['deploy_config']`` it carries is never executed: the
+    same config is made from the one given."""
+    from mmrep.deploy import reparameterize_model
+    config = tmp_path / 'upernet_r18.py'
+    config.write_text(
+        f'_base_ = [{DEMO!r}]\n'
+        "model = dict(backbone=dict(_delete_=True, type='ResNetV1c', "
+        "depth=18, num_stages=4, out_indices=(0, 1, 2, 3), "
+        "norm_cfg=dict(type='BN', requires_grad=True), norm_eval=False, "
+        "style='pytorch', contract_dilation=True), "
+        "decode_head=dict(in_channels=[64, 128, 256, 512]), "
+        "auxiliary_head=dict(in_channels=256))\n")
+    cfg = Config.fromfile(str(config))
+    torch.manual_seed(0)
+    model = randomize_bn(build(cfg)).eval()
+    train, fused = str(tmp_path / 'iter_1.pth'), str(tmp_path / 'fused.pth')
+    torch.save({'state_dict': model.state_dict()}, train)
+    torch.save({'meta': {'deploy_config': make_deploy_config(cfg).pretty_text},
+                'state_dict': reparameterize_model(model).state_dict()},
+               fused)
+    metrics = {}
+    for name, ckpt in (('train', train), ('fused', fused)):
+        mfile = str(tmp_path / f'{name}.json')
+        load_tool('test').main([
+            str(config), ckpt, '--work-dir', str(tmp_path / name),
+            '--out-metrics', mfile,
+            *seg_options(city['root'], f'r18_{name}')])
+        metrics[name] = read_json(mfile)
+    assert metrics['fused'] == pytest.approx(metrics['train'], abs=1e-6)
+
+
+def test_mmsegs_own_test_tool_evaluates_an_mmrep_config(city, tmp_path):
+    """mmsegmentation's tools/test.py (as its package ships it, under
+    mmseg/.mim/tools) on the demo config: the config's custom_imports load
+    mmrep, and the mIoU is the one mmrep's tools/test.py reports."""
+    import re
+
+    import mmseg
+    script = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools',
+                      'test.py')
+    mfile = str(tmp_path / 'mmrep.json')
+    load_tool('test').main([DEMO, city['ckpt'], '--work-dir',
+                            str(tmp_path / 'mmrep'), '--out-metrics', mfile,
+                            *seg_options(city['root'], 'by_mmrep')])
+    ours = read_json(mfile)['mIoU']
+    proc = run_tool(script, DEMO, city['ckpt'], '--work-dir',
+                    str(tmp_path / 'mmseg'),
+                    *seg_options(city['root'], 'by_mmseg'))
+    found = re.findall(r'mIoU: ([0-9.]+)', proc.stdout)
+    assert found, proc.stdout[-2000:]
+    assert float(found[-1]) == pytest.approx(ours, abs=0.01)

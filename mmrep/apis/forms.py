@@ -8,8 +8,18 @@ from ..checkpoints import (CheckpointMismatchError, checkpoint_form,
                            describe_mismatch, read_state_dict, same_layout)
 from ..deploy import make_deploy_config, reparameterize_model
 from ..utils import safe_load
-from ..utils.config_check import build_model_state, mmrep_types
+from ..utils.config_check import ModelConfigError, build_model_state
 from .config import build_model
+
+
+def has_fused_form(cfg):
+    """Whether the config's model has a fused form that differs from it
+    (:func:`~mmrep.deploy.make_deploy_config` changes something)."""
+    try:
+        make_deploy_config(cfg)
+    except ModelConfigError:
+        return False
+    return True
 
 
 def fitting_form(checkpoint, cfg, model_state, path, config_path,
@@ -28,7 +38,12 @@ def fitting_form(checkpoint, cfg, model_state, path, config_path,
             model in fused form, or a function returning it (called only
             when the checkpoint does not fit ``model_state``). Default:
             built from :func:`~mmrep.deploy.make_deploy_config` on the meta
-            device, and offered only when the model has mmrep modules.
+            device, offered whenever the model has something to fuse (mmrep
+            modules, or BatchNorms in necks and heads: the hook's fused file
+            of a model without an mmrep backbone evaluates too). The
+            ``meta['deploy_config']`` a fused file carries is untrusted
+            text and never executed: the same config is made from
+            ``cfg``.
 
     Returns:
         tuple[str, dict[str, Tensor]]: ``'config'`` (the model as
@@ -48,7 +63,7 @@ def fitting_form(checkpoint, cfg, model_state, path, config_path,
     forms = {'config': model_state}
     if deploy_state is not None:
         forms['deploy'] = deploy_state
-    elif mmrep_types(cfg.model):
+    elif has_fused_form(cfg):
         forms['deploy'] = lambda: build_model_state(make_deploy_config(cfg),
                                                     config_path)
     return checkpoint_form(state, forms, meta if isinstance(meta, dict)
