@@ -1,4 +1,23 @@
-"""mmrep: structurally re-parameterized MLP backbones for OpenMMLab."""
+"""mmrep: structurally re-parameterized MLP backbones for OpenMMLab.
+
+``import mmrep`` registers mmrep's modules and changes nothing else in the
+process but two named entries (tests/test_layout.py checks it in a fresh
+interpreter: no file written, no torch or mmengine global changed beyond
+these):
+
+* mmrep's registries (scope ``mmrep``, children of mmengine's roots, see
+  mmrep/registry.py), which is what importing a plugin is for;
+* ``mmengine.config.utils.MODULE2PACKAGE['mmrep']``, so that a config read
+  after ``import mmrep`` may name ``_base_ = 'mmrep::<folder>/<file>.py'``
+  (mmrep/utils/config_names.py; the README says where that works).
+
+It also checks the versions of mmengine and mmcv, failing in one line.
+What else mmrep offers that changes a process is opt-in, by name: the
+fused-file switch of whole models in any loader (``custom_imports``
+naming ``mmrep.deploy.autoswitch``, as the shipped configs do) and the
+mmdeploy shim (``mmrep.apis.mmdeploy_compat``, named by
+configs/mmdeploy/).
+"""
 # mmengine and mmcv outside their supported ranges fail here, in one line,
 # before anything imports them.
 from .dependencies import check_required_versions
@@ -7,11 +26,8 @@ check_required_versions()
 
 from .version import __version__  # noqa: E402
 
-# ``mmrep::<folder>/<config>.py`` names (configs shipped in mmrep/.mim). This
-# changes mmengine: it adds 'mmrep' to mmengine.config.utils.MODULE2PACKAGE
-# (read by ``_base_`` and by mmengine's registries) and wraps
-# ``Config.fromfile`` to accept ``package::path`` names; see
-# mmrep/utils/config_names.py.
+# ``mmrep::<folder>/<config>.py`` names in ``_base_`` (configs shipped in
+# mmrep/.mim): adds 'mmrep' to mmengine.config.utils.MODULE2PACKAGE.
 from .utils.config_names import register_config_package  # noqa: E402
 
 register_config_package()
@@ -21,17 +37,6 @@ from . import checkpoints, deploy, models  # noqa: E402,F401
 from .checkpoints import load_pretrained  # noqa: E402
 from .deploy import reparameterize_model  # noqa: E402
 from .utils.errors import MmrepError  # noqa: E402
-
-# Fused weights load right through every API that loads a checkpoint into
-# a config's model (mmengine's load_checkpoint, mmseg/mmdet/mmpretrain's
-# init_model and inferencers). This installs one torch module-registration
-# hook: a module that receives an mmrep backbone as a child (a segmentor,
-# detector or classifier) registers a load_state_dict pre-hook that switches
-# it to its fused form when the weights are exactly that form; see
-# mmrep/deploy/fused_loading.py.
-from .deploy.fused_loading import watch_parents  # noqa: E402
-
-watch_parents()
 
 __all__ = ['__version__', 'reparameterize_model', 'load_pretrained',
            'MmrepError']

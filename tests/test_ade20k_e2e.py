@@ -75,8 +75,9 @@ def test_generated_ade20k_layout(ade_data):
                          ids=osp.basename)
 def test_config_trains_one_iteration(config, ade_data):
     cfg = Config.fromfile(config)
-    assert cfg.custom_imports == dict(imports=['mmrep'],
-                                      allow_failed_imports=False)
+    assert cfg.custom_imports == dict(
+        imports=['mmrep', 'mmrep.deploy.autoswitch'],
+        allow_failed_imports=False)
     assert dict(type='mmrep.ReparamCheckpointHook') in cfg.custom_hooks
     assert cfg.crop_size == (512, 512)
     assert cfg.model.decode_head.num_classes == 150

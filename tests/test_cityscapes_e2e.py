@@ -27,8 +27,9 @@ CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'cityscapes', '*.py')))
 def test_config_builds_and_runs_forward(config):
     from mmseg.registry import MODELS
     cfg = Config.fromfile(config)
-    assert cfg.custom_imports == dict(imports=['mmrep'],
-                                      allow_failed_imports=False)
+    assert cfg.custom_imports == dict(
+        imports=['mmrep', 'mmrep.deploy.autoswitch'],
+        allow_failed_imports=False)
     # Every config uses an mmrep backbone but the ResNet-50 baseline kept
     # beside the RepMLP-Res50 one for comparison.
     assert cfg.model.backbone.type.startswith('mmrep.') or \

@@ -60,8 +60,9 @@ def load_config(config, detector):
         Config: the config, ``init_cfg=None`` in the backbone.
     """
     cfg = Config.fromfile(config)
-    assert cfg.custom_imports == dict(imports=['mmrep'],
-                                      allow_failed_imports=False)
+    assert cfg.custom_imports == dict(
+        imports=['mmrep', 'mmrep.deploy.autoswitch'],
+        allow_failed_imports=False)
     assert dict(type='mmrep.ReparamCheckpointHook') in cfg.custom_hooks
     assert cfg.model.type == detector
     assert cfg.model.backbone.type.startswith('mmrep.')

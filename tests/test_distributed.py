@@ -54,7 +54,7 @@ def test_two_gloo_processes_train_then_one_resumes(data, tmp_path):
     config = str(tmp_path / 'demo_probe.py')
     with open(config, 'w') as f:
         f.write(f'_base_ = [{DEMO!r}]\ncustom_imports = dict(imports=['
-                f"'mmrep', 'deploy_write_probe'], "
+                f"'mmrep', 'mmrep.deploy.autoswitch', 'deploy_write_probe'], "
                 f'allow_failed_imports=False)\n')
     proc = subprocess.run(
         ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), config, '2',

@@ -97,8 +97,9 @@ def test_config_builds_with_matching_head(config):
     backbone and neck at the config's resolution."""
     from mmpretrain.registry import MODELS
     cfg = Config.fromfile(config)
-    assert cfg.custom_imports == dict(imports=['mmrep'],
-                                      allow_failed_imports=False)
+    assert cfg.custom_imports == dict(
+        imports=['mmrep', 'mmrep.deploy.autoswitch'],
+        allow_failed_imports=False)
     assert cfg.model.backbone.type.startswith('mmrep.')
     assert dict(type='mmrep.ReparamCheckpointHook') in cfg.custom_hooks
     assert cfg.model.head.type == 'LinearClsHead'

@@ -24,6 +24,9 @@ from mmengine.config import Config, ConfigDict
 from mmengine.registry import init_default_scope
 
 import mmrep  # noqa: F401
+# The opt-in the shipped configs name in custom_imports: models built from
+# here on switch to their fused form as a whole when fused weights load.
+import mmrep.deploy.autoswitch  # noqa: F401,E402
 from mmrep.deploy import (fused_loading, make_deploy_config,
                           reparameterize_model)
 from mmrep.deploy.hook import fused_checkpoint
@@ -115,7 +118,8 @@ def cls_config(family):
     backbone, channels = FAMILIES[family]
     return Config(dict(
         default_scope='mmpretrain',
-        custom_imports=dict(imports=['mmrep'], allow_failed_imports=False),
+        custom_imports=dict(imports=['mmrep', 'mmrep.deploy.autoswitch'],
+                            allow_failed_imports=False),
         model=dict(type='ImageClassifier',
                    data_preprocessor=dict(
                        num_classes=len(CLS_CLASSES),
@@ -320,6 +324,41 @@ def test_a_backbone_loads_its_own_fused_weights(family, switch_lines):
     with torch.no_grad():
         for a, b in zip(fresh(x), fused(x)):
             assert torch.equal(a, b)
+
+
+class BackboneInAList(torch.nn.Module):
+    """A model whose mmrep backbone sits in a ModuleList, beside a head
+    whose conv + BN the fusion folds."""
+
+    def __init__(self):
+        super().__init__()
+        from mmcv.cnn import ConvModule
+
+        from mmrep.models.backbones import RepVGG
+        self.parts = torch.nn.ModuleList([RepVGG(
+            FAMILIES['repvgg'][0]['arch'])])
+        self.head = ConvModule(128, 4, 1, norm_cfg=dict(type='BN'))
+
+    def forward(self, x):
+        return self.head(self.parts[0](x)[-1])
+
+
+def test_a_backbone_deeper_down_switches_the_whole_model(switch_lines):
+    """The hook climbs as the model is assembled: a model holding its
+    backbone in a ModuleList switches as a whole, its head's BN folded too
+    (with the hook on the backbone's direct parent only, the ModuleList
+    switched alone and the head's fused keys did not load)."""
+    torch.manual_seed(0)
+    fused = reparameterize_model(randomize_bn(BackboneInAList()).eval())
+    model = BackboneInAList().eval()
+    model.load_state_dict(fused.state_dict(), strict=True)
+    assert model.parts[0].deploy and not model.head.with_norm
+    assert switch_lines == ['BackboneInAList: the weights are in fused '
+                            '(deploy) form; switched it to its fused form '
+                            'before loading them']
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), fused(x))
 
 
 def test_a_train_time_model_keeps_its_form_and_mode(switch_lines):

@@ -365,3 +365,41 @@ def test_assert_close_scales_with_magnitude():
     assert_close(large + torch.tensor([1.3e-4, 0.0]), large)
     with pytest.raises(AssertionError, match='max abs diff'):
         assert_close(large + torch.tensor([0.0, 0.02]), large)
+
+
+def probe_import(module):
+    """What importing ``module`` in a fresh interpreter writes and changes
+    (tests/import_probe.py)."""
+    import json
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE='1')
+    proc = subprocess.run(
+        [sys.executable, osp.join(REPO, 'tests', 'import_probe.py'), module],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_import_mmrep_registers_and_changes_nothing_else():
+    """``import mmrep`` in a fresh interpreter writes no file (no links,
+    no caches) and changes no torch or mmengine global but
+    ``MODULE2PACKAGE['mmrep']``: not torch's weights-only allow-list, no
+    module hook, not ``Config.fromfile``, not the thread count."""
+    seen = probe_import('mmrep')
+    assert seen['writes'] == []
+    assert list(seen['changed']) == ['module2package']
+    before, after = seen['changed']['module2package']
+    assert sorted(set(after) - set(before)) == ['mmrep']
+
+
+def test_the_probe_sees_a_hook_and_a_write():
+    """The opt-in module that installs the fused-file hook is seen doing
+    it; a module that writes a file is seen writing."""
+    seen = probe_import('mmrep.deploy.autoswitch')
+    hooks = seen['changed']['module_hooks']
+    assert hooks[1]['_global_module_registration_hooks'] == \
+        hooks[0]['_global_module_registration_hooks'] + 1
+    seen = probe_import('import_probe_writer')
+    assert any(w.startswith('open ') and w.split()[1].endswith('written')
+               for w in seen['writes']), seen['writes']

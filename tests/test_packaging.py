@@ -17,6 +17,7 @@ from mmengine.config import Config
 from packaging.requirements import Requirement
 
 import mmrep
+from mmrep.apis import ConfigReadError, read_config
 
 CITYSCAPES = ('cityscapes/'
               'upernet_repmlpnet-t224_8xb2-80k_cityscapes-512x1024.py')
@@ -40,8 +41,8 @@ def load_setup():
     ('coco/retinanet_repmlpnet-t224_fpn_1x_coco.py', 'mmrep.RepMLPNet'),
     ('imagenet/repvgg-a0_8xb32_in1k.py', 'mmrep.RepVGG'),  # mmpretrain::
 ])
-def test_fromfile_reads_mmrep_names(name, backbone):
-    cfg = Config.fromfile(f'mmrep::{name}')
+def test_read_config_reads_mmrep_names(name, backbone):
+    cfg = read_config(f'mmrep::{name}')
     assert cfg.model.backbone.type == backbone
     # the file read is the package's copy of (or link to) configs/<name>
     assert osp.dirname(osp.dirname(osp.dirname(cfg.filename))) == osp.join(
@@ -50,24 +51,18 @@ def test_fromfile_reads_mmrep_names(name, backbone):
                        shallow=False)
 
 
-def test_fromfile_refuses_unknown_names():
-    with pytest.raises(FileNotFoundError, match='no-such-config'):
-        Config.fromfile('mmrep::cityscapes/no-such-config.py')
-    with pytest.raises(AssertionError, match='does not support'):
-        Config.fromfile('mmnothing::a/b.py')
+def test_read_config_refuses_unknown_names():
+    with pytest.raises(ConfigReadError, match='no-such-config'):
+        read_config('mmrep::cityscapes/no-such-config.py')
+    with pytest.raises(ConfigReadError, match='does not support'):
+        read_config('mmnothing::a/b.py')
 
 
-def test_fromfile_is_unchanged_for_files(tmp_path):
-    path = tmp_path / 'plain.py'
-    path.write_text('a = 1\n')
-    assert Config.fromfile(path).a == 1  # pathlib.Path
-    assert Config.fromfile(str(path)).a == 1
-    assert Config.fromfile.__wrapped__ is not None
-    # registering again (a reload of mmrep) does not wrap twice
-    from mmrep.utils.config_names import register_config_package
-    wrapped = Config.fromfile
-    register_config_package()
-    assert Config.fromfile is wrapped
+def test_fromfile_is_mmengines_own():
+    """``import mmrep`` leaves ``Config.fromfile`` as mmengine defines it
+    (a ``package::path`` name given directly goes to read_config)."""
+    assert not hasattr(Config.fromfile, '__wrapped__')
+    assert Config.fromfile.__module__ == 'mmengine.config.config'
 
 
 def test_base_names_build_a_model(tmp_path):
@@ -107,25 +102,6 @@ def test_mmrep_registries_survive_the_registration():
             assert reg._locations, f'{name} has no locations'
     assert registry.CHECKPOINT_LOADERS.get('pretrained') is \
         mmrep.load_pretrained
-
-
-def test_checkout_links_are_made_once(tmp_path):
-    from mmrep.utils.config_names import link_checkout_configs
-    (tmp_path / 'configs' / 'x').mkdir(parents=True)
-    (tmp_path / 'configs' / 'x' / 'a.py').write_text('a = 1\n')
-    (tmp_path / 'tools').mkdir()
-    (tmp_path / 'model-index.yml').write_text('Import: []\n')
-    (tmp_path / 'mmrep').mkdir()
-    package = str(tmp_path / 'mmrep')
-    assert link_checkout_configs(package) == []  # not a checkout: no setup.py
-    (tmp_path / 'setup.py').write_text('')
-    made = link_checkout_configs(package)
-    assert sorted(osp.basename(p) for p in made) == [
-        'configs', 'model-index.yml', 'tools']
-    assert osp.isfile(osp.join(package, '.mim', 'configs', 'x', 'a.py'))
-    assert os.readlink(osp.join(package, '.mim', 'configs')) == \
-        osp.join('..', '..', 'configs')
-    assert link_checkout_configs(package) == []
 
 
 # --- setup.py ---------------------------------------------------------------

@@ -25,7 +25,8 @@ _base_ = [
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_160k.py',
 ]
-custom_imports = dict(imports=['mmrep'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmrep', 'mmrep.deploy.autoswitch'],
+                      allow_failed_imports=False)
 
 crop_size = (512, 512)
 channels = [64, 128, 256, 512]

@@ -4,7 +4,8 @@
 # 8 GPUs x 2 images, and the same sliding 512x1024 inference (mmseg's own
 # config infers on whole 1024x2048 images; its model-zoo numbers use that).
 _base_ = 'mmseg::pspnet/pspnet_r50-d8_4xb2-80k_cityscapes-512x1024.py'
-custom_imports = dict(imports=['mmrep'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmrep', 'mmrep.deploy.autoswitch'],
+                      allow_failed_imports=False)
 
 crop_size = (512, 1024)
 model = dict(

@@ -30,7 +30,8 @@
 # Norms: SyncBN in the backbone, the RepMLP units' BNs included, as mmseg's
 # ResNet-D8 PSPNet (2 images per GPU), and in the heads.
 _base_ = 'mmseg::pspnet/pspnet_r50-d8_4xb2-80k_cityscapes-512x1024.py'
-custom_imports = dict(imports=['mmrep'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmrep', 'mmrep.deploy.autoswitch'],
+                      allow_failed_imports=False)
 
 crop_size = (512, 1024)
 # e.g. dict(type='Pretrained', checkpoint='RepMLP-Res50-g4-8.pth')

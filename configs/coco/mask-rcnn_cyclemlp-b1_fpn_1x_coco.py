@@ -25,7 +25,8 @@
 # Norms: CycleMLP has no BatchNorm (only LayerNorms, which keep no batch
 # statistics), so the backbone takes no norm_cfg; nothing is frozen.
 _base_ = ['mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py']
-custom_imports = dict(imports=['mmrep'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmrep', 'mmrep.deploy.autoswitch'],
+                      allow_failed_imports=False)
 
 # ImageNet-1k weights: the original release's CycleMLP_B1.pth (classifier
 # or dense-prediction form) or an mmrep checkpoint. Placeholder path: put

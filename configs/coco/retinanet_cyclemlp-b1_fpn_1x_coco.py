@@ -27,7 +27,8 @@
 # so the 2-image batches need no frozen norms (norm_eval changes nothing);
 # nothing is frozen (frozen_stages=-1), as in PVT's setup.
 _base_ = ['mmdet::retinanet/retinanet_r50_fpn_1x_coco.py']
-custom_imports = dict(imports=['mmrep'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmrep', 'mmrep.deploy.autoswitch'],
+                      allow_failed_imports=False)
 
 # ImageNet-1k weights: the original release's CycleMLP_B1.pth (classifier
 # or dense-prediction form) or an mmrep checkpoint. This path is a

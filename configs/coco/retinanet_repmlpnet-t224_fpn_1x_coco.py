@@ -26,7 +26,8 @@
 # skips its output every backbone parameter gets a gradient. The BNs are
 # SyncBN (2 images per GPU), which matters once norm_eval is turned off.
 _base_ = ['mmdet::retinanet/retinanet_r50_fpn_1x_coco.py']
-custom_imports = dict(imports=['mmrep'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmrep', 'mmrep.deploy.autoswitch'],
+                      allow_failed_imports=False)
 
 # ImageNet-1k weights: an original RepMLPNet-T224 checkpoint (train-time or
 # fused), an mmpretrain RepMLPNet-T224 checkpoint or an mmrep one. This path

@@ -27,11 +27,16 @@ It is registered
   :data:`mmrep.registry.CHECKPOINT_LOADERS` as ``'fused_form'``: the
   backbones are a lower layer than this package), for a backbone's own
   fused weights, and
-* by :func:`watch_parents` on every module that receives an mmrep backbone
-  as a child (the segmentor, detector or classifier), so a whole fused
-  model switches at once, necks and heads included: their folded
+* where a config opts in (``custom_imports`` naming
+  :mod:`mmrep.deploy.autoswitch`, which calls :func:`watch_parents`), on
+  every module that receives an mmrep backbone at any depth (the segmentor,
+  detector or classifier, and a wrapper around it), so a whole fused model
+  switches at once, necks and heads included: their folded
   ``ConvModule`` s and mmseg's ``UPerHead`` (its deploy form) are what
   :func:`~mmrep.deploy.walker.reparameterize_model` makes of them.
+
+A fused form that cannot be worked out is an error, not a silent load of
+the weights into the wrong structure.
 """
 import copy
 import itertools
@@ -46,7 +51,7 @@ from ..registry import CHECKPOINT_LOADERS
 from .walker import reparameterize_model
 
 __all__ = ['switch_to_fused_form', 'fused_layout', 'meta_copy',
-           'watch_parents']
+           'watch_parents', 'stop_watching_parents']
 
 #: Set on a module once :func:`watch_parents` registered the pre-hook.
 _WATCHED = '_mmrep_fused_form_hook'
@@ -115,11 +120,7 @@ def switch_to_fused_form(module, state_dict, prefix, local_metadata, strict,
     given = layout(state)
     if not given or given == layout(module.state_dict()):
         return
-    try:
-        fused = fused_layout(module)
-    except Exception:  # noqa: BLE001  no fused form to tell: load as is
-        return
-    if given != fused:
+    if given != fused_layout(module):
         return
     training = module.training
     reparameterize_model(module, inplace=True)
@@ -130,9 +131,18 @@ def switch_to_fused_form(module, state_dict, prefix, local_metadata, strict,
               f'loading them', logger='current')
 
 
+def _holds_backbone(module):
+    """Whether ``module`` is an mmrep backbone or watched (holds one)."""
+    return isinstance(module, RepBackbone) or \
+        module.__dict__.get(_WATCHED, False)
+
+
 def _register_on_parent(parent, name, child):
-    """Global module-registration hook (see :func:`watch_parents`)."""
-    if isinstance(child, RepBackbone) and \
+    """Global module-registration hook (see :func:`watch_parents`): a
+    module that receives an mmrep backbone, or a module holding one, is
+    watched too, so the hook climbs as a model is assembled (a backbone in
+    a ``ModuleList``, a segmentor in a test-time wrapper)."""
+    if child is not None and _holds_backbone(child) and \
             not isinstance(parent, RepBackbone) and \
             not parent.__dict__.get(_WATCHED, False):
         parent._register_load_state_dict_pre_hook(switch_to_fused_form,
@@ -145,14 +155,15 @@ _HANDLE = None
 
 
 def watch_parents():
-    """Make every module that receives an mmrep backbone as a child (a
-    segmentor, detector or classifier, as it builds) register
-    :func:`switch_to_fused_form` for itself, so the whole model's fused
-    weights switch the whole model.
+    """Make every module that receives an mmrep backbone at any depth (a
+    segmentor, detector or classifier, and wrappers, as they build)
+    register :func:`switch_to_fused_form` for itself, so the whole model's
+    fused weights switch the whole model.
 
     Installs one global torch module-registration hook
     (``torch.nn.modules.module.register_module_module_registration_hook``),
-    once; ``import mmrep`` calls this.
+    once; importing :mod:`mmrep.deploy.autoswitch` calls this (``import
+    mmrep`` does not).
 
     Returns:
         torch.utils.hooks.RemovableHandle: the hook's handle.
@@ -162,3 +173,18 @@ def watch_parents():
         _HANDLE = register_module_module_registration_hook(
             _register_on_parent)
     return _HANDLE
+
+
+def stop_watching_parents():
+    """Remove the hook :func:`watch_parents` installed (models built before
+    keep their pre-hooks).
+
+    Returns:
+        bool: whether a hook was installed.
+    """
+    global _HANDLE
+    if _HANDLE is None:
+        return False
+    _HANDLE.remove()
+    _HANDLE = None
+    return True

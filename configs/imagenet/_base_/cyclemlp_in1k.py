@@ -11,7 +11,8 @@ _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
     'mmpretrain::_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['mmrep'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmrep', 'mmrep.deploy.autoswitch'],
+                      allow_failed_imports=False)
 
 model = dict(
     type='ImageClassifier',

@@ -7,7 +7,8 @@ _base_ = [
     'mmpretrain::_base_/schedules/imagenet_bs256_coslr.py',
     'mmpretrain::_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['mmrep'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmrep', 'mmrep.deploy.autoswitch'],
+                      allow_failed_imports=False)
 
 model = dict(
     type='ImageClassifier',
