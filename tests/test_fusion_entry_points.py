@@ -76,6 +76,7 @@ def same_fused_model(actual, expected, what):
     assert not unfused, f'{what}: not fused: {unfused}'
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('walk', sorted(WALKS))
 def test_every_walk_gives_mmreps_fused_backbone(family, walk):
     model = train_time(family)
@@ -97,6 +98,7 @@ def test_every_walk_gives_mmreps_fused_backbone(family, walk):
     assert frozen and not any(p.requires_grad for p in frozen)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('walk', ['mmrep', *sorted(WALKS)])
 def test_fusing_twice_changes_nothing(family, walk):
     fuse = WALKS.get(walk, mmrep.reparameterize_model)
