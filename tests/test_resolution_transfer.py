@@ -435,7 +435,7 @@ def test_cityscapes_res50_configs_parse_and_match_the_crop():
     base = Config.fromfile(osp.join(
         d, 'pspnet_r50-d8_8xb2-80k_cityscapes-512x1024.py'))
     for c in (cfg, base):
-        assert c.custom_imports.imports == ['mmrep']
+        assert c.custom_imports.imports == ['mmrep', 'mmrep.deploy.autoswitch']
         assert c.custom_hooks == [dict(type='mmrep.ReparamCheckpointHook')]
         assert c.train_dataloader.batch_size == 2
         assert c.train_cfg.max_iters == 80000
