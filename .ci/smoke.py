@@ -62,11 +62,11 @@ def check_installed_copy(checkout):
 
 def check_config_and_model(mmrep):
     import torch
-    from mmengine.config import Config
     from mmengine.registry import init_default_scope
+    from mmrep.apis.config import read_config
     name = ('mmrep::cityscapes/'
             'upernet_repmlpnet-t224_8xb2-80k_cityscapes-512x1024.py')
-    cfg = Config.fromfile(name)
+    cfg = read_config(name)
     check(inside(cfg.filename, osp.dirname(mmrep.__file__)),
           f'{name} read from {cfg.filename}')
     check(cfg.model.backbone.type == 'mmrep.RepMLPNet',
