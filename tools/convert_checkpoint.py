@@ -51,7 +51,7 @@ import sys
 from mmrep.apis import check_writable, note_replacing, refusals_as_errors
 from mmrep.checkpoints import CHECKPOINT_FAMILIES
 from mmrep.checkpoints.conversion import convert
-from mmrep.checkpoints.ports import SOURCES
+from mmrep.checkpoints.ports import source_names
 from mmrep.utils import atomic_save
 
 
@@ -78,7 +78,7 @@ def parse_args(argv=None):
     parser.add_argument('--arch', type=arch_argument,
                         help='preset name or arch dict literal (default: '
                         'inferred from the weights)')
-    parser.add_argument('--source', choices=list(SOURCES),
+    parser.add_argument('--source', choices=list(source_names()),
                         help='where the weights come from (default: '
                         'detected from the file and the names)')
     parser.add_argument('--backbone-only', action='store_true',

@@ -12,19 +12,21 @@ from ..models.backbones.family import (CHECKPOINT_FAMILIES, family_of,
                                        get_family, split_classifier)
 from .convert import (adapt_state_dict, convert_state_dict,
                       release_fused_form)
-from .forms import (FORM_NAMES, checkpoint_form, describe_mismatch,
-                    fold_bn_pairs, is_fused_state, matching_form,
+from .forms import (FORM_NAMES, checkpoint_form, classify,
+                    describe_mismatch, fold_bn_pairs, is_fused_state,
                     same_layout, train_only_markers)
 from .io import read_state_dict, split_model_state
-from .load import (fill_unused, fits_backbone, load_pretrained,
+from .load import (backbone_form, convert_weights, fill_unused,
+                   fits_backbone, load_converted, load_pretrained,
                    load_state_strict, match_form, report_loading)
 
 __all__ = [
     'CheckpointMismatchError', 'read_state_dict', 'split_model_state',
-    'same_layout', 'matching_form', 'describe_mismatch', 'is_fused_state',
+    'same_layout', 'classify', 'describe_mismatch', 'is_fused_state',
     'checkpoint_form', 'FORM_NAMES', 'fold_bn_pairs', 'train_only_markers',
     'CHECKPOINT_FAMILIES', 'family_of', 'get_family', 'split_classifier',
     'convert_state_dict', 'adapt_state_dict', 'release_fused_form',
-    'fill_unused', 'match_form', 'report_loading',
-    'load_pretrained', 'load_state_strict', 'fits_backbone'
+    'fill_unused', 'match_form', 'backbone_form', 'report_loading',
+    'convert_weights', 'load_converted', 'load_pretrained',
+    'load_state_strict', 'fits_backbone'
 ]

@@ -13,19 +13,31 @@ import os.path as osp
 
 import torch
 
-from ..models.backbones.family import get_family
+from ..models.backbones.family import CheckpointFamily, get_family
 from ..utils import MmrepError
 from ..utils.serialization import CheckpointMismatchError
 from ..version import __version__
-from .convert import convert_state_dict
 from .forms import describe_mismatch, same_layout
-from .io import read_state_dict, split_model_state
-from .load import fits_backbone, load_pretrained
-from .ports import (PORT_SOURCES, detect_checkpoint_source,
-                    port_options, port_state_dict)
+from .io import read_state_dict
+from .load import convert_weights, fits_backbone, load_converted
+from .ports import detect_checkpoint_source, get_source, source_evidence
+
 
 class ConversionError(MmrepError, RuntimeError):
     """The source cannot be converted as asked."""
+
+
+def as_family(family):
+    """A family given by name (``--family``) or as the declaration itself.
+
+    Returns:
+        CheckpointFamily
+
+    Raises:
+        ModelArgumentError: an unknown family name.
+    """
+    return family if isinstance(family, CheckpointFamily) \
+        else get_family(family)
 
 
 def mmrep_arch(family, original_kwargs):
@@ -37,7 +49,7 @@ def mmrep_arch(family, original_kwargs):
     checks the result.
 
     Args:
-        family (str): a registered family name.
+        family (str | CheckpointFamily): a registered family or its name.
         original_kwargs (dict | str): the original's arguments, or a preset
             name (returned as it is).
 
@@ -49,52 +61,16 @@ def mmrep_arch(family, original_kwargs):
             translation refuses (an argument under both names, half of a
             pair, a layout mmrep does not have).
     """
-    original = get_family(family).source('original')
+    original = as_family(family).source('original')
     if not isinstance(original_kwargs, dict):
         return original_kwargs
     return original.from_kwargs(original_kwargs)[0]['arch']
 
 
-def _source_evidence(detected):
-    """What shows a checkpoint's source, for a refused ``--source``."""
-    if detected == 'mindcv':
-        return 'the file is a MindSpore checkpoint (mindcv)'
-    if detected == 'paddle':
-        return 'the file is a PaddlePaddle checkpoint (paddle)'
-    article = 'a' if detected == 'timm' else 'an'
-    return f'the key names are those of {article} {detected} checkpoint'
-
-
-def split_source(state, family):
-    """Convert a source state dict into mmrep backbone and head weights.
-
-    Args:
-        state (dict[str, Tensor]): the source weights (original names, or an
-            mmpretrain classifier with ``backbone.`` / ``head.`` keys).
-        family (str): a registered family name.
-
-    Returns:
-        tuple[dict, dict]: backbone weights (mmrep names) and head weights
-        (``fc.weight`` / ``fc.bias``).
-
-    Raises:
-        ConversionError: keys outside the backbone and the classifier head.
-    """
-    backbone, rest = split_model_state(state)
-    stray = sorted(k for k in rest if not k.startswith('head.'))
-    if stray:
-        raise ConversionError(
-            f'{len(stray)} keys belong to neither the backbone nor the '
-            f'classifier head: {stray[:8]}')
-    combined = dict(backbone)
-    combined.update(rest)
-    return convert_state_dict(get_family(family).model, combined)
-
-
 def input_channels(family, backbone_state):
     """Image channels the weights take (None where the family's
     ``input_weights`` are not found)."""
-    for key in get_family(family).input_weights:
+    for key in family.input_weights:
         if key in backbone_state and backbone_state[key].dim() == 4:
             return int(backbone_state[key].shape[1])
     return None
@@ -112,7 +88,7 @@ def backbone_kwargs(family, arch, backbone_state, deploy, options=None):
     """
     last = 3
     if isinstance(arch, dict):
-        last = len(get_family(family).model.parse_arch(
+        last = len(family.model.parse_arch(
             mmrep_arch(family, arch))['num_blocks']) - 1
     kwargs = dict(arch=mmrep_arch(family, arch), deploy=deploy,
                   out_indices=(last, ))
@@ -120,22 +96,21 @@ def backbone_kwargs(family, arch, backbone_state, deploy, options=None):
     if channels not in (None, 3):
         kwargs['in_channels'] = channels
     kwargs.update(options or {})
-    kwargs.update(get_family(family).classifier_kwargs(backbone_state,
-                                                       last + 1))
+    kwargs.update(family.classifier_kwargs(backbone_state, last + 1))
     return kwargs
 
 
 def _meta_backbone(family, arch, backbone_state, deploy):
     """Build the backbone on the meta device (no memory, no init)."""
     kwargs = backbone_kwargs(family, arch, backbone_state, deploy)
-    return _cached_meta_backbone(family, repr(sorted(kwargs.items())))
+    return _cached_meta_backbone(family.name, repr(sorted(kwargs.items())))
 
 
 @functools.lru_cache(maxsize=None)
-def _cached_meta_backbone(family, kwargs_repr):
+def _cached_meta_backbone(name, kwargs_repr):
     kwargs = dict(ast.literal_eval(kwargs_repr))
     with torch.device('meta'):
-        return get_family(family).model(**kwargs)
+        return get_family(name).model(**kwargs)
 
 
 def read_arch(family, backbone_state):
@@ -146,19 +121,18 @@ def read_arch(family, backbone_state):
     mmrep's default (each family file says which).
 
     Args:
-        family (str): a registered family name.
+        family (CheckpointFamily): the backbone family.
         backbone_state (dict[str, Tensor]): converted backbone weights.
 
     Returns:
         dict | None: the arch (mmrep names); None where the weights are not
         laid out as the family's.
     """
-    reader = get_family(family).read_arch
-    if reader is None:
+    if family.read_arch is None:
         return None
     try:
-        arch = reader(backbone_state)
-        get_family(family).model.parse_arch(arch)
+        arch = family.read_arch(backbone_state)
+        family.model.parse_arch(arch)
     except (KeyError, ValueError, IndexError, ZeroDivisionError):
         return None
     return arch
@@ -173,7 +147,7 @@ def infer_arch(family, backbone_state):
     is tried and returned as a dict when its model fits.
 
     Args:
-        family (str): a registered family name.
+        family (CheckpointFamily): the backbone family.
         backbone_state (dict[str, Tensor]): converted backbone weights.
 
     Returns:
@@ -183,7 +157,7 @@ def infer_arch(family, backbone_state):
         ConversionError: no preset, or more than one, fits; names the
             closest preset and its mismatching keys.
     """
-    cls = get_family(family).model
+    cls = family.model
     fits, closest = [], None
     for arch in cls.arch_zoo:
         forms = []
@@ -207,8 +181,8 @@ def infer_arch(family, backbone_state):
         return fits[0]
     if fits:
         raise ConversionError(
-            f'the weights fit several {family} presets {fits}; name one '
-            f'with --arch')
+            f'the weights fit several {family.name} presets {fits}; name '
+            f'one with --arch')
     read = read_arch(family, backbone_state)
     if read is not None:
         for deploy in (False, True):
@@ -217,7 +191,7 @@ def infer_arch(family, backbone_state):
                 return read, deploy
     _, arch, deploy, expected = closest
     raise ConversionError(
-        f'the weights fit no {family} preset; the closest is {arch!r} '
+        f'the weights fit no {family.name} preset; the closest is {arch!r} '
         f'(deploy={deploy}): ' + describe_mismatch(backbone_state, expected))
 
 
@@ -225,7 +199,7 @@ def classifier_cfg(family, kwargs, num_classes, in_channels):
     """The ``ImageClassifier`` dict the ``configs/imagenet`` configs use.
 
     Args:
-        family (str): a registered family name.
+        family (CheckpointFamily): the backbone family.
         kwargs (dict): backbone constructor arguments.
         num_classes (int): classifier outputs.
         in_channels (int): channels of the last stage.
@@ -235,8 +209,7 @@ def classifier_cfg(family, kwargs, num_classes, in_channels):
     """
     return dict(
         type='ImageClassifier',
-        backbone=dict(type='mmrep.' + get_family(family).model.__name__,
-                      **kwargs),
+        backbone=dict(type='mmrep.' + family.model.__name__, **kwargs),
         neck=dict(type='GlobalAveragePooling'),
         head=dict(type='LinearClsHead', num_classes=num_classes,
                   in_channels=in_channels))
@@ -247,12 +220,13 @@ def convert(src, family, arch=None, source=None, backbone_only=False):
 
     Args:
         src (str): the source checkpoint.
-        family (str): a registered family name.
+        family (str | CheckpointFamily): the backbone family or its name.
         arch (str | dict, optional): preset name, or an arch dict (the
             original's argument names are translated by
             :func:`mmrep_arch`); inferred when None.
-        source (str, optional): ``'original'``, ``'mmpretrain'``,
-            ``'timm'``, ``'mindcv'`` or ``'paddle'``; detected when None
+        source (str, optional): a registered source
+            (:func:`~mmrep.checkpoints.ports.source_names`); detected when
+            None
             (:func:`~mmrep.checkpoints.ports.detect_checkpoint_source`: a
             MindSpore file is MindCV's, a PaddlePaddle file Paddle-CycleMLP's,
             otherwise the key names tell), checked against the file
@@ -280,24 +254,30 @@ def convert(src, family, arch=None, source=None, backbone_only=False):
     from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
 
+    family = as_family(family)
     state = read_state_dict(src)
     detected = detect_checkpoint_source(src, state)
     if source is not None and source != detected:
         raise ConversionError(f'--source {source}, but ' +
-                              _source_evidence(detected))
-    if get_family(family).source(detected) is None and \
-            detected not in PORT_SOURCES:
-        raise ConversionError(f'{detected} has no {family} checkpoints')
-    options = {}
-    if detected in PORT_SOURCES:
-        try:
-            backbone_state, head = port_state_dict(detected, family, state)
-        except CheckpointMismatchError as e:
-            raise ConversionError(str(e)) from None
-        options = port_options(detected, family)
-    else:
-        backbone_state, head = split_source(state, family)
-    cls = get_family(family).model
+                              source_evidence(detected))
+    port = get_source(detected).port
+    if family.source(detected) is None and not port:
+        raise ConversionError(f'{detected} has no {family.name} checkpoints')
+    try:
+        weights = convert_weights(family, state, detected=detected)
+    except CheckpointMismatchError as e:
+        if not port:
+            raise
+        raise ConversionError(str(e)) from None
+    stray = sorted(k for k in weights.rest if not k.startswith('head.'))
+    if stray:
+        raise ConversionError(
+            f'{len(stray)} keys belong to neither the backbone nor the '
+            f'classifier head: {stray[:8]}')
+    backbone_state = weights.backbone
+    head = {k[len('head.'):]: v for k, v in weights.rest.items()}
+    options = dict(weights.source.options) if port else {}
+    cls = family.model
     if arch is None:
         arch, deploy = infer_arch(family, backbone_state)
     else:
@@ -313,10 +293,11 @@ def convert(src, family, arch=None, source=None, backbone_only=False):
             expected = _meta_backbone(family, arch, backbone_state,
                                       False).state_dict()
             raise CheckpointMismatchError(
-                f'the weights do not fit {family} {arch!r}: '
+                f'the weights do not fit {family.name} {arch!r}: '
                 + describe_mismatch(backbone_state, expected))
     kwargs = backbone_kwargs(family, arch, backbone_state, deploy, options)
-    meta = dict(family=family, arch=arch, source=detected, deploy=deploy,
+    meta = dict(family=family.name, arch=arch, source=detected,
+                deploy=deploy,
                 source_file=osp.basename(src), mmrep_version=__version__)
     if options:
         meta['port_options'] = dict(options)
@@ -325,9 +306,7 @@ def convert(src, family, arch=None, source=None, backbone_only=False):
         with torch.device('meta'):
             backbone = cls(**kwargs)
         backbone.to_empty(device='cpu')
-        unused = load_pretrained(backbone, backbone_state)
-        if unused:  # nothing outside the backbone was passed in
-            raise ConversionError(f'unconsumed keys: {unused[:8]}')
+        load_converted(backbone, weights._replace(rest={}), src)
         meta.update(backbone=dict(type='mmrep.' + cls.__name__, **kwargs),
                     num_classes=None)
         return dict(state_dict=backbone.state_dict(), meta=meta)
@@ -344,9 +323,7 @@ def convert(src, family, arch=None, source=None, backbone_only=False):
         model = MODELS.build(classifier_cfg(family, kwargs, num_classes,
                                             in_channels))
     model.to_empty(device='cpu')
-    source_state = dict(backbone_state)
-    source_state.update({'head.' + k: v for k, v in head.items()})
-    unused = load_pretrained(model, source_state)
+    unused = load_converted(model, weights, src)
     if unused:
         raise ConversionError(f'{len(unused)} keys fit no part of the '
                               f'classifier: {unused[:8]}')

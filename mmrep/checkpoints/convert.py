@@ -9,8 +9,28 @@ checkpoints (train-time or fused) pass with only the classifier split off.
 from ..models.backbones.family import family_of, split_classifier
 from .forms import fold_bn_pairs
 
-__all__ = ['family_of', 'split_classifier', 'convert_state_dict',
-           'adapt_state_dict', 'release_fused_form']
+__all__ = ['family_of', 'split_classifier', 'names_source',
+           'convert_state_dict', 'adapt_state_dict', 'release_fused_form']
+
+
+def names_source(family, state):
+    """The family's source whose names weights laid out as the original's
+    have: a source told by names (mmpretrain's) whose detection accepts
+    them, from the highest priority down, else the original release.
+
+    Args:
+        family (CheckpointFamily): the backbone's family.
+        state (dict[str, Tensor]): backbone or classifier weights, without
+            any ``backbone.`` prefix.
+
+    Returns:
+        Source: the family's declaration of that source.
+    """
+    for source in sorted(family.sources, key=lambda s: -s.priority):
+        if not source.port and source.detect is not None and \
+                source.detect(state):
+            return source
+    return family.source('original')
 
 
 def convert_state_dict(backbone, state_dict):
@@ -32,10 +52,7 @@ def convert_state_dict(backbone, state_dict):
         (mmpretrain ``LinearClsHead`` names: ``fc.weight``, ``fc.bias``).
     """
     family = family_of(backbone, required=True)
-    mmpretrain = family.source('mmpretrain')
-    if mmpretrain is not None and mmpretrain.detect(state_dict):
-        return mmpretrain.to_mmrep(state_dict)
-    return family.source('original').to_mmrep(state_dict)
+    return names_source(family, state_dict).to_mmrep(state_dict)
 
 
 def adapt_state_dict(backbone, state):

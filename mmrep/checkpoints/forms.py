@@ -10,6 +10,12 @@ device, ``meta`` included.
 from ..models.backbones.family import CHECKPOINT_FAMILIES
 from ..models.layers import fuse_bn, pop_bn_state
 from ..utils.serialization import CheckpointMismatchError
+from ..utils.state_layout import (classify, count_found, describe_mismatch,
+                                  same_layout)
+
+__all__ = ['FORM_NAMES', 'train_only_markers', 'same_layout', 'classify',
+           'count_found', 'describe_mismatch', 'is_fused_state',
+           'checkpoint_form', 'fold_bn_pairs']
 
 #: How :func:`checkpoint_form`'s messages name the forms.
 FORM_NAMES = {'config': 'as configured', 'deploy': 'in fused (deploy) form'}
@@ -20,71 +26,6 @@ def train_only_markers():
     registered family's ``train_only_markers``."""
     return tuple(sorted({m for family in CHECKPOINT_FAMILIES.values()
                          for m in family.train_only_markers}))
-
-
-def same_layout(state, expected):
-    """Whether two state dicts have the same keys, each with the same shape.
-
-    Args:
-        state (dict[str, Tensor]): e.g. a checkpoint's weights.
-        expected (dict[str, Tensor]): e.g. a model's state dict.
-
-    Returns:
-        bool: ``state`` loads strictly where ``expected`` came from.
-    """
-    return state.keys() == expected.keys() and all(
-        state[k].shape == expected[k].shape for k in expected)
-
-
-def matching_form(state, forms):
-    """The first of several forms whose layout ``state`` has exactly.
-
-    Args:
-        state (dict[str, Tensor]): the weights.
-        forms (dict[str, dict | callable]): form name -> the state dict of
-            the model in that form, or a function returning it (called only
-            when the forms before it do not fit).
-
-    Returns:
-        str | None: the name of the first form that fits, or None.
-    """
-    for form, expected in forms.items():
-        if same_layout(state, expected() if callable(expected) else expected):
-            return form
-    return None
-
-
-def count_found(state, expected):
-    """How many of ``expected``'s tensors ``state`` has, name and shape."""
-    return sum(k in state and state[k].shape == v.shape
-               for k, v in expected.items())
-
-
-def describe_mismatch(state, expected, limit=8):
-    """Say which keys and shapes differ between two state dicts.
-
-    Args:
-        state (dict[str, Tensor]): the checkpoint's weights.
-        expected (dict[str, Tensor]): the model's state dict.
-        limit (int): how many keys of each kind to name. Default: 8.
-
-    Returns:
-        str: ``'missing keys (n): [...]; unexpected keys (n): [...];
-        shape mismatches (n): [...]'``, the kinds that occur.
-    """
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [f'{k}: checkpoint {tuple(state[k].shape)} vs model '
-              f'{tuple(expected[k].shape)}' for k in expected
-              if k in state and state[k].shape != expected[k].shape]
-    parts = []
-    for title, items in (('missing keys', missing),
-                         ('unexpected keys', unexpected),
-                         ('shape mismatches', shapes)):
-        if items:
-            more = f' (+{len(items) - limit} more)' if len(items) > limit else ''
-            parts.append(f'{title} ({len(items)}): {items[:limit]}{more}')
-    return '; '.join(parts)
 
 
 def is_fused_state(state, train_state):
@@ -140,10 +81,9 @@ def checkpoint_form(state, forms, meta=None, name='the checkpoint'):
         if callable(forms[form]):
             forms[form] = forms[form]()
         return forms[form]
-    found = matching_form(state, {f: (lambda f=f: resolved(f))
-                                  for f in forms})
+    found = classify(state, {f: (lambda f=f: resolved(f)) for f in forms})
     if found is not None:
-        return found
+        return found[0]
 
     def shared(form):
         return len(state.keys() & resolved(form).keys())

@@ -1,13 +1,11 @@
-"""Where a checkpoint comes from, and the ports' weights in mmrep's names.
-
-Five sources are told apart: the original releases, mmpretrain and timm by
-key names, MindCV (a MindSpore ``.ckpt``) and Paddle-CycleMLP (a
-PaddlePaddle ``.pdparams``) by the file's content
-(:func:`mmrep.utils.frameworks.framework_of`). What tells each source, its
-key map and the options its computation needs are declared by the family
-files (:class:`~mmrep.models.backbones.family.Source`); this module
-dispatches through :data:`~mmrep.models.backbones.family.
-CHECKPOINT_FAMILIES`. ``init_cfg=Pretrained``
+"""Where a checkpoint comes from, told by the sources the family files
+declare (:class:`~mmrep.models.backbones.family.Source`, gathered in
+:data:`~mmrep.models.backbones.family.CHECKPOINT_SOURCES`): a source
+whose framework wrote the file (MindCV's MindSpore ``.ckpt``,
+Paddle-CycleMLP's ``.pdparams``, :func:`mmrep.utils.frameworks.
+framework_of`) first, then the sources told by key names from the highest
+priority down, else the original release. Nothing here names a source:
+a new one is declared in its family's file alone. ``init_cfg=Pretrained``
 (:func:`~mmrep.checkpoints.load.load_pretrained`) and
 ``tools/convert_checkpoint.py`` both go through here.
 """
@@ -15,36 +13,39 @@ import os
 
 import torch
 
-from ..models.backbones.family import (CHECKPOINT_FAMILIES, SOURCE_LABELS,
-                                       family_of, get_family)
+from ..models.backbones.family import CHECKPOINT_FAMILIES, CHECKPOINT_SOURCES
 from ..utils.frameworks import framework_of
 from ..utils.serialization import CheckpointMismatchError
 
-__all__ = ['SOURCES', 'PORT_SOURCES', 'SOURCE_LABELS',
-           'detect_checkpoint_source', 'source_of_names', 'family_name',
-           'port_families', 'port_state_dict', 'port_options',
-           'with_batch_counts']
+__all__ = ['source_names', 'get_source', 'detect_checkpoint_source',
+           'source_of_names', 'source_evidence', 'port_families',
+           'port_state_dict', 'with_batch_counts']
 
-#: Every source, as ``--source`` names it.
-SOURCES = tuple(SOURCE_LABELS)
-#: The sources whose weights are not laid out as the original's; their
-#: key maps decide which families they have.
-PORT_SOURCES = ('timm', 'mindcv', 'paddle')
-#: Sources told by key names, in the order they are tried (timm's RepVGG
-#: names share mmpretrain's ``stem.`` prefix: timm first).
-NAME_TOLD_SOURCES = ('timm', 'mmpretrain')
+#: How :func:`source_evidence` names the frameworks that write checkpoint
+#: files (:func:`mmrep.utils.frameworks.framework_of`'s names).
+FRAMEWORK_NAMES = {'mindspore': 'MindSpore', 'paddle': 'PaddlePaddle'}
 
 
-def _sources(name):
-    """Every family's source called ``name``."""
-    return [s for f in CHECKPOINT_FAMILIES.values()
-            for s in f.sources if s.name == name]
+def source_names():
+    """Every registered source, as ``--source`` names it (``original``
+    first)."""
+    return tuple(CHECKPOINT_SOURCES)
+
+
+def get_source(name):
+    """The declaration of the source called ``name`` (its label,
+    detection, priority; the key map is each family's own).
+
+    Raises:
+        KeyError: no family declares it.
+    """
+    return CHECKPOINT_SOURCES[name]
 
 
 def source_of_names(state):
-    """Tell a checkpoint's source by its key names: the first of
-    :data:`NAME_TOLD_SOURCES` some family recognizes, else
-    ``'original'``.
+    """Tell a checkpoint's source by its key names: the first source, from
+    the highest priority down, that some family's detection recognizes,
+    else ``'original'``.
 
     Args:
         state (dict[str, Tensor]): the weights (a ``backbone.`` prefix is
@@ -53,16 +54,18 @@ def source_of_names(state):
     Returns:
         str
     """
-    for name in NAME_TOLD_SOURCES:
-        if any(s.detect(state) for s in _sources(name)):
-            return name
+    told = sorted((s for s in CHECKPOINT_SOURCES.values()
+                   if s.detect is not None), key=lambda s: -s.priority)
+    for told_source in told:
+        if any(s.detect(state) for f in CHECKPOINT_FAMILIES.values()
+               for s in f.sources if s.name == told_source.name):
+            return told_source.name
     return 'original'
 
 
 def detect_checkpoint_source(checkpoint, state):
     """The source of a checkpoint: the source whose framework wrote the
-    file (MindCV for MindSpore, Paddle-CycleMLP for PaddlePaddle),
-    otherwise by key names (:func:`source_of_names`).
+    file, otherwise by key names (:func:`source_of_names`).
 
     Args:
         checkpoint (str | os.PathLike | dict): the file (or loaded dict).
@@ -70,20 +73,25 @@ def detect_checkpoint_source(checkpoint, state):
             (:func:`~mmrep.checkpoints.io.read_state_dict`).
 
     Returns:
-        str: one of :data:`SOURCES`.
+        str: one of :func:`source_names`.
     """
     if isinstance(checkpoint, (str, os.PathLike)):
         framework = framework_of(checkpoint)
-        for family in CHECKPOINT_FAMILIES.values():
-            for source in family.sources:
-                if framework is not None and source.framework == framework:
-                    return source.name
+        for source in CHECKPOINT_SOURCES.values():
+            if framework is not None and source.framework == framework:
+                return source.name
     return source_of_names(state)
 
 
-def family_name(family):
-    """``--family`` name of a backbone family class (or instance)."""
-    return family_of(family, required=True).name
+def source_evidence(name):
+    """What shows that a checkpoint is ``name``'s, for a refused
+    ``--source``: the file's framework, or the key names."""
+    source = CHECKPOINT_SOURCES[name]
+    if source.framework is not None:
+        return (f'the file is a {FRAMEWORK_NAMES[source.framework]} '
+                f'checkpoint ({name})')
+    article = 'an' if name[0] in 'aeiou' or name.startswith('mm') else 'a'
+    return f'the key names are those of {article} {name} checkpoint'
 
 
 def port_families(source):
@@ -96,8 +104,8 @@ def port_state_dict(source, family, state):
     """A port's weights as mmrep backbone and classifier weights.
 
     Args:
-        source (str): ``'timm'``, ``'mindcv'`` or ``'paddle'``.
-        family (str): the ``--family`` name of the backbone.
+        source (str): a port's name (a source declared ``port=True``).
+        family (CheckpointFamily): the backbone's family.
         state (dict[str, Tensor]): the port's checkpoint, its own names.
 
     Returns:
@@ -109,12 +117,12 @@ def port_state_dict(source, family, state):
         CheckpointMismatchError: the port has no weights of ``family``, or
             the weights are not the port's.
     """
-    port = get_family(family).source(source)
+    port = family.source(source)
     if port is None:
+        label = CHECKPOINT_SOURCES[source].label
         raise CheckpointMismatchError(
-            f'a {SOURCE_LABELS[source]} checkpoint cannot go into {family}: '
-            f'{SOURCE_LABELS[source]} weights convert as '
-            f'{" or ".join(port_families(source))} only')
+            f'a {label} checkpoint cannot go into {family.name}: {label} '
+            f'weights convert as {" or ".join(port_families(source))} only')
     backbone, head = port.to_mmrep(state)
     return with_batch_counts(backbone), head
 
@@ -137,10 +145,3 @@ def with_batch_counts(state):
             count = key[:-len('running_mean')] + 'num_batches_tracked'
             out.setdefault(count, torch.tensor(0, dtype=torch.long))
     return out
-
-
-def port_options(source, family):
-    """Backbone options a source's weights need to compute what the source
-    computes (``{}`` where none)."""
-    port = get_family(family).source(source)
-    return dict(port.options) if port is not None else {}

@@ -15,7 +15,8 @@ at its initialization: a different model, with only a printed warning.
 ``_register_load_state_dict_pre_hook``) that prevents this. Before a module
 loads, it compares the keys and shapes under its prefix with its own state
 dict; when they differ and equal exactly those of its fused form (worked
-out on a copy on the meta device: no memory, no arithmetic), it switches
+out on a copy on the meta device: no memory, no arithmetic; told by
+:func:`~mmrep.utils.state_layout.classify`, as every form is), it switches
 the module in place with :func:`~mmrep.deploy.walker.reparameterize_model`
 (the step the deploy tools take), logs one line, and the weights then load
 into the fused structure. Any other mismatch is left to the loader, and
@@ -48,9 +49,10 @@ from torch.nn.modules.module import register_module_module_registration_hook
 
 from ..models.backbones.base import RepBackbone
 from ..registry import CHECKPOINT_LOADERS
+from ..utils.state_layout import classify
 from .walker import reparameterize_model
 
-__all__ = ['switch_to_fused_form', 'fused_layout', 'meta_copy',
+__all__ = ['switch_to_fused_form', 'fused_state', 'meta_copy',
            'watch_parents', 'stop_watching_parents']
 
 #: Set on a module once :func:`watch_parents` registered the pre-hook.
@@ -75,24 +77,23 @@ def meta_copy(module):
     return copy.deepcopy(module, memo)
 
 
-def layout(state):
-    """``{key: shape}`` of the tensors of a state dict."""
-    return {k: tuple(v.shape) for k, v in state.items()
-            if torch.is_tensor(v)}
+def tensors(state):
+    """The tensors of a state dict (``extra_state`` entries left out)."""
+    return {k: v for k, v in state.items() if torch.is_tensor(v)}
 
 
-def fused_layout(module):
-    """The keys and shapes of ``module``'s state dict in its fused form.
+def fused_state(module):
+    """The state dict of ``module``'s fused form, on the meta device (names
+    and shapes; nothing allocated).
 
     Args:
         module (nn.Module): an mmrep backbone, or a model holding one.
 
     Returns:
-        dict[str, tuple]: what :func:`~mmrep.deploy.walker.
-        reparameterize_model` makes of it, as ``{key: shape}``.
+        dict[str, Tensor]: what :func:`~mmrep.deploy.walker.
+        reparameterize_model` makes of it.
     """
-    return layout(reparameterize_model(meta_copy(module),
-                                       inplace=True).state_dict())
+    return reparameterize_model(meta_copy(module), inplace=True).state_dict()
 
 
 @CHECKPOINT_LOADERS.register_module(name='fused_form')
@@ -115,12 +116,12 @@ def switch_to_fused_form(module, state_dict, prefix, local_metadata, strict,
         local_metadata, strict, missing_keys, unexpected_keys, error_msgs:
             unused.
     """
-    state = {k[len(prefix):]: v for k, v in state_dict.items()
-             if k.startswith(prefix)}
-    given = layout(state)
-    if not given or given == layout(module.state_dict()):
-        return
-    if given != fused_layout(module):
+    state = tensors({k[len(prefix):]: v for k, v in state_dict.items()
+                     if k.startswith(prefix)})
+    found = classify(state, {
+        'config': tensors(module.state_dict()),
+        'deploy': lambda: tensors(fused_state(module))}) if state else None
+    if found is None or found[0] != 'deploy':
         return
     training = module.training
     reparameterize_model(module, inplace=True)

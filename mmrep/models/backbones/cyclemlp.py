@@ -653,7 +653,7 @@ register_family(CheckpointFamily(
     sources=(
         Source('original', split_classifier, from_original_kwargs),
         Source('paddle', from_paddle_state_dict, from_paddle_kwargs,
-               framework='paddle'),
+               framework='paddle', label='Paddle-CycleMLP', port=True),
     ),
     train_only_markers=(),
     classifier_kwargs=classifier_kwargs, read_arch=read_arch,

@@ -24,10 +24,6 @@ from typing import Callable, Optional
 
 from ...utils.errors import ModelArgumentError
 
-#: How the loading report and the messages name each source.
-SOURCE_LABELS = dict(original='original release', mmpretrain='mmpretrain',
-                     timm='timm', mindcv='MindCV', paddle='Paddle-CycleMLP')
-
 
 def _no_settings(backbone_state=None, num_stages=4):
     return {}
@@ -35,26 +31,42 @@ def _no_settings(backbone_state=None, num_stages=4):
 
 @dataclass(frozen=True)
 class Source:
-    """One place a family's weights come from.
+    """One place a family's weights come from, declared in the family's
+    file: everything that tells, names and converts the source's weights.
+
+    A source several families have (``original``, ``mmpretrain``,
+    ``mindcv``) is declared in each with the same ``label``, ``priority``,
+    ``port`` and ``framework`` (:func:`register_family` checks).
 
     Args:
-        name (str): a key of :data:`SOURCE_LABELS`.
-        to_mmrep (callable): the key map: the source's state dict (for
-            ``original`` and ``mmpretrain`` without any ``backbone.``
-            prefix) -> ``(backbone weights, head weights)``, mmrep's names
-            (head: ``fc.weight`` / ``fc.bias``).
+        name (str): the ``--source`` name.
+        to_mmrep (callable): the key map: the source's state dict (for a
+            source that is no port, without any ``backbone.`` prefix) ->
+            ``(backbone weights, head weights)``, mmrep's names (head:
+            ``fc.weight`` / ``fc.bias``).
         from_kwargs (callable, optional): the source's constructor
             arguments -> ``(backbone constructor arguments with 'arch',
             number of classes or None)``.
         detect (callable, optional): ``state -> bool``, whether the key
             names are this source's (sources told by names).
         framework (str, optional): the file format the source's weights
-            come in (``'mindspore'``, ``'paddle'``), which tells the source.
+            come in (``'mindspore'``, ``'paddle'``:
+            :func:`mmrep.utils.frameworks.framework_of`), which tells the
+            source before any name does.
         options (dict): backbone options the source's computation needs
             (shapes do not show them; without them the backbone computes
             otherwise).
         key_marks (tuple[str]): key fragments only this source's
             checkpoints have.
+        label (str, optional): how messages and the loading report name
+            the source. Default: ``'original release'`` for ``original``,
+            else ``name``.
+        priority (int): sources told by names are tried from the highest
+            priority down (timm's RepVGG names share mmpretrain's
+            ``stem.`` prefix: timm's is higher). Default: 0.
+        port (bool): the weights are laid out as the source's own model,
+            not as the original's: they go through ``to_mmrep`` whole, and
+            a family without this source refuses them. Default: False.
     """
 
     name: str
@@ -64,11 +76,24 @@ class Source:
     framework: Optional[str] = None
     options: dict = field(default_factory=dict)
     key_marks: tuple = ()
+    label: Optional[str] = None
+    priority: int = 0
+    port: bool = False
 
-    @property
-    def label(self):
-        """The source as messages name it."""
-        return SOURCE_LABELS[self.name]
+    def __post_init__(self):
+        if self.label is None:
+            object.__setattr__(self, 'label', 'original release'
+                               if self.name == 'original' else self.name)
+        told = self.detect is not None or self.framework is not None
+        if told == (self.name == 'original'):
+            raise ValueError(
+                f'source {self.name!r}: the original release is the one '
+                f'source told by nothing (every other needs detect or '
+                f'framework)')
+
+    def traits(self):
+        """What every family's declaration of this source shares."""
+        return (self.label, self.priority, self.port, self.framework)
 
 
 @dataclass(frozen=True)
@@ -128,6 +153,11 @@ class CheckpointFamily:
 #: ``--family`` name -> :class:`CheckpointFamily`, in registration order.
 CHECKPOINT_FAMILIES = {}
 
+#: ``--source`` name -> its first declaration, in registration order
+#: (``original`` first): what tells and names a source, whichever family
+#: declared it.
+CHECKPOINT_SOURCES = {}
+
 
 def register_family(family):
     """Add a family to :data:`CHECKPOINT_FAMILIES`.
@@ -139,13 +169,23 @@ def register_family(family):
         CheckpointFamily: ``family``.
 
     Raises:
-        ValueError: the name is taken, or ``original`` is not a source.
+        ValueError: the name is taken, ``original`` is not a source, or a
+            source's label, priority, port or framework differs from
+            another family's declaration of it.
     """
     if family.name in CHECKPOINT_FAMILIES:
         raise ValueError(f'family {family.name!r} is registered already')
     if family.source('original') is None:
         raise ValueError(f'family {family.name!r} has no original source')
+    for source in family.sources:
+        known = CHECKPOINT_SOURCES.get(source.name)
+        if known is not None and known.traits() != source.traits():
+            raise ValueError(
+                f'family {family.name!r} declares source {source.name!r} '
+                f'as {source.traits()}, another family as {known.traits()}')
     CHECKPOINT_FAMILIES[family.name] = family
+    for source in family.sources:
+        CHECKPOINT_SOURCES.setdefault(source.name, source)
     return family
 
 
