@@ -120,7 +120,7 @@ def requirements_file(name):
 
 @pytest.fixture(scope='module')
 def egg_info(tmp_path_factory):
-    """The ``mmrep.egg-info`` folder ``setup.py egg_info`` writes (run once)."""
+    """The ``mmrep.egg-info`` folder of one ``setup.py egg_info`` run."""
     out = tmp_path_factory.mktemp('egg')
     proc = subprocess.run(
         [sys.executable, 'setup.py', '-q', 'egg_info', '--egg-base',
