@@ -8,7 +8,8 @@ Checks that the mmrep imported is the wheel's copy (not the checkout that an
 editable install of the base environment points to), that its ``.mim``
 holds real copies of configs/, tools/ and model-index.yml, that an
 ``mmrep::`` config reads and its model builds and runs one forward, and
-that the sdist holds what a build from it needs.
+that the sdist holds what a build from it needs and the docs/ pages
+README.md links to.
 """
 import glob
 import importlib.metadata
@@ -92,7 +93,7 @@ def check_sdist(sdist, checkout):
                  'model-index.yml', 'setup.py', 'pyproject.toml',
                  'tools/train.py', 'tools/test.py', 'tools/dist_train.sh'):
         check(name in members, f'{name} missing from {sdist}')
-    for kind in ('requirements', 'configs'):
+    for kind in ('requirements', 'configs', 'docs'):
         expected = {osp.relpath(p, checkout) for p in glob.glob(
             osp.join(checkout, kind, '**', '*'), recursive=True)
             if osp.isfile(p) and '__pycache__' not in p}

@@ -9,7 +9,8 @@ these):
   mmrep/registry.py), which is what importing a plugin is for;
 * ``mmengine.config.utils.MODULE2PACKAGE['mmrep']``, so that a config read
   after ``import mmrep`` may name ``_base_ = 'mmrep::<folder>/<file>.py'``
-  (mmrep/utils/config_names.py; the README says where that works).
+  (mmrep/utils/config_names.py; docs/en/get_started.md says where that
+  works).
 
 It also checks the versions of mmengine and mmcv, failing in one line.
 What else mmrep offers that changes a process is opt-in, by name: the

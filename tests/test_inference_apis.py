@@ -475,7 +475,7 @@ def test_the_hooks_file_from_a_training_run(image, tmp_path):
     assert torch.equal(result.pred_sem_seg.data, expected.pred_sem_seg.data)
     # The training checkpoint holds mmengine's log buffers, which torch's
     # weights-only loading in the libraries refuses: its weights go in a
-    # plain file, as the README says.
+    # plain file, as docs/en/user_guides/inference.md says.
     plain = str(tmp_path / 'iter_1_weights.pth')
     torch.save({'state_dict': safe_load(osp.join(work, 'iter_1.pth'))[
         'state_dict']}, plain)

@@ -1,4 +1,4 @@
-"""The package layering the README's developer section describes: imports
+"""The package layering docs/en/advanced/developers.md describes: imports
 between mmrep's packages only at module level, only downwards
 (utils <- layers <- backbones <- checkpoints / deploy <- apis <- tools), no
 tool importing another tool, and no test importing logic from a tool: the

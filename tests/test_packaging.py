@@ -119,15 +119,21 @@ def requirements_file(name):
 
 
 @pytest.fixture(scope='module')
-def declared(tmp_path_factory):
-    """What setup.py declares, from ``setup.py egg_info``: the version and
-    ``{None: install_requires, extra: requirements}``."""
+def egg_info(tmp_path_factory):
+    """The ``mmrep.egg-info`` folder of one ``setup.py egg_info`` run."""
     out = tmp_path_factory.mktemp('egg')
     proc = subprocess.run(
         [sys.executable, 'setup.py', '-q', 'egg_info', '--egg-base',
          str(out)], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    info = out / 'mmrep.egg-info'
+    return out / 'mmrep.egg-info'
+
+
+@pytest.fixture(scope='module')
+def declared(egg_info):
+    """What setup.py declares, from ``setup.py egg_info``: the version and
+    ``{None: install_requires, extra: requirements}``."""
+    info = egg_info
     sections, current = {None: []}, None
     for line in (info / 'requires.txt').read_text().splitlines():
         line = line.strip()
@@ -167,6 +173,17 @@ def test_setup_declares_the_requirements_files(declared):
     # as a source build that a plain ``pip install`` would start
     assert 'mmcv' not in {name for name, _ in requires[None]}
     assert ranged['mmsegmentation'] == '<1.3.0,>=1.2.2'
+
+
+def test_sdist_ships_readme_and_docs(egg_info):
+    """The sdist's file list (``SOURCES.txt``, what MANIFEST.in selects)
+    holds README.md and every page of docs/, which README.md links to."""
+    sources = set((egg_info / 'SOURCES.txt').read_text().split())
+    docs = {osp.relpath(p, REPO) for p in
+            glob.glob(osp.join(REPO, 'docs', '**', '*.md'), recursive=True)}
+    assert docs, 'no docs/ pages found'
+    assert 'README.md' in sources
+    assert not docs - sources, sorted(docs - sources)
 
 
 def test_editable_install_links_mim(tmp_path, monkeypatch):
