@@ -37,7 +37,8 @@ import torch.nn.functional as F
 
 HERE = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(HERE)
-sys.path[:0] = [HERE, osp.join(REPO, 'tests')]
+sys.path[:0] = [HERE] + [osp.join(REPO, 'tests', group)
+                         for group in ('', 'deploy', 'models', 'e2e')]
 
 import mmrep  # noqa: E402,F401
 from mmrep.apis import build_model, load_config  # noqa: E402
@@ -167,7 +168,7 @@ def main():
         for name in ('repmlpnet', 'repvgg', 'resnet18', 'retinanet'):
             r = measure(name, tmp, args.runs)
             agree = f'{r["agree"]:.2%}' if 'agree' in r else 'boxes: see ' \
-                'tests/test_mmdeploy.py'
+                'tests/deploy/test_mmdeploy.py'
             changed = (' / '.join(r[f'changed_{h}'] for h, _ in SIZES)
                        if 'changed_128' in r else 'n/a (no pooling bins)')
             line = (f'| {r["model"]} | {r["size"]} | {agree} | {r["bn"]} '

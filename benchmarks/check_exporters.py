@@ -3,11 +3,11 @@
 Usage:
     python benchmarks/check_exporters.py [--write]
 
-Each registered family at its tiny test arch (tests/test_backbone_contract.py),
+Each registered family at its tiny test arch (tests/models/test_backbone_contract.py),
 train-time and fused, through the TorchScript exporter (``dynamo=False``) and
 the ``torch.export`` one (``dynamo=True``, needs onnxscript), at a fixed size
 and at a free one: onnxruntime against PyTorch at the export shape (and, for
-a free size, at another size and batch), as tests/test_exporters.py checks
+a free size, at another size and batch), as tests/deploy/test_exporters.py checks
 its subset (:func:`check_export`). Prints a markdown table of the largest
 relative difference and the export time; ``--write`` also puts it into
 benchmarks/README.md. Exits with status 1 when any case differs by more than
@@ -20,7 +20,8 @@ import tempfile
 import traceback
 
 HERE = osp.dirname(osp.abspath(__file__))
-sys.path[:0] = [HERE, osp.join(osp.dirname(HERE), 'tests')]
+sys.path[:0] = [HERE] + [osp.join(osp.dirname(HERE), 'tests', group)
+                         for group in ('', 'deploy', 'models')]
 
 from readme_section import machine_line, update_section  # noqa: E402
 from test_exporters import EXPORT_SHAPE, OTHER_SHAPE, check_export  # noqa

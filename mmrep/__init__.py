@@ -1,7 +1,7 @@
 """mmrep: structurally re-parameterized MLP backbones for OpenMMLab.
 
 ``import mmrep`` registers mmrep's modules and changes nothing else in the
-process but two named entries (tests/test_layout.py checks it in a fresh
+process but two named entries (tests/project/test_layout.py checks it in a fresh
 interpreter: no file written, no torch or mmengine global changed beyond
 these):
 

@@ -1,4 +1,4 @@
-"""Run in a fresh interpreter by tests/test_layout.py: import the module
+"""Run in a fresh interpreter by tests/project/test_layout.py: import the module
 named on the command line and print, as JSON, every file-system write the
 import made (Python's audit events) and every torch or mmengine global it
 changed. Bytecode writing is off, so only the code itself counts, and what

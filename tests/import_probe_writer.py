@@ -1,4 +1,4 @@
-"""A module whose import writes a file (tests/test_layout.py: the import
+"""A module whose import writes a file (tests/project/test_layout.py: the import
 probe sees writes)."""
 import os
 import tempfile

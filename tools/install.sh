@@ -21,7 +21,7 @@
 #     kept torch, torchvision and mmcv by a constraints file.
 #   - mmrep itself, editable from this checkout.
 # When everything is present it only checks and returns in seconds. The
-# decisions are made by tools/install_plan.py (tests/test_install.py).
+# decisions are made by tools/install_plan.py (tests/project/test_install.py).
 #
 # Usage: tools/install.sh [--dry-run] [--replace-torch] [--no-torchvision]
 #   --dry-run         print the keep/install lines and change nothing

@@ -16,7 +16,7 @@ next to the model:
 
 ``mmrep.checkpoints``, the tools and the tests list families from
 :data:`CHECKPOINT_FAMILIES` and dispatch through :func:`family_of`; no other
-module names a family's keys (``tests/test_layout.py`` checks this).
+module names a family's keys (``tests/project/test_layout.py`` checks this).
 """
 import re
 from dataclasses import dataclass, field

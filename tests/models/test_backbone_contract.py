@@ -50,7 +50,7 @@ SYNC_BN = dict(type='SyncBN', requires_grad=True)
 
 def registered_families():
     """``{class name: class}`` of the registered families
-    (``CHECKPOINT_FAMILIES``; tests/test_layout.py checks that they are the
+    (``CHECKPOINT_FAMILIES``; tests/project/test_layout.py checks that they are the
     backbones registered in scope mmrep)."""
     return {f.model.__name__: f.model
             for f in CHECKPOINT_FAMILIES.values()}

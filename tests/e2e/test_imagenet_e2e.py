@@ -19,7 +19,7 @@ from mmrep.utils import safe_load
 from conftest import FIXTURES
 from tool_runner import load_tool
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(REPO, 'configs', 'imagenet')
 CONFIGS = sorted(glob.glob(osp.join(CONFIG_DIR, '*.py')))
 NUM_CLASSES = 5  # the configs' Accuracy reports top-1 and top-5

@@ -193,7 +193,8 @@ def tool_logic_uses(source, name='<test>'):
 
 
 TEST_MODULES = sorted(
-    p for p in glob.glob(osp.join(REPO, 'tests', '*.py'))
+    p for p in glob.glob(osp.join(REPO, 'tests', '**', '*.py'),
+                         recursive=True)
     if osp.basename(p) != 'tool_runner.py')  # defines load_tool
 
 

@@ -11,7 +11,7 @@ from conftest import REPO
 #: ``[text](target)`` and ``![alt](target)``; the target ends at the first
 #: space or closing parenthesis.
 LINK = re.compile(r'!?\[[^\]]*\]\(([^)\s]+)\)')
-#: A repository path such as ``tests/test_deploy.py`` or
+#: A repository path such as ``tests/deploy/test_deploy.py`` or
 #: ``configs/cityscapes/README.md``; patterns (``b{3,4,5}``, ``*``) and
 #: paths inside longer ones (``work_dirs/.../tools/x.py``) are left out.
 REPO_PATH = re.compile(

@@ -20,7 +20,7 @@ from mmrep.models.backbones.repmlp_resnet import RepMLPUnit
 from mmrep.utils.testing import randomize_bn
 from conftest import load_via_init_cfg
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def smooth(channels, h, w):

@@ -4,7 +4,7 @@ and fused, and onnxruntime computes what PyTorch computes.
 The TorchScript exporter (``dynamo=False``) is the one mmdeploy and
 ``tools/export_onnx.py`` use; the ``torch.export`` one (``dynamo=True``,
 torch's default since 2.9) needs onnxscript. Each family runs at its tiny
-arch (tests/test_backbone_contract.py) with random BN statistics, exported
+arch (tests/models/test_backbone_contract.py) with random BN statistics, exported
 on a batch of 2 at 64x96 (``torch.export`` fixes any axis of size 0 or 1
 of the example, so every axis of the example, batch and the last stage's
 map included, is at least 2); a free-size file is also checked at 77x101,

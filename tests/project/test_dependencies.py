@@ -10,7 +10,7 @@ import pytest
 
 from mmrep import dependencies
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def fake_distribution(root, name, version, module_source=None):

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import safetensors.torch
 import torch
-from conftest import assert_close, fixture_params, load_via_init_cfg
+from conftest import REPO, assert_close, fixture_params, load_via_init_cfg
 from mmengine.registry import init_default_scope
 from tool_runner import main_or_error
 
@@ -158,9 +158,9 @@ def test_timm_safetensors_converts(tmp_path, log_lines):
 
 def test_source_mismatch_is_refused(tmp_path):
     dst = str(tmp_path / 'dst.pth')
-    ckpt = osp.join(osp.dirname(__file__), 'data',
+    ckpt = osp.join(REPO, 'tests', 'data',
                     'mindcv_repvgg_small_s0.ckpt')
-    pdparams = osp.join(osp.dirname(__file__), 'data',
+    pdparams = osp.join(REPO, 'tests', 'data',
                         'paddle_cyclemlp_small_s0.pdparams')
     assert convert([ckpt, dst, '--family', 'repvgg', '--source',
                     'paddle']) == (
