@@ -16,8 +16,8 @@ import mmrep  # noqa: F401
 from mmrep.apis import build_model
 from mmrep.datasets import make_cityscapes_like
 from mmrep.deploy import reparameterize_model
-from mmrep.deploy.quantize import (run_session, session, symmetric_int8_error,
-                                   weight_ranges)
+from mmrep.deploy.quantize import symmetric_int8_error, weight_ranges
+from mmrep.deploy.runtime import run_session, session
 from mmrep.models.backbones.repvgg import RepVGG, RepVGGBlock
 from mmrep.utils.testing import randomize_bn
 

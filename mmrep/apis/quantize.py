@@ -21,10 +21,11 @@ import numpy as np
 import torch
 
 from ..deploy import tensor_outputs
-from ..deploy.quantize import (DEFAULT_OP_TYPES, has_openvino, match_nodes,
-                               op_counts, plain_heads, quantize_onnx,
-                               relative_errors, run_session, runtime_session,
+from ..deploy.heads import plain_heads
+from ..deploy.quantize import (DEFAULT_OP_TYPES, match_nodes, op_counts,
+                               quantize_onnx, relative_errors,
                                sensitive_nodes)
+from ..deploy.runtime import has_openvino, run_session, runtime_session
 from ..utils import atomic_write
 from .forms import load_fused
 from .onnx_eval import (OnnxPredictor, build_test_dataloader, evaluate,
@@ -146,7 +147,7 @@ def latency_forms(fused, float_path, int8_path, threads, runtimes,
         threads (int): threads of every form.
         runtimes (list[str]): ONNX runtimes to try (onnxruntime, openvino).
         plain_path (str, optional): the float graph with plain heads
-            (:func:`~mmrep.deploy.quantize.plain_heads`), timed too.
+            (:func:`~mmrep.deploy.heads.plain_heads`), timed too.
 
     Returns:
         tuple[dict, dict]: float32 forms and INT8 forms, name -> function.
@@ -211,7 +212,7 @@ def quantize_config(cfg, checkpoint, out, calib_batches=8,
         eval_batches (int, optional): evaluate the first batches only.
         int8_plain_heads (bool): quantize the graph with mmseg's plain
             ``UPerHead`` instead of its deploy form
-            (:func:`~mmrep.deploy.quantize.plain_heads`: one 3x3
+            (:func:`~mmrep.deploy.heads.plain_heads`: one 3x3
             convolution, which runs in INT8, where the deploy form has
             products of activations that stay float32); the float32 forms
             are timed with both heads and ``speedup`` is taken against the
@@ -284,7 +285,8 @@ def quantize_config(cfg, checkpoint, out, calib_batches=8,
         if auto_keep_float:
             log('[quantize] sensitivity pass over the quantizable nodes')
             auto, _ = sensitive_nodes(graph, calib, auto_keep_float,
-                                      keep_float=keep, **kwargs)
+                                      keep_float=keep, threads=threads,
+                                      **kwargs)
         log(f'[quantize] calibrating on {len(calib)} batches ({source}, '
             f'{calib_method}, per-{"channel" if per_channel else "tensor"})')
         info = quantize_onnx(graph, int8_path, calib,
