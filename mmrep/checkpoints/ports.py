@@ -3,7 +3,7 @@
 Five sources are told apart: the original releases, mmpretrain and timm by
 key names, MindCV (a MindSpore ``.ckpt``) and Paddle-CycleMLP (a
 PaddlePaddle ``.pdparams``) by the file's content
-(:func:`mmrep.utils.frameworks.framework_of`). What tells each source, its
+(:func:`mmrep.checkpoints.readers.framework_of`). What tells each source, its
 key map and the options its computation needs are declared by the family
 files (:class:`~mmrep.models.backbones.family.Source`); this module
 dispatches through :data:`~mmrep.models.backbones.family.
@@ -17,8 +17,8 @@ import torch
 
 from ..models.backbones.family import (CHECKPOINT_FAMILIES, SOURCE_LABELS,
                                        family_of, get_family)
-from ..utils.frameworks import framework_of
 from ..utils.serialization import CheckpointMismatchError
+from .readers import framework_of
 
 __all__ = ['SOURCES', 'PORT_SOURCES', 'SOURCE_LABELS',
            'detect_checkpoint_source', 'source_of_names', 'family_name',
