@@ -243,8 +243,8 @@ def dense_row(path, size, threads, repeats, warmup, workdir):
     Returns:
         dict: ``{form: (ms, relative difference to train-time)}``.
     """
-    import onnxruntime as ort
     from mmrep.apis.onnx_export import export
+    from mmrep.deploy.runtime import session
     model = build_segmentor(path)
     fused = mmrep.reparameterize_model(model)
     fused_cl = copy.deepcopy(fused).to(memory_format=torch.channels_last)
@@ -252,18 +252,14 @@ def dense_row(path, size, threads, repeats, warmup, workdir):
     x_cl = x.contiguous(memory_format=torch.channels_last)
     onnx_file = osp.join(workdir, osp.basename(path)[:-3] + '.onnx')
     export(fused, x, onnx_file, dynamic=True)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    session = ort.InferenceSession(onnx_file, opts,
-                                   providers=['CPUExecutionProvider'])
-    feed = {session.get_inputs()[0].name: x.numpy()}
+    sess = session(onnx_file, threads)
+    feed = {sess.get_inputs()[0].name: x.numpy()}
     forms = {
         'train-time eager': lambda: model(x, mode='tensor'),
         'fused eager': lambda: fused(x, mode='tensor'),
         'fused channels_last': lambda: fused_cl(x_cl, mode='tensor'),
         'fused onnxruntime': lambda: [torch.from_numpy(o)
-                                      for o in session.run(None, feed)],
+                                      for o in sess.run(None, feed)],
     }
     times, outs = time_jobs(list(forms.values()), repeats, warmup)
     return {name: (ms, rel_diff(out, outs[0]))

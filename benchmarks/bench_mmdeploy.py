@@ -43,7 +43,7 @@ sys.path[:0] = [HERE] + [osp.join(REPO, 'tests', group)
 import mmrep  # noqa: E402,F401
 from mmrep.apis import build_model, load_config  # noqa: E402
 from mmrep.apis.onnx_export import export  # noqa: E402
-from mmrep.deploy.quantize import run_session, session  # noqa: E402
+from mmrep.deploy.runtime import run_session, session  # noqa: E402
 from mmrep.utils.testing import randomize_bn  # noqa: E402
 from readme_section import machine_line, update_section  # noqa: E402
 from test_mmdeploy import (DETECTOR, SEGMENTORS, convert,  # noqa: E402

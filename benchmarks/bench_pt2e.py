@@ -14,7 +14,7 @@ Needs torchao (``torchao.quantization.pt2e``; torch 2.14 no longer ships
 
 The checkpoint is fused (:func:`mmrep.deploy.reparameterize_model`, through
 :func:`mmrep.apis.forms.load_fused`) and UperNet's head turned back into
-mmseg's plain ``UPerHead`` (:func:`mmrep.deploy.quantize.plain_heads`, as
+mmseg's plain ``UPerHead`` (:func:`mmrep.deploy.heads.plain_heads`, as
 ``tools/quantize.py`` quantizes it). Its tensor forward (the module the
 ONNX export uses) is exported with ``torch.export`` at batch 1 and
 ``--size``, prepared with ``X86InductorQuantizer`` (static, per-channel
@@ -80,7 +80,7 @@ def load_models(args):
     from mmrep.apis.onnx_eval import (preprocessed_batches,
                                       with_data_preprocessor)
     from mmrep.apis.quantize import calibration_config
-    from mmrep.deploy.quantize import plain_heads
+    from mmrep.deploy.heads import plain_heads
     data = osp.join(args.work_dir, 'data_cityscapes')
     ckpt = osp.join(args.work_dir, 'seg_RepMLPNet',
                     f'iter_{args.seg_iters}.pth')
@@ -175,7 +175,7 @@ def main(argv=None):
     import torchao
     from mmrep.apis.onnx_export import TensorForward, max_difference
     from mmrep.apis.quantize import time_forms
-    from mmrep.deploy.quantize import run_session, runtime_session
+    from mmrep.deploy.runtime import run_session, runtime_session
     result = dict(torch=torch.__version__, torchao=torchao.__version__,
                   threads=args.threads, size=list(args.size), steps={})
     out_json = osp.join(args.work_dir, 'pt2e.json')

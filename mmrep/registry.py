@@ -57,9 +57,12 @@ HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmrep',
 
 # The function behind ``init_cfg=dict(type='Pretrained')`` of mmrep backbones,
 # registered as ``'pretrained'`` by :mod:`mmrep.checkpoints` (the backbones,
-# a lower layer, cannot import the loading package). Its ``locations`` are
-# needed: for a registry without them in a scope listed in mmengine's
-# ``MODULE2PACKAGE`` (mmrep is, see mmrep.utils.config_names), mmengine calls
+# a lower layer, cannot import the loading package), and the reader of other
+# frameworks' files behind ``mmrep.utils.safe_load``, registered as
+# ``'framework_file'`` by :mod:`mmrep.checkpoints.readers` (utils cannot
+# import it either). Its ``locations`` are needed: for a registry without
+# them in a scope listed in mmengine's ``MODULE2PACKAGE`` (mmrep is, see
+# mmrep.utils.config_names), mmengine calls
 # ``mmrep.utils.register_all_modules``, which mmrep does not have.
 CHECKPOINT_LOADERS = Registry('checkpoint loader', scope='mmrep',
                               locations=['mmrep.checkpoints'])

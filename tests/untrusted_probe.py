@@ -7,7 +7,8 @@ a forked child the same way).
 
 SPEC holds ``jobs`` (each: ``name``, ``path``, ``markers``, ``deepcopy``,
 ``timeout``, and ``reader``: ``mindspore`` or ``paddle`` to call
-``mmrep.checkpoints.frameworks.read_<reader>_checkpoint`` instead),
+``mmrep.checkpoints.readers.read_framework_checkpoint`` with that
+``framework`` instead),
 ``warmups`` (genuine files loaded first, so that lazy imports are done
 before the baseline) and ``extensions`` (copyreg extension codes to
 register: a loader that resolves EXT opcodes through copyreg reaches
@@ -31,6 +32,7 @@ for this machine: an allocation past it fails (MemoryError or torch's
 RuntimeError), which the result shows.
 """
 import copy
+import functools
 import json
 import os
 import resource
@@ -76,8 +78,9 @@ def _reader(job):
     from mmrep.utils import safe_load
     if not job.get('reader'):
         return safe_load
-    from mmrep.checkpoints import frameworks
-    return getattr(frameworks, f'read_{job["reader"]}_checkpoint')
+    from mmrep.checkpoints.readers import read_framework_checkpoint
+    return functools.partial(read_framework_checkpoint,
+                             framework=job['reader'])
 
 
 def _load(job):

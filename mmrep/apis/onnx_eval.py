@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from mmengine.registry import init_default_scope
 
-from ..deploy.quantize import run_session, session
+from ..deploy.runtime import run_session, session
 from .config import build_model, load_config
 from .refusals import BadArgumentError, check_writable, refusals_as_errors
 from .test_outputs import write_metrics

@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from ..deploy import onnx_pooling, tensor_outputs
+from ..deploy.runtime import run_session, session
 from ..utils import atomic_write
 
 
@@ -113,7 +114,8 @@ def export(model, x, out, opset=17, dynamic=False, dynamo=False):
 
 
 def run_onnx(path, x):
-    """Run an exported file with onnxruntime on the CPU.
+    """Run an exported file with onnxruntime on the CPU
+    (:func:`~mmrep.deploy.runtime.session`).
 
     Args:
         path (str): the .onnx file.
@@ -122,10 +124,7 @@ def run_onnx(path, x):
     Returns:
         list[Tensor]: the outputs.
     """
-    import onnxruntime as ort
-    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
-    feed = {session.get_inputs()[0].name: x.numpy()}
-    return [torch.from_numpy(o) for o in session.run(None, feed)]
+    return [torch.from_numpy(o) for o in run_session(session(path), x)]
 
 
 def max_difference(expected, actual):

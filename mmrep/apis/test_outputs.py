@@ -23,34 +23,46 @@ _PICKLE_SUFFIXES = ('.pkl', '.pickle')
 
 
 def metrics_as_json(metrics):
-    """An evaluator's metrics as JSON values.
+    """An evaluator's metrics, or a report holding them, as JSON values.
 
     Args:
-        metrics (dict): metric name -> a Python or numpy number (or,
-            rarely, another value).
+        metrics (dict): name -> a Python or numpy number (or, rarely,
+            another value), or a dict or list of such values (a report, as
+            :func:`~mmrep.apis.quantize.quantize_config`'s).
 
     Returns:
-        dict: name -> float, or the value's ``str`` when it is no number.
+        dict: name -> float (a Python ``int`` stays one), the value's
+        ``str`` when it is no number, dicts and lists converted item by
+        item.
     """
     def value(v):
+        if isinstance(v, dict):
+            return {k: value(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [value(x) for x in v]
+        if type(v) is int:
+            return v
         try:
             return float(v)
         except (TypeError, ValueError):
             return str(v)
-    return {k: value(v) for k, v in metrics.items()}
+    return value(dict(metrics))
 
 
 def write_metrics(path, metrics):
-    """Write an evaluator's metrics as a JSON object (``--out-metrics``),
-    creating the folder; the file appears whole or not at all.
+    """Write metrics as a JSON object (tools/test.py's ``--out-metrics``,
+    tools/quantize.py's report), creating the folder; the file appears
+    whole or not at all.
 
     Args:
         path (str): the JSON file.
-        metrics (dict): the evaluator's output (:func:`metrics_as_json`).
+        metrics (dict): the evaluator's output, or a report holding it
+            (:func:`metrics_as_json`).
     """
     def write(tmp):
         with open(tmp, 'w') as f:
             json.dump(metrics_as_json(metrics), f, indent=2)
+            f.write('\n')
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     atomic_write(path, write)
 

@@ -1,5 +1,7 @@
-"""Checkpoint forms and loading: reading checkpoints (:mod:`.io`), telling
-and folding train-time and fused forms (:mod:`.forms`), converting the
+"""Checkpoint forms and loading: reading checkpoints (:mod:`.io`, and other
+frameworks' files, :mod:`.readers`, registered as ``'framework_file'`` in
+:data:`mmrep.registry.CHECKPOINT_LOADERS` for :func:`mmrep.utils.safe_load`),
+telling and folding train-time and fused forms (:mod:`.forms`), converting the
 sources' keys through the families' declarations (:mod:`.convert`,
 :mod:`.ports`; each family's in its own file,
 :mod:`mmrep.models.backbones.family`),
@@ -16,6 +18,8 @@ from .forms import (FORM_NAMES, checkpoint_form, classify,
                     describe_mismatch, fold_bn_pairs, is_fused_state,
                     same_layout, train_only_markers)
 from .io import read_state_dict, split_model_state
+# (registers the reader of other frameworks' files behind safe_load)
+from . import readers  # noqa: F401
 from .load import (backbone_form, convert_weights, fill_unused,
                    fits_backbone, load_converted, load_pretrained,
                    load_state_strict, match_form, report_loading)

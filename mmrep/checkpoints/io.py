@@ -15,7 +15,7 @@ def read_state_dict(checkpoint, map_location='cpu'):
     :func:`~mmrep.utils.safe_load`, which also reads MindSpore ``.ckpt``,
     PaddlePaddle ``.pdparams`` and ``.safetensors`` files (told by their
     content) as plain state dicts under their own names
-    (:mod:`mmrep.checkpoints.frameworks`).
+    (:mod:`mmrep.checkpoints.readers`).
 
     Args:
         checkpoint (str | dict): a path, or an already loaded checkpoint.

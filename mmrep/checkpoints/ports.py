@@ -2,7 +2,7 @@
 declare (:class:`~mmrep.models.backbones.family.Source`, gathered in
 :data:`~mmrep.models.backbones.family.CHECKPOINT_SOURCES`): a source
 whose framework wrote the file (MindCV's MindSpore ``.ckpt``,
-Paddle-CycleMLP's ``.pdparams``, :func:`mmrep.utils.frameworks.
+Paddle-CycleMLP's ``.pdparams``, :func:`mmrep.checkpoints.readers.
 framework_of`) first, then the sources told by key names from the highest
 priority down, else the original release. Nothing here names a source:
 a new one is declared in its family's file alone. ``init_cfg=Pretrained``
@@ -14,15 +14,15 @@ import os
 import torch
 
 from ..models.backbones.family import CHECKPOINT_FAMILIES, CHECKPOINT_SOURCES
-from ..utils.frameworks import framework_of
 from ..utils.serialization import CheckpointMismatchError
+from .readers import framework_of
 
 __all__ = ['source_names', 'get_source', 'detect_checkpoint_source',
            'source_of_names', 'source_evidence', 'port_families',
            'port_state_dict', 'with_batch_counts']
 
 #: How :func:`source_evidence` names the frameworks that write checkpoint
-#: files (:func:`mmrep.utils.frameworks.framework_of`'s names).
+#: files (:func:`mmrep.checkpoints.readers.framework_of`'s names).
 FRAMEWORK_NAMES = {'mindspore': 'MindSpore', 'paddle': 'PaddlePaddle'}
 
 

@@ -150,6 +150,33 @@ def deploy_heads(model):
     return len(heads)
 
 
+def plain_heads(model):
+    """Turn every :class:`~mmrep.deploy.uper_head.DeployUPerHead` of ``model``
+    back into mmseg's ``UPerHead`` (in place; same parameters, same
+    outputs), the inverse of :func:`deploy_heads`.
+
+    The deploy form moves most of ``fpn_bottleneck``'s work into products
+    with resize matrices and per-tap sums, which suits float32 but stays
+    float32 in an INT8 graph; the plain head's single 3x3 convolution
+    quantizes.
+
+    Args:
+        model (nn.Module): a fused model.
+
+    Returns:
+        int: how many heads were turned back.
+    """
+    # Not defined yet (or no usable mmseg): the model holds none; nothing
+    # of mmseg is imported for a model without one.
+    deploy = deploy_uper_head(load=False)
+    if deploy is None:
+        return 0
+    heads = [m for m in model.modules() if type(m) is deploy]
+    for head in heads:
+        head.__class__ = deploy.__bases__[0]
+    return len(heads)
+
+
 def deploy_head_type(name):
     """The config ``type`` of a head's deploy form, or ``None`` when it
     keeps its type.

@@ -10,7 +10,8 @@ quantized; everything else stays float32 between a ``DequantizeLinear`` and
 the next ``QuantizeLinear``.
 
 onnxruntime is imported inside the functions, so ``import mmrep`` works
-without it (``requirements/deploy.txt``).
+without it (``requirements/deploy.txt``); its sessions are
+:mod:`mmrep.deploy.runtime`'s.
 """
 import contextlib
 import fnmatch
@@ -23,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from ..utils import atomic_write
-from . import heads
+from .runtime import run_session, session
 
 #: The operators quantized by default: those that carry the multiply-adds.
 DEFAULT_OP_TYPES = ('Conv', 'MatMul', 'Gemm')
@@ -367,39 +368,6 @@ def _dequantized_weights(path):
                if n.op_type == 'DequantizeLinear' and n.input[0] in int8)
 
 
-def session(path, threads=None):
-    """An onnxruntime CPU session with a fixed thread count.
-
-    Args:
-        path (str): the .onnx file.
-        threads (int, optional): intra-op threads (default: torch's).
-
-    Returns:
-        onnxruntime.InferenceSession: the session.
-    """
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads()
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(path, options,
-                                providers=['CPUExecutionProvider'])
-
-
-def run_session(sess, x):
-    """Run a session on one batch.
-
-    Args:
-        sess (onnxruntime.InferenceSession): the session.
-        x (np.ndarray | Tensor): the input batch.
-
-    Returns:
-        list[np.ndarray]: the outputs.
-    """
-    x = np.ascontiguousarray(np.asarray(x, np.float32))
-    return sess.run(None, {sess.get_inputs()[0].name: x})
-
-
 def relative_errors(reference, candidate):
     """Relative L2 error of each output against its reference.
 
@@ -435,7 +403,7 @@ def output_error(reference, candidate, inputs):
 
 
 def sensitive_nodes(float_path, calib_inputs, count, candidates=None,
-                    probe_inputs=None, **quantize_kwargs):
+                    probe_inputs=None, threads=None, **quantize_kwargs):
     """The ``count`` nodes whose INT8 form hurts the outputs most.
 
     Each candidate is scored by how much keeping it alone in float32
@@ -451,6 +419,8 @@ def sensitive_nodes(float_path, calib_inputs, count, candidates=None,
             quantizable node, :func:`quantizable_nodes`).
         probe_inputs (list[np.ndarray], optional): the batches the error is
             measured on (default: the first two calibration batches).
+        threads (int, optional): threads of the sessions that measure it
+            (default: torch's).
         **quantize_kwargs: passed to :func:`quantize_onnx` (its
             ``keep_float`` is kept float in every trial).
 
@@ -463,121 +433,17 @@ def sensitive_nodes(float_path, calib_inputs, count, candidates=None,
     base_keep = list(quantize_kwargs.pop('keep_float', ()))
     candidates = [c for c in (candidates or quantizable_nodes(float_path))
                   if c not in base_keep]
-    reference = session(float_path)
+    reference = session(float_path, threads)
     with tempfile.TemporaryDirectory() as tmp:
         path = osp.join(tmp, 'q.onnx')
-        quantize_onnx(float_path, path, calib_inputs, keep_float=base_keep,
-                      **quantize_kwargs)
-        base = output_error(reference, session(path), probe)
-        gains = {}
-        for node in candidates:
-            quantize_onnx(float_path, path, calib_inputs,
-                          keep_float=base_keep + [node], **quantize_kwargs)
-            gains[node] = base - output_error(reference, session(path), probe)
+
+        def error(keep):
+            quantize_onnx(float_path, path, calib_inputs, keep_float=keep,
+                          **quantize_kwargs)
+            return output_error(reference, session(path, threads), probe)
+        base = error(base_keep)
+        gains = {node: base - error(base_keep + [node])
+                 for node in candidates}
     ranked = sorted((n for n in gains if gains[n] > 0), key=lambda n:
                     -gains[n])
     return ranked[:count], gains
-
-
-class OpenVinoSession:
-    """An OpenVINO CPU model with the part of onnxruntime's session
-    interface that :func:`run_session` uses.
-
-    OpenVINO reads the QDQ graph as it is and runs the quantized operators
-    in INT8 (its low-precision transformations turn the
-    ``QuantizeLinear`` / ``DequantizeLinear`` pairs into INT8 kernels).
-
-    Args:
-        path (str): the .onnx file.
-        threads (int, optional): inference threads (default: torch's).
-    """
-
-    def __init__(self, path, threads=None):
-        import openvino as ov
-        core = ov.Core()
-        self._compiled = core.compile_model(
-            core.read_model(path), 'CPU',
-            {'INFERENCE_NUM_THREADS': threads or torch.get_num_threads(),
-             'PERFORMANCE_HINT': 'LATENCY', 'NUM_STREAMS': 1,
-             'INFERENCE_PRECISION_HINT': 'f32'})
-        self._request = self._compiled.create_infer_request()
-        self._name = self._compiled.inputs[0].get_any_name()
-
-    def get_inputs(self):
-        """The graph's inputs (objects with a ``name``)."""
-        class Input:
-            name = self._name
-        return [Input()]
-
-    def run(self, output_names, feed):
-        """Run one batch.
-
-        Args:
-            output_names: ignored (every output is returned).
-            feed (dict[str, np.ndarray]): the input.
-
-        Returns:
-            list[np.ndarray]: the outputs, in graph order.
-        """
-        result = self._request.infer(feed)
-        return [np.array(result[out]) for out in self._compiled.outputs]
-
-
-def has_openvino():
-    """Whether OpenVINO's Python package imports (an optional runtime)."""
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-#: The runtimes :func:`runtime_session` builds.
-RUNTIMES = ('onnxruntime', 'openvino')
-
-
-def runtime_session(runtime, path, threads=None):
-    """A session of ``runtime`` on an ONNX file.
-
-    Args:
-        runtime (str): ``'onnxruntime'`` or ``'openvino'``.
-        path (str): the .onnx file.
-        threads (int, optional): threads (default: torch's).
-
-    Returns:
-        object: with ``run`` and ``get_inputs`` as onnxruntime's session.
-    """
-    if runtime == 'openvino':
-        return OpenVinoSession(path, threads)
-    if runtime != 'onnxruntime':
-        raise ValueError(f'unknown runtime {runtime!r}')
-    return session(path, threads)
-
-
-def plain_heads(model):
-    """Turn every :class:`~mmrep.deploy.uper_head.DeployUPerHead` of ``model``
-    back into mmseg's ``UPerHead`` (in place; same parameters, same
-    outputs).
-
-    The deploy form moves most of ``fpn_bottleneck``'s work into products
-    with resize matrices and per-tap sums, which suits float32 but stays
-    float32 in an INT8 graph; the plain head's single 3x3 convolution
-    quantizes.
-
-    Args:
-        model (nn.Module): a fused model.
-
-    Returns:
-        int: how many heads were turned back.
-    """
-    # Not defined yet (or no usable mmseg): the model holds none; nothing
-    # of mmseg is imported for a model without one.
-    DeployUPerHead = heads.deploy_uper_head(load=False)
-    if DeployUPerHead is None:
-        return 0
-    count = 0
-    for module in model.modules():
-        if type(module) is DeployUPerHead:
-            module.__class__ = DeployUPerHead.__bases__[0]
-            count += 1
-    return count

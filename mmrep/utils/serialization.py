@@ -9,8 +9,10 @@ dtypes and scalars, its ``HistoryBuffer`` log buffers) and
 arguments beside the weights); nothing is added to torch's allow-list for
 the rest of the process. It also reads the checkpoints of other frameworks,
 told by their first bytes: MindSpore ``.ckpt`` and PaddlePaddle
-``.pdparams`` files (read without those frameworks, by :mod:`.frameworks`)
-and ``.safetensors`` files (with the ``safetensors`` package).
+``.pdparams`` files (read without those frameworks) and ``.safetensors``
+files (with the ``safetensors`` package), through the readers of
+:mod:`mmrep.checkpoints.readers`, a higher layer registered as
+``'framework_file'`` in :data:`mmrep.registry.CHECKPOINT_LOADERS`.
 
 Every refusal is a :class:`CheckpointLoadError` (one line);
 :class:`UnsafeCheckpointError` where the file reaches for code or for memory
@@ -25,9 +27,8 @@ import zipfile
 
 import torch
 
+from ..registry import CHECKPOINT_LOADERS
 from .errors import MmrepError
-from .frameworks import (FrameworkFormatError, file_format, read_mindspore,
-                         read_paddle, read_safetensors)
 from .untrusted_pickle import (PickleCorrupt, PickleRefused, StandIns,
                                memory_limit, one_line, scan_pickle)
 
@@ -114,64 +115,13 @@ def _unpickler_detail(error):
         else error.__class__.__name__
 
 
-def read_framework_checkpoint(path, map_location='cpu', framework=None):
-    """Read a checkpoint file of another framework as a state dict.
-
-    Args:
-        path (str | os.PathLike): the file.
-        map_location (str | torch.device): where to put the tensors (any
-            other kind of ``map_location`` leaves them on the CPU).
-        framework (str, optional): ``'mindspore'``, ``'paddle'`` or
-            ``'safetensors'``: read the file as that format whatever its
-            first bytes say. By default the first bytes decide.
-
-    Returns:
-        dict[str, Tensor] | None: the tensors under the framework's own
-        names; None where ``framework`` is not given and the file is none
-        of these formats (a torch checkpoint, or anything else).
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        CheckpointLoadError: the file cannot be opened, or is truncated or
-            corrupt (one line);
-            :class:`UnsafeCheckpointError` when it is a pickle that names
-            a global outside the few numpy arrays need (never executed).
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'checkpoint not found: {path}')
-    readers = {'mindspore': read_mindspore, 'paddle': read_paddle,
-               'safetensors': read_safetensors}
-    try:
-        found = framework or file_format(path)
-    except OSError as e:  # e.g. a file this process may not read
-        raise CheckpointLoadError(f'cannot read checkpoint {path}: '
-                                  f'{e.strerror or one_line(e)}') from None
-    if found is None:
-        return None
-    if found not in readers:
-        raise ValueError(f'framework must be one of {sorted(readers)}, '
-                         f'got {found!r}')
-    try:
-        state = readers[found](path)
-    except FrameworkFormatError as e:
-        error = UnsafeCheckpointError if e.refused else CheckpointLoadError
-        raise error(one_line(e, 1000)) from None
-    except Exception as e:  # noqa: BLE001  no other error may escape
-        raise _corrupt(path, f'{e.__class__.__name__}: {one_line(e)}') \
-            from None
-    if isinstance(map_location, (str, torch.device)) and \
-            torch.device(map_location).type != 'cpu':
-        state = {k: v.to(map_location) for k, v in state.items()}
-    return state
-
-
 def safe_load(path, map_location='cpu'):
     """Load a checkpoint file: data only, never code, within bounded memory.
 
     MindSpore, PaddlePaddle and safetensors files (told by their first
-    bytes) are read by :func:`read_framework_checkpoint`, as a plain state
-    dict under the framework's own names. A torch file (zip or legacy
+    bytes) are read by
+    :func:`~mmrep.checkpoints.readers.read_framework_checkpoint`, as a plain
+    state dict under the framework's own names. A torch file (zip or legacy
     format) is checked before torch reads it: a zip's entries must be
     unique and inflate to at most :func:`~.untrusted_pickle.memory_limit`
     of its size, and its pickle passes :func:`~.untrusted_pickle.scan_pickle`.
@@ -200,7 +150,7 @@ def safe_load(path, map_location='cpu'):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path}')
-    state = read_framework_checkpoint(path, map_location)
+    state = CHECKPOINT_LOADERS.get('framework_file')(path, map_location)
     if state is not None:
         return state
     stand_ins = StandIns(memory_limit(os.path.getsize(path)))

@@ -5,6 +5,7 @@ every entry point that reads a checkpoint (``safe_load``,
 ``read_state_dict``); a crafted pickle is refused before it runs, damaged
 files fail in one line, and torch and safetensors files load as before."""
 import collections
+import functools
 import os
 import os.path as osp
 import pickle
@@ -19,16 +20,19 @@ from untrusted_corpus import pb_field as field
 from untrusted_corpus import varint
 
 from mmrep.checkpoints import read_state_dict
-from mmrep.checkpoints.frameworks import (MINDSPORE_DTYPES, PADDLE_GLOBALS,
-                                          framework_of,
-                                          read_mindspore_checkpoint,
-                                          read_paddle_checkpoint)
+from mmrep.checkpoints.readers import (MINDSPORE_DTYPES, PADDLE_GLOBALS,
+                                       framework_of,
+                                       read_framework_checkpoint)
 from mmrep.utils import CheckpointLoadError, UnsafeCheckpointError, safe_load
 
 MINDCV = 'mindcv_*_small_s*.ckpt'
 PADDLE = 'paddle_*_small_s*.pdparams'
-READERS = {'mindspore': read_mindspore_checkpoint,
-           'paddle': read_paddle_checkpoint}
+#: Each framework's reader: the file read as that format, whatever its
+#: first bytes say.
+READERS = {name: functools.partial(read_framework_checkpoint, framework=name)
+           for name in ('mindspore', 'paddle')}
+read_mindspore_checkpoint = READERS['mindspore']
+read_paddle_checkpoint = READERS['paddle']
 
 
 def every_fixture(test):

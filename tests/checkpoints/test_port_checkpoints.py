@@ -7,7 +7,7 @@ framework's format and an ``.npz`` with the port's constructor arguments
 name (``mindcv_<family>_...``, ``paddle_<family>_...``), the arch from the
 ``.npz``: any arch the port accepts runs through these tests. The
 checkpoints are read without either framework
-(:mod:`mmrep.checkpoints.frameworks`).
+(:mod:`mmrep.checkpoints.readers`).
 """
 import json
 import os.path as osp
@@ -19,8 +19,7 @@ from conftest import assert_close, build_classifier, fixture_params
 
 import mmrep
 from mmrep.checkpoints import release_fused_form
-from mmrep.checkpoints.frameworks import (read_mindspore_checkpoint,
-                                          read_paddle_checkpoint)
+from mmrep.checkpoints.readers import read_mindspore, read_paddle
 from mmrep.models.backbones import CycleMLP, RepMLPNet, RepVGG
 from mmrep.models.backbones import cyclemlp, repmlpnet, repvgg
 
@@ -30,13 +29,13 @@ from mmrep.models.backbones import cyclemlp, repmlpnet, repvgg
 #: (framework, family) -> (reader, backbone class, kwargs translation,
 #: key map).
 PORTS = {
-    ('mindcv', 'repmlpnet'): (read_mindspore_checkpoint, RepMLPNet,
+    ('mindcv', 'repmlpnet'): (read_mindspore, RepMLPNet,
                               repmlpnet.from_mindcv_kwargs,
                               repmlpnet.from_mindcv_state_dict),
-    ('mindcv', 'repvgg'): (read_mindspore_checkpoint, RepVGG,
+    ('mindcv', 'repvgg'): (read_mindspore, RepVGG,
                            repvgg.from_mindcv_kwargs,
                            repvgg.from_mindcv_state_dict),
-    ('paddle', 'cyclemlp'): (read_paddle_checkpoint, CycleMLP,
+    ('paddle', 'cyclemlp'): (read_paddle, CycleMLP,
                              cyclemlp.from_paddle_kwargs,
                              cyclemlp.from_paddle_state_dict),
 }

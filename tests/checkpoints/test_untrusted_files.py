@@ -320,7 +320,7 @@ def test_an_mmengine_resume_checkpoint_loads_with_its_numpy_values(
 def test_the_corpus_files_are_what_they_claim(tmp_path):
     """The builders write what the readers are told: torch containers are
     not taken for another framework, MindSpore and Paddle cases are."""
-    from mmrep.checkpoints.frameworks import framework_of
+    from mmrep.checkpoints.readers import framework_of
     for case in CASES:
         if case.name in ('zip-deflate_bomb', 'paddle-shared_bytes'):
             continue  # large; built the same way as their neighbours

@@ -16,8 +16,8 @@ import mmrep  # noqa: F401
 from mmrep.apis import build_model
 from mmrep.datasets import make_cityscapes_like
 from mmrep.deploy import reparameterize_model
-from mmrep.deploy.quantize import (run_session, session, symmetric_int8_error,
-                                   weight_ranges)
+from mmrep.deploy.quantize import symmetric_int8_error, weight_ranges
+from mmrep.deploy.runtime import run_session, session, torch_threads
 from mmrep.models.backbones.repvgg import RepVGG, RepVGGBlock
 from mmrep.utils.testing import randomize_bn
 
@@ -119,6 +119,18 @@ def test_int8_graph_runs_at_any_size(demo):
         a, b = run_session(fp, x)[0], run_session(q, x)[0]
         assert a.shape == b.shape and a.shape[0] == shape[0]
         assert np.linalg.norm(a - b) / np.linalg.norm(a) < 0.25
+
+
+def test_sessions_take_their_threads_and_torch_threads_restores(demo):
+    """A session's thread count is its own option; the one change of the
+    process's threads is a context that restores them."""
+    before = torch.get_num_threads()
+    options = session(demo['float'], before + 1).get_session_options()
+    assert options.intra_op_num_threads == before + 1
+    assert torch.get_num_threads() == before
+    with torch_threads(before + 2):
+        assert torch.get_num_threads() == before + 2
+    assert torch.get_num_threads() == before
 
 
 def test_bad_inputs_give_one_line_and_write_nothing(demo, tmp_path):
@@ -352,8 +364,11 @@ def test_quantize_options_reach_the_graph_and_the_json(demo, tmp_path):
         '--calib-method', 'percentile', '--per-tensor', '--op-types',
         'Conv', '--eval-batches', '1', '--latency-shape', '32', '64',
         '--latency-runs', '1', '--runtimes', 'onnxruntime', '--threads',
-        '1'])
+        '2'])
     assert isinstance(result, dict), result
+    # --threads is the runs' own: the process's count is restored
+    assert result['latency']['threads'] == 2
+    assert torch.get_num_threads() == 1  # the module's one_torch_thread
     assert result['calibration']['method'] == 'percentile'
     assert result['calibration']['granularity'] == 'per-tensor'
     assert result['quantized_op_types'] == ['Conv']

@@ -102,6 +102,9 @@ def test_mmrep_registries_survive_the_registration():
             assert reg._locations, f'{name} has no locations'
     assert registry.CHECKPOINT_LOADERS.get('pretrained') is \
         mmrep.load_pretrained
+    from mmrep.checkpoints.readers import read_framework_checkpoint
+    assert registry.CHECKPOINT_LOADERS.get('framework_file') is \
+        read_framework_checkpoint
 
 
 # --- setup.py ---------------------------------------------------------------

@@ -51,7 +51,7 @@ class Source:
             names are this source's (sources told by names).
         framework (str, optional): the file format the source's weights
             come in (``'mindspore'``, ``'paddle'``:
-            :func:`mmrep.utils.frameworks.framework_of`), which tells the
+            :func:`mmrep.checkpoints.readers.framework_of`), which tells the
             source before any name does.
         options (dict): backbone options the source's computation needs
             (shapes do not show them; without them the backbone computes
