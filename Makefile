@@ -21,7 +21,7 @@ demo: install
 test: install
 	$(PYTHON) -m pytest tests -q
 
-# The fast tier for development (about 2.5 minutes): every test but those
+# The fast tier for development: every test but those
 # marked slow (training, export, quantization, fuzzing, several processes).
 # `make test` and CI run everything.
 test-fast: install
