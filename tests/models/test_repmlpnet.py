@@ -443,3 +443,81 @@ def test_mismatching_checkpoints_name_the_keys():
     bad = {'foo.weight': torch.zeros(1)}
     with pytest.raises(CheckpointMismatchError, match='foo.weight'):
         mmrep.load_pretrained(model, bad)
+
+
+def test_fitted_partitions_split_each_map_into_fewest_equal_parts():
+    from mmrep.models.backbones.repmlpnet import fitted_partitions
+    for n in range(1, 130):
+        for limit in (1, 2, 3, 5, 7, 8, 14, 16, 28, 32, 56):
+            ((p, q), ) = fitted_partitions([(n, n)], [(limit, limit)])
+            assert p == q
+            parts = -(-n // p)  # partitions of p along the side
+            assert p <= limit
+            assert parts == -(-n // limit)  # the fewest that fit the limit
+            assert parts * p - n < parts  # under a row per partition
+            if n <= limit:
+                assert p == n
+    # each side on its own
+    assert fitted_partitions([(90, 120), (23, 30)], [(16, 32), (4, 8)]) == \
+        ((15, 30), (4, 8))
+
+
+def test_auto_partition_sizes_follow_the_crop(monkeypatch):
+    from mmrep.models.backbones import repmlpnet
+    logged = []
+    monkeypatch.setattr(repmlpnet, 'print_log',
+                        lambda msg, **kwargs: logged.append(msg))
+    arch = small_arch(partition_sizes=((16, 32), (8, 16), (4, 8), (2, 4)))
+    for size in ((192, 256), (360, 480), (100, 60)):
+        logged.clear()
+        model = RepMLPNet(arch, partition_sizes='auto', input_size=size)
+        maps = model.stage_map_sizes(size)
+        chosen = model.arch['partition_sizes']
+        assert chosen == repmlpnet.fitted_partitions(
+            maps, ((16, 32), (8, 16), (4, 8), (2, 4)))
+        assert logged == [
+            f"RepMLPNet partition_sizes='auto' for input {size[0]}x{size[1]}"
+            f": stage maps {', '.join(f'{h}x{w}' for h, w in maps)} -> "
+            f"partitions {', '.join(f'{h}x{w}' for h, w in chosen)}"]
+        # the blocks are built with them, and nothing pads by much
+        assert [(stage[0].repmlp_block.h, stage[0].repmlp_block.w)
+                for stage in model.stages] == list(chosen)
+        assert not model.warn_if_mostly_padding(size)
+    # at 360x480 the T224 preset's partitions become 45x40 ... 6x5
+    with torch.device('meta'):
+        t224 = RepMLPNet('T224', partition_sizes='auto',
+                         input_size=(360, 480))
+    assert t224.arch['partition_sizes'] == (
+        (45, 40), (23, 20), (12, 10), (6, 5))
+    # a forward at the crop gives the stage maps
+    model = RepMLPNet(arch, partition_sizes='auto',
+                      input_size=(100, 60)).eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, 100, 60))
+    assert [tuple(o.shape[-2:]) for o in outs] == \
+        model.stage_map_sizes((100, 60))
+
+
+@pytest.mark.parametrize('input_size', [None, (0, 256), (192, ), 'big'])
+def test_auto_partition_sizes_need_the_crop(input_size):
+    with pytest.raises(mmrep.MmrepError) as e:
+        RepMLPNet(small_arch(), partition_sizes='auto',
+                  input_size=input_size)
+    assert str(e.value) == (
+        "RepMLPNet partition_sizes='auto' needs input_size=(H, W), the "
+        f'training crop; got input_size={input_size!r}')
+
+
+def test_padding_warning_suggests_the_auto_partitions(monkeypatch):
+    from mmrep.models.backbones import repmlpnet
+    logged = []
+    monkeypatch.setattr(repmlpnet, 'print_log',
+                        lambda msg, **kwargs: logged.append(msg))
+    with torch.device('meta'):
+        t224 = RepMLPNet('T224')
+        auto = RepMLPNet('T224', partition_sizes='auto',
+                         input_size=(64, 96))
+    assert t224.warn_if_mostly_padding((64, 96))
+    suggested = tuple(h if h == w else (h, w)
+                      for h, w in auto.arch['partition_sizes'])
+    assert logged[-1].endswith(f'partition_sizes={suggested} fit these maps')

@@ -326,7 +326,7 @@ def test_maps_much_smaller_than_partitions_warn_once(monkeypatch):
             for i, (m, p) in enumerate(zip((32, 16, 8, 4), (56, 28, 14, 7))))
         + '; every block computes on that padding and the partition FCs '
         'are sized for the partitions: partition_sizes=(32, 16, 8, 4) '
-        'divide these maps')
+        'fit these maps')
     assert logged[0][1]['level'] == logging.WARNING
     # Once, at the first forward; maps that fit or barely pad are quiet.
     logged.clear()

@@ -430,6 +430,56 @@ def _crop_to_stride(x, stride):
 EMBED_ROUNDINGS = {'ceil': _pad_to_stride, 'floor': _crop_to_stride}
 
 
+def stage_maps(image_size, patch_size, num_stages, floor=False):
+    """The map size of each stage of a RepMLPNet for an image size.
+
+    Args:
+        image_size (tuple[int, int]): ``(H, W)``.
+        patch_size (tuple[int, int]): the conv embedding's stride.
+        num_stages (int): the number of stages (2x2 embeddings between).
+        floor (bool): round maps down (``embed_rounding='floor'``) instead
+            of up. Default: False.
+
+    Returns:
+        list[tuple[int, int]]: ``(h, w)`` per stage.
+    """
+    def div(n, d):
+        return n // d if floor else -(-n // d)
+
+    h, w = div(image_size[0], patch_size[0]), div(image_size[1], patch_size[1])
+    sizes = []
+    for i in range(num_stages):
+        if i:
+            h, w = div(h, 2), div(w, 2)
+        sizes.append((h, w))
+    return sizes
+
+
+def fitted_partitions(map_sizes, limits):
+    """The partitions of ``partition_sizes='auto'``: each stage map split
+    into the fewest equal partitions no larger than a limit.
+
+    Along each side ``n`` with limit ``l``: ``k = ceil(n / l)`` partitions of
+    ``ceil(n / k)``, so a block pads its map by fewer than ``k`` rows or
+    columns (none where ``k`` divides ``n``), and a map no larger than the
+    limit is one partition.
+
+    Args:
+        map_sizes (Sequence[tuple[int, int]]): ``(h, w)`` of each stage map.
+        limits (Sequence[tuple[int, int]]): the largest ``(h, w)`` partition
+            per stage (the arch's partitions).
+
+    Returns:
+        tuple[tuple[int, int]]: ``(h, w)`` per stage.
+    """
+    def fit(n, limit):
+        parts = -(-n // limit)
+        return -(-n // parts)
+
+    return tuple((fit(h, lh), fit(w, lw))
+                 for (h, w), (lh, lw) in zip(map_sizes, limits))
+
+
 @MODELS.register_module()
 class RepMLPNet(RepBackbone):
     """RepMLPNet backbone.
@@ -447,9 +497,16 @@ class RepMLPNet(RepBackbone):
             (``tools/convert_checkpoint.py`` translates the original
             constructor's arguments into such a dict.)
         in_channels (int): image channels. Default: 3.
-        partition_sizes (Sequence[int | tuple[int, int]], optional): the
-            partition ``(h, w)`` of each stage, overriding the preset's (which
-            equals the stage's map size at the preset's image resolution).
+        partition_sizes (Sequence[int | tuple[int, int]] | str, optional):
+            the partition ``(h, w)`` of each stage, overriding the preset's
+            (which equals the stage's map size at the preset's image
+            resolution). ``'auto'``: fitted to ``input_size``, each stage
+            map there split into the fewest equal partitions no larger than
+            the arch's (:func:`fitted_partitions`); the choice is logged.
+            Default: None (the arch's).
+        input_size (tuple[int, int], optional): the ``(H, W)`` of the
+            training crops, which ``partition_sizes='auto'`` needs (and
+            nothing else reads). Default: None.
         final_norm (bool): apply ``head_norm`` to the last stage's output.
             Default: False.
         pad (bool): zero-pad inputs whose size does not fit (see the module
@@ -502,7 +559,7 @@ class RepMLPNet(RepBackbone):
                  norm_eval=False, with_cp=False, deploy=False, init_cfg=None,
                  pad=True, norm_cfg=dict(type='BN'),
                  partition_order='spatial', gelu_approximate='none',
-                 embed_rounding='ceil'):
+                 embed_rounding='ceil', input_size=None):
         super().__init__(arch, out_indices, frozen_stages, norm_eval,
                          with_cp, deploy, norm_cfg, init_cfg, in_channels)
         if gelu_approximate not in ('none', 'tanh'):
@@ -515,6 +572,8 @@ class RepMLPNet(RepBackbone):
                                      f'{embed_rounding!r}')
         self.embed_rounding = embed_rounding
         self.pad = bool(pad)
+        if partition_sizes == 'auto':
+            partition_sizes = self.auto_partition_sizes(input_size)
         if partition_sizes is not None:
             self.arch['partition_sizes'] = self.check_partition_sizes(
                 'RepMLPNet partition_sizes', partition_sizes, self.num_stages)
@@ -548,6 +607,39 @@ class RepMLPNet(RepBackbone):
         if not final_norm:  # unused: DDP must not wait for its gradients
             self.head_norm.requires_grad_(False)
         self._freeze_stages()
+
+    def auto_partition_sizes(self, input_size):
+        """``partition_sizes='auto'``: the partitions fitted to the crop
+        ``input_size`` (:func:`fitted_partitions` of the stage maps, the
+        arch's partitions as limits), logged.
+
+        Args:
+            input_size (tuple[int, int] | int | None): the training crop.
+
+        Returns:
+            tuple[tuple[int, int]]: ``(h, w)`` per stage.
+
+        Raises:
+            ModelArgumentError: without a valid ``input_size``.
+        """
+        size = to_2tuple(input_size) if input_size is not None else None
+        if size is None or len(size) != 2 or \
+                not all(map(is_positive_int, size)):
+            raise ModelArgumentError(
+                f"RepMLPNet partition_sizes='auto' needs input_size=(H, W), "
+                f'the training crop; got input_size={input_size!r}')
+        maps = stage_maps(size, to_2tuple(self.arch['patch_size']),
+                          self.num_stages, self.embed_rounding == 'floor')
+        limits = self.check_partition_sizes(
+            'RepMLPNet arch partition_sizes', self.arch['partition_sizes'],
+            self.num_stages)
+        sizes = fitted_partitions(maps, limits)
+        print_log(f"RepMLPNet partition_sizes='auto' for input "
+                  f'{size[0]}x{size[1]}: stage maps '
+                  f'{", ".join(f"{h}x{w}" for h, w in maps)} -> partitions '
+                  f'{", ".join(f"{h}x{w}" for h, w in sizes)}',
+                  logger='current', level=logging.INFO)
+        return sizes
 
     @staticmethod
     def check_partition_sizes(what, sizes, num_stages):
@@ -675,19 +767,8 @@ class RepMLPNet(RepBackbone):
             list[tuple[int, int]]: ``(h, w)`` per stage (rounded as
             :attr:`embed_rounding` says).
         """
-        (H, W), (ph, pw) = image_size, self.patch_size
-        floor = self.embed_rounding == 'floor'
-
-        def div(n, d):
-            return n // d if floor else -(-n // d)
-
-        h, w = div(H, ph), div(W, pw)
-        sizes = []
-        for i in range(len(self.stages)):
-            if i:
-                h, w = div(h, 2), div(w, 2)
-            sizes.append((h, w))
-        return sizes
+        return stage_maps(image_size, self.patch_size, len(self.stages),
+                          self.embed_rounding == 'floor')
 
     def warn_if_mostly_padding(self, image_size, threshold=0.5):
         """Warn (once) when the stage maps of ``image_size`` are mostly
@@ -697,7 +778,8 @@ class RepMLPNet(RepBackbone):
         on the 32x32 first-stage map of a 128x128 crop) is padded to a whole
         partition, and every block computes on the padding. The warning
         names each such stage, its map and partition sizes and the padded
-        fraction, and suggests ``partition_sizes`` that divide the maps.
+        fraction, and suggests ``partition_sizes`` fitted to the maps (what
+        ``partition_sizes='auto'`` chooses for that input).
 
         Args:
             image_size (tuple[int, int]): the input's ``(H, W)``.
@@ -709,26 +791,23 @@ class RepMLPNet(RepBackbone):
         """
         self._padding_checked = True
 
-        def divisor(n, limit):  # the largest divisor of n up to limit
-            return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
-
-        stages, suggested = [], []
+        maps = self.stage_map_sizes(image_size)
+        stages = []
         for i, ((h, w), (sh, sw)) in enumerate(zip(
-                self.stage_map_sizes(image_size),
-                self.arch['partition_sizes'])):
+                maps, self.arch['partition_sizes'])):
             padded = (-(-h // sh) * sh) * (-(-w // sw) * sw)
             if 1 - h * w / padded > threshold:
                 stages.append(f'stage {i} map {h}x{w} in {sh}x{sw} '
                               f'partitions is {1 - h * w / padded:.0%} '
                               f'padding')
-            dh, dw = divisor(h, sh), divisor(w, sw)
-            suggested.append(dh if dh == dw else (dh, dw))
+        suggested = [dh if dh == dw else (dh, dw) for dh, dw in
+                     fitted_partitions(maps, self.arch['partition_sizes'])]
         if stages:
             print_log(
                 f'RepMLPNet at input {image_size[0]}x{image_size[1]}: '
                 f'{"; ".join(stages)}; every block computes on that padding '
                 f'and the partition FCs are sized for the partitions: '
-                f'partition_sizes={tuple(suggested)} divide these maps',
+                f'partition_sizes={tuple(suggested)} fit these maps',
                 logger='current', level=logging.WARNING)
         return bool(stages)
 
