@@ -26,6 +26,19 @@ def model_configs():
                   if not p.startswith(MMDEPLOY_CONFIGS + os.sep))
 
 
+#: Config folders whose CPU demos train on real data (CamVid's): models of
+#: the zoo, listed in their metafile like the full-size configs.
+REAL_DATA_DEMOS = ('camvid', )
+
+
+def zoo_configs():
+    """The model configs a metafile lists: every model config but the demos
+    on generated data, as paths relative to the repository."""
+    return {osp.relpath(p, REPO) for p in model_configs()
+            if not osp.basename(p).startswith('demo_')
+            or osp.basename(osp.dirname(p)) in REAL_DATA_DEMOS}
+
+
 FIXTURES = os.environ.get('MMREP_FIXTURES') or osp.join(REPO, 'tests', 'data')
 
 
@@ -211,9 +224,10 @@ def train_one_iteration(config, data_root, pipeline, dataset=None,
                         crop_size=None):
     """Run one training iteration of a config on generated data.
 
-    Builds the config's model (random weights) with one block per backbone
-    stage (the preset's widths and other settings, so the neck and heads are
-    wired as configured) and its optimizer, its training dataset on
+    Builds the config's model (random weights) with one block per stage of
+    an mmrep backbone (the preset's widths and other settings, so the neck
+    and heads are wired as configured; another library's backbone as
+    configured) and its optimizer, its training dataset on
     ``data_root`` with a reduced ``pipeline``, and runs ``model.train_step``
     on a batch of two samples.
 
@@ -241,12 +255,13 @@ def train_one_iteration(config, data_root, pipeline, dataset=None,
     init_default_scope(cfg.get('default_scope', 'mmengine'))
     cfg.model.backbone.init_cfg = None  # random weights, nothing to load
     backbone = MODELS.get(cfg.model.backbone.type)
-    arch = backbone.parse_arch(cfg.model.backbone.arch)
-    arch['num_blocks'] = (1, ) * len(arch['num_blocks'])
-    if arch.get('group_layer_map'):  # RepVGG: blocks 1..4 remain
-        arch['group_layer_map'] = {
-            k: g for k, g in arch['group_layer_map'].items() if k <= 4}
-    cfg.model.backbone.arch = arch
+    if hasattr(backbone, 'parse_arch'):  # mmrep's; baselines stay as set
+        arch = backbone.parse_arch(cfg.model.backbone.arch)
+        arch['num_blocks'] = (1, ) * len(arch['num_blocks'])
+        if arch.get('group_layer_map'):  # RepVGG: blocks 1..4 remain
+            arch['group_layer_map'] = {
+                k: g for k, g in arch['group_layer_map'].items() if k <= 4}
+        cfg.model.backbone.arch = arch
     if crop_size is not None:
         cfg.model.data_preprocessor.size = crop_size
     model = MODELS.build(cfg.model)

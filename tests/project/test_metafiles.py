@@ -1,19 +1,18 @@
 """Every config folder has a README with its table and an OpenMMLab
 model-index ``metafile.yml`` that lists each of its configs."""
-import glob
 import os.path as osp
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, zoo_configs
 
-FOLDERS = ('ade20k', 'cityscapes', 'coco', 'imagenet')
+FOLDERS = ('ade20k', 'camvid', 'cityscapes', 'coco', 'imagenet')
+DENSE = ('ade20k', 'camvid', 'cityscapes', 'coco')
 
 
 def configs_in(folder):
-    return {osp.relpath(c, REPO) for c in
-            glob.glob(osp.join(REPO, 'configs', folder, '*.py'))
-            if not osp.basename(c).startswith('demo_')}
+    return {c for c in zoo_configs()
+            if c.startswith(osp.join('configs', folder) + osp.sep)}
 
 
 @pytest.mark.parametrize('folder', FOLDERS)
@@ -35,7 +34,7 @@ def test_metafile_lists_every_config(folder):
                        for v in result['Metrics'].values())
 
 
-@pytest.mark.parametrize('folder', FOLDERS[:3])
+@pytest.mark.parametrize('folder', DENSE)
 def test_dense_readme_has_every_config(folder):
     with open(osp.join(REPO, 'configs', folder, 'README.md')) as f:
         readme = f.read()
