@@ -40,7 +40,9 @@ test: install
 	$(PYTHON) -m pytest tests -q
 
 # The fast tier for development: every test but those
-# marked slow (training, export, quantization, fuzzing, several processes).
-# `make test` and CI run everything.
+# marked slow (training, export, quantization, fuzzing, several processes),
+# one pytest-xdist worker per core, each test file on one worker (its module
+# fixtures built once), one torch thread per worker. `make test` and CI run
+# everything.
 test-fast: install
-	$(PYTHON) -m pytest tests -q -m "not slow"
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest tests -q -m "not slow" -n auto --dist loadfile

@@ -6,6 +6,7 @@ weights) live in ``tests/data`` (its README says where each file came from);
 then run through the same tests.
 """
 import glob
+import inspect
 import os
 import os.path as osp
 
@@ -40,6 +41,62 @@ def zoo_configs():
 
 
 FIXTURES = os.environ.get('MMREP_FIXTURES') or osp.join(REPO, 'tests', 'data')
+
+#: What :func:`pytest_configure` replaced: ``(owner, name, original)``,
+#: restored by :func:`pytest_unconfigure`.
+_REPLACED = []
+
+
+def pytest_configure(config):
+    """Look each ``package::path`` config name (``mmseg::_base_/...``,
+    ``mmdet::...``) up once per test process.
+
+    mmengine 0.10's ``Config._get_cfg_path`` resolves such a name on every
+    parse of every file that names it: it reloads ``pkg_resources`` to ask
+    whether the package is installed, finds its folder, and reads the
+    package's metafile index and every metafile it lists (about 200 YAML
+    files for mmseg, through ``mmengine.config.utils.load``) looking for
+    the name, before it falls back to ``<package>/.mim/configs/<path>``,
+    where base configs always are: 0.3 to 3 s per config parse. Two caches
+    for the session, neither changing an answer: a name's answer is kept
+    (it depends on the name and on what is installed, which a session does
+    not change; errors are not kept: a failed lookup runs again and raises
+    again), and the YAML files of that search are read once per file
+    version (keyed by path, modification time and size). Local names (no
+    ``::``) are resolved as before.
+    """
+    import mmengine.config.utils as config_utils
+    from mmengine.config import Config
+    lookup = Config._get_cfg_path
+    read = config_utils.load
+    found, files = {}, {}
+
+    def get_cfg_path(cfg_path, filename):
+        if '::' not in cfg_path:
+            return lookup(cfg_path, filename)
+        if cfg_path not in found:
+            found[cfg_path] = lookup(cfg_path, filename)
+        return found[cfg_path]
+
+    def load(file, *args, **kwargs):
+        if args or kwargs or not isinstance(file, str):
+            return read(file, *args, **kwargs)
+        stat = os.stat(file)
+        key = (file, stat.st_mtime_ns, stat.st_size)
+        if key not in files:
+            files[key] = read(file)
+        return files[key]
+
+    _REPLACED.extend([(Config, '_get_cfg_path', staticmethod(lookup)),
+                      (config_utils, 'load', read)])
+    Config._get_cfg_path = staticmethod(get_cfg_path)
+    config_utils.load = load
+
+
+def pytest_unconfigure(config):
+    while _REPLACED:
+        owner, name, original = _REPLACED.pop()
+        setattr(owner, name, original)
 
 
 # Crafted pickle payloads: a safe reader must refuse them, executing nothing.
@@ -218,6 +275,56 @@ def check_stage_shapes_and_fusion(model, x):
                            -(-w // stride))
         assert_close(f, o, 1e-4 * max(1.0, o.abs().max().item()),
                      f'fused stage {i + 1} at {tuple(x.shape[-2:])}')
+
+
+#: Each mmrep backbone's depth setting: the key of its (parsed) arch that
+#: gives the blocks per stage (:func:`shallow_backbone`).
+DEPTH_FIELDS = {'RepMLPNet': 'num_blocks', 'RepVGG': 'num_blocks',
+                'CycleMLP': 'num_blocks', 'RepMLPResNet': 'num_blocks'}
+
+
+def shallow_backbone(cfg, num_blocks):
+    """Cut a config's mmrep backbone to at most ``num_blocks`` blocks per
+    stage, in place; everything else as configured (widths, partitions,
+    groups, stem, neck and heads), so the model is wired as the config's.
+
+    The preset (or arch dict) is expanded to its settings and the family's
+    depth field (:data:`DEPTH_FIELDS`) capped per stage. RepVGG's
+    ``group_layer_map`` numbers blocks across stages: each kept block keeps
+    its groups under its new number. A backbone that is not mmrep's (the
+    plain ResNet baselines) is left as it is.
+
+    Args:
+        cfg (Config): a model config (``cfg.model.backbone``).
+        num_blocks (int): the most blocks a stage keeps (at least 1).
+
+    Returns:
+        Config: ``cfg``.
+    """
+    from mmrep.registry import MODELS
+    backbone = cfg.model.backbone
+    kind = backbone.type
+    if not (isinstance(kind, str) and kind.startswith('mmrep.')):
+        return cfg
+    name = kind[len('mmrep.'):]
+    assert name in DEPTH_FIELDS, \
+        f'{kind}: no depth field known (add it to DEPTH_FIELDS)'
+    field = DEPTH_FIELDS[name]
+    cls = MODELS.get(name)
+    arch = cls.parse_arch(backbone.get('arch', inspect.signature(
+        cls.__init__).parameters['arch'].default))
+    depths = tuple(arch[field])
+    arch[field] = tuple(min(n, num_blocks) for n in depths)
+    if arch.get('group_layer_map'):
+        renumber, old, new = {}, 0, 0
+        for was, kept in zip(depths, arch[field]):
+            renumber.update({old + j + 1: new + j + 1 for j in range(kept)})
+            old, new = old + was, new + kept
+        arch['group_layer_map'] = {renumber[k]: groups for k, groups in
+                                   arch['group_layer_map'].items()
+                                   if k in renumber}
+    backbone.arch = arch
+    return cfg
 
 
 def train_one_iteration(config, data_root, pipeline, dataset=None,

@@ -211,6 +211,9 @@ def test_mmpretrain_repvgg_matches_numerically(tmp_path):
     assert (actual - expected).abs().max() < 1e-4
 
 
+# A full-size model (B224); test_port_entry_points.py converts a small
+# mmpretrain RepMLPNet in the fast tier.
+@pytest.mark.slow
 def test_mmpretrain_repmlpnet_converts(tmp_path):
     from mmpretrain.models.backbones import RepMLPNet
     # mmpretrain's RepMLPNet-B224 (its config's arguments), on the meta
@@ -283,6 +286,7 @@ def test_unsafe_pickles_are_refused(tmp_path):
     assert not os.path.exists(dst)
 
 
+@pytest.mark.slow  # a subprocess; the other tests call main in-process
 def test_cli_runs(tmp_path):
     """The command line itself (one subprocess; the rest call main)."""
     src_state = synthetic_state(listing('repvgg', 'RepVGG-A0')['deploy'])

@@ -18,7 +18,7 @@ from mmrep.deploy import make_deploy_config, reparameterize_model
 from mmrep.deploy.heads import DeployUPerHead, conv3x3_of_resized
 from mmrep.utils.testing import randomize_bn
 from mmrep.utils import safe_load
-from conftest import model_configs
+from conftest import DEPTH_FIELDS, model_configs, shallow_backbone
 from tool_runner import DEMO, REPO, run_tool
 
 # Trains, exports, quantizes, fuzzes or starts processes: `make test-fast`
@@ -26,6 +26,17 @@ from tool_runner import DEMO, REPO, run_tool
 pytestmark = pytest.mark.slow
 
 ALL_CONFIGS = model_configs()
+#: One Cityscapes or ADE20K config per backbone family, built at its full
+#: depth by test_every_config_fuses_losslessly; it builds every other
+#: config with at most TEST_DEPTH blocks per backbone stage (widths,
+#: partitions, groups, necks and heads as configured: shallow_backbone).
+FULL_DEPTH = frozenset({
+    'upernet_repmlpnet-t224_8xb2-80k_cityscapes-512x1024.py',
+    'upernet_repvgg-b1g2_8xb2-160k_ade20k-512x512.py',
+    'fpn_cyclemlp-b1_8xb4-40k_ade20k-512x512.py',
+    'pspnet_repmlp-res50-g4-8_8xb2-80k_cityscapes-512x1024.py',
+})
+TEST_DEPTH = 2
 
 
 def build(cfg):
@@ -50,15 +61,61 @@ def norms_outside_backbone(model):
             and not name.startswith('backbone.')]
 
 
+def load_at_test_depth(config):
+    """The config, its backbone cut to TEST_DEPTH blocks per stage unless
+    the config is one of FULL_DEPTH."""
+    cfg = Config.fromfile(config)
+    if osp.basename(config) not in FULL_DEPTH:
+        shallow_backbone(cfg, TEST_DEPTH)
+    return cfg
+
+
+def test_full_depth_configs_are_one_per_family():
+    """Each FULL_DEPTH name is a config (Cityscapes or ADE20K), and their
+    backbones are the families, one each."""
+    names = {osp.basename(c): c for c in ALL_CONFIGS}
+    for name in sorted(FULL_DEPTH):
+        assert name in names, f'{name} is not in configs/'
+        assert osp.basename(osp.dirname(names[name])) in ('cityscapes',
+                                                          'ade20k'), name
+    families = sorted(Config.fromfile(names[n]).model.backbone.type
+                      for n in FULL_DEPTH)
+    assert families == sorted(f'mmrep.{f}' for f in DEPTH_FIELDS)
+
+
+def test_shallow_backbone_caps_each_stage_and_keeps_the_groups():
+    """RepVGG-B1g2 (4, 6, 16, 1 blocks, even blocks grouped) at 2 blocks
+    per stage: 2, 2, 2, 1 blocks, each kept block grouped as it was; the
+    baselines' plain ResNet is left as it is."""
+    from mmrep.models.backbones import RepVGG
+    config = [c for c in ALL_CONFIGS if osp.basename(c) ==
+              'upernet_repvgg-b1g2_8xb2-160k_ade20k-512x512.py'][0]
+    full = RepVGG.parse_arch(Config.fromfile(config).model.backbone.arch)
+    arch = shallow_backbone(Config.fromfile(config), 2).model.backbone.arch
+    assert tuple(full['num_blocks']) == (4, 6, 16, 1)
+    assert tuple(arch['num_blocks']) == (2, 2, 2, 1)
+    starts = [0, 4, 10, 26]  # the first block of each stage, full depth
+    old = [starts[i] + j + 1 for i, n in enumerate((2, 2, 2, 1))
+           for j in range(n)]
+    assert dict(arch['group_layer_map']) == {
+        new: full['group_layer_map'][was]
+        for new, was in enumerate(old, 1)
+        if was in full['group_layer_map']}
+    assert set(arch['group_layer_map'].values()) == {2}
+    baseline = [c for c in ALL_CONFIGS if 'r50-d8' in osp.basename(c)][0]
+    assert shallow_backbone(Config.fromfile(baseline), 2).model.backbone == \
+        Config.fromfile(baseline).model.backbone
+
+
 #: The configs of mmseg's own backbones, kept for comparison.
 BASELINES = ('pspnet_r50-d8_', 'demo_upernet_r18-v1c_')
 
 
 @pytest.mark.parametrize('config', ALL_CONFIGS, ids=osp.basename)
 def test_every_config_fuses_losslessly(config):
-    cfg = Config.fromfile(config)
+    cfg = load_at_test_depth(config)
     # (mmseg's EncoderDecoder writes `pretrained` into the dict it builds)
-    model = randomize_bn(build(Config.fromfile(config))).eval()
+    model = randomize_bn(build(load_at_test_depth(config))).eval()
     heads_had_norms = bool(norms_outside_backbone(model))
     fused = reparameterize_model(model)
     assert fused is not model

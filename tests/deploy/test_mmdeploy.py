@@ -13,6 +13,12 @@ last map (4x8 at 128x256) is not divided by UPerHead's pooling bins 3 and
 6, where mmdeploy's own rewrite of adaptive pooling changes results; the
 shim's exact pooling keeps every pixel.
 
+Each task runs four of its eight (backbone, checkpoint, deploy config)
+conversions, chosen so that every pair of choices is converted once
+(:data:`CASES`, checked by ``test_the_cases_cover_every_pair``): each
+backbone from the training checkpoint and from the fused file, each with
+the static and the dynamic config, and each checkpoint with both configs.
+
 Skipped where mmdeploy is not installed (``tools/install.sh`` installs it
 from requirements/mmdeploy.txt, without its pins).
 """
@@ -42,6 +48,14 @@ SEGMENTORS = {
               'cityscapes-synthetic.py'}
 DETECTOR = 'configs/coco/demo_retinanet_cyclemlp-tiny_1xb2-cpu_coco-' \
            'synthetic.py'
+#: The conversions of each task, (backbone, checkpoint, deploy config): a
+#: covering of every pair of the 2 x 2 x 2 choices.
+CASES = [('train', 'static'), ('fused', 'dynamic'), ('train', 'dynamic'),
+         ('fused', 'static')]
+SEGMENTOR_CASES = [(b, k, d) for b, (k, d) in
+                   zip(['repmlpnet', 'repmlpnet', 'repvgg', 'repvgg'], CASES)]
+DETECTOR_CASES = [(b, k, d) for b, (k, d) in
+                  zip(['cyclemlp', 'cyclemlp', 'repvgg', 'repvgg'], CASES)]
 
 
 def write_image(path, h, w, seed=0):
@@ -109,36 +123,47 @@ def node_types(path):
     return [n.op_type for n in onnx.load(path).graph.node]
 
 
-@pytest.mark.parametrize('kind', ['train', 'fused'])
-@pytest.mark.parametrize('backbone', sorted(SEGMENTORS))
+@pytest.mark.parametrize('cases', [SEGMENTOR_CASES, DETECTOR_CASES],
+                         ids=['segmentor', 'detector'])
+def test_the_cases_cover_every_pair(cases):
+    """Every backbone with both checkpoints and both deploy configs, and
+    every checkpoint with both deploy configs."""
+    backbones = {b for b, _, _ in cases}
+    assert len(backbones) == 2 and len(cases) == len(set(cases))
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        pairs = {(c[i], c[j]) for c in cases}
+        firsts = backbones if i == 0 else {'train', 'fused'}
+        seconds = {'train', 'fused'} if j == 1 else {'static', 'dynamic'}
+        assert pairs == {(a, b) for a in firsts for b in seconds}, (i, j)
+
+
+@pytest.mark.parametrize('backbone, kind, deploy', SEGMENTOR_CASES)
 def test_mmdeploy_segmentor_labels_every_pixel_as_pytorch(backbone, kind,
-                                                         tmp_path):
+                                                         deploy, tmp_path):
     config = osp.join(REPO, SEGMENTORS[backbone])
     cfg = load_config(config)
     torch.manual_seed(0)
     model = randomize_bn(build_model(cfg)).eval()
     checkpoint = write_checkpoints(model, cfg, tmp_path)[kind]
     image = write_image(tmp_path / 'street.png', 128, 256)
-    for deploy in ('segmentation_onnxruntime_static.py',
-                   'segmentation_onnxruntime_dynamic.py'):
-        work = tmp_path / deploy[:-3]
-        processor, onnx_file = convert(deploy, config, checkpoint, image,
-                                       work)
-        sizes = [image]
-        if 'dynamic' in deploy:
-            sizes.append(write_image(tmp_path / 'other.png', 96, 200, 1))
-        for path in sizes:
-            samples, inputs = preprocess(processor, model, path)
-            with torch.no_grad():
-                expected = model.predict(inputs, samples)[0]
-            labels = run_onnx(onnx_file, inputs)[0]
-            expected = expected.pred_sem_seg.data.numpy()
-            agree = (labels.reshape(expected.shape) == expected).mean()
-            assert agree == 1.0, f'{deploy} {path}: {agree:.4%} of pixels'
-        types = node_types(onnx_file)
-        if backbone == 'repvgg':
-            assert 'BatchNormalization' not in types  # fused, heads folded
-        assert 'AveragePool' not in types  # pooling by matrices
+    deploy = f'segmentation_onnxruntime_{deploy}.py'
+    work = tmp_path / deploy[:-3]
+    processor, onnx_file = convert(deploy, config, checkpoint, image, work)
+    sizes = [image]
+    if 'dynamic' in deploy:
+        sizes.append(write_image(tmp_path / 'other.png', 96, 200, 1))
+    for path in sizes:
+        samples, inputs = preprocess(processor, model, path)
+        with torch.no_grad():
+            expected = model.predict(inputs, samples)[0]
+        labels = run_onnx(onnx_file, inputs)[0]
+        expected = expected.pred_sem_seg.data.numpy()
+        agree = (labels.reshape(expected.shape) == expected).mean()
+        assert agree == 1.0, f'{deploy} {path}: {agree:.4%} of pixels'
+    types = node_types(onnx_file)
+    if backbone == 'repvgg':
+        assert 'BatchNormalization' not in types  # fused, heads folded
+    assert 'AveragePool' not in types  # pooling by matrices
 
 
 def detector_config(tmp_path, backbone):
@@ -186,28 +211,27 @@ def same_detections(dets, labels, expected, what):
             f'{labels[i]}) has no PyTorch twin'
 
 
-@pytest.mark.parametrize('backbone', ['cyclemlp', 'repvgg'])
-def test_mmdeploy_detector_finds_pytorchs_boxes(backbone, tmp_path):
+@pytest.mark.parametrize('backbone, kind, deploy', DETECTOR_CASES)
+def test_mmdeploy_detector_finds_pytorchs_boxes(backbone, kind, deploy,
+                                                tmp_path):
     config = detector_config(tmp_path, backbone)
     cfg = load_config(config)
     torch.manual_seed(0)
     model = spread_scores(randomize_bn(build_model(cfg))).eval()
     checkpoints = write_checkpoints(model, cfg, tmp_path)
     assert set(checkpoints) == {'train', 'fused'}
+    checkpoint = checkpoints[kind]
     # square: resized to 128x128, no padding, so mmdeploy's clamp to the
     # input size is mmdet's clamp to the image size
     image = write_image(tmp_path / 'scene.png', 128, 128)
-    for kind, checkpoint in checkpoints.items():
-        for deploy in ('detection_onnxruntime_static.py',
-                       'detection_onnxruntime_dynamic.py'):
-            work = tmp_path / f'{kind}-{deploy[:-3]}'
-            processor, onnx_file = convert(deploy, config, checkpoint,
-                                           image, work)
-            samples, inputs = preprocess(processor, model, image)
-            with torch.no_grad():
-                expected = model.predict(inputs, samples,
-                                         rescale=False)[0].pred_instances
-            dets, labels = run_onnx(onnx_file, inputs)
-            same_detections(dets[0], labels[0], expected,
-                            f'{backbone} {kind} {deploy}')
-            assert 'BatchNormalization' not in node_types(onnx_file)
+    deploy = f'detection_onnxruntime_{deploy}.py'
+    work = tmp_path / f'{kind}-{deploy[:-3]}'
+    processor, onnx_file = convert(deploy, config, checkpoint, image, work)
+    samples, inputs = preprocess(processor, model, image)
+    with torch.no_grad():
+        expected = model.predict(inputs, samples,
+                                 rescale=False)[0].pred_instances
+    dets, labels = run_onnx(onnx_file, inputs)
+    same_detections(dets[0], labels[0], expected,
+                    f'{backbone} {kind} {deploy}')
+    assert 'BatchNormalization' not in node_types(onnx_file)

@@ -73,6 +73,9 @@ print(json.dumps(dict(deploy=cfg.model.backbone.deploy,
     assert 'mmcv.cnn' in found['loaded']  # the BatchNorms were built
 
 
+# A fresh interpreter (about 11 s): the lazy lookup itself is checked in
+# this process below, the plain import's modules by the first test.
+@pytest.mark.slow
 def test_registry_names_resolve_after_a_plain_import():
     """``custom_imports=['mmrep']`` then ``type='mmrep.<name>'`` under
     another scope: the lazily registered names resolve on lookup."""

@@ -378,6 +378,9 @@ def test_mmdeploy_is_installed_without_its_pins(tmp_path):
             f.read()
 
 
+# The installer run as a process; the decisions are checked in-process
+# above, and make test-fast runs the installer itself first.
+@pytest.mark.slow
 def test_dry_run_on_this_machine_keeps_the_installed_stack():
     """The installer, run for real (dry) on this interpreter: the stack
     `make test` installed is kept whole."""
