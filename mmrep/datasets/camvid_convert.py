@@ -262,12 +262,25 @@ def _colour_table():
     return table
 
 
+#: The most pixels an image or label may have (CamVid's are 960x720 at
+#: most): checked from the PNG header before any pixel is decoded.
+MAX_PIXELS = 4096 * 4096
+
+
 def _open(path, modes, what):
-    """Open a PNG, refusing an unreadable file or a mode not in ``modes``."""
+    """Open a PNG, refusing an unreadable file, one of more than
+    :data:`MAX_PIXELS` (before decoding it) or a mode not in ``modes``."""
     try:
         image = Image.open(path)
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise DatasetConversionError(
+                f'{path}: the {what} is {width}x{height}, more than the '
+                f'{MAX_PIXELS} pixels a CamVid image may have')
         image.load()
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        if isinstance(e, DatasetConversionError):
+            raise
         raise DatasetConversionError(f'{path}: cannot read the {what}: {e}')
     if image.mode not in modes:
         raise DatasetConversionError(

@@ -288,6 +288,36 @@ def test_refuses_a_size_mismatch(tmp_path):
     refused(tmp_path, src, r'the label is 5x4, its image .* 6x4')
 
 
+def png_header_only(path, width, height):
+    """A PNG whose header claims ``width x height`` 8-bit grey pixels and
+    that holds no pixel data: decoding it would need the claimed memory."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack('>I', len(data)) + kind + data
+                + struct.pack('>I', zlib.crc32(kind + data)))
+
+    with open(path, 'wb') as f:
+        f.write(b'\x89PNG\r\n\x1a\n'
+                + chunk(b'IHDR', struct.pack('>IIBBBBB', width, height,
+                                             8, 0, 0, 0, 0))
+                + chunk(b'IEND', b''))
+
+
+def test_refuses_an_absurd_size_before_decoding(tmp_path):
+    from mmrep.datasets.camvid_convert import MAX_PIXELS
+    src = make_segnet(tmp_path / 'CamVid')
+    label = osp.join(src, 'valannot', '0016E5_07959.png')
+    png_header_only(label, 4097, 4096)
+    refused(tmp_path, src, r'the label is 4097x4096, more than the '
+            rf'{MAX_PIXELS} pixels a CamVid image may have')
+    # beyond PIL's own bomb limit, PIL refuses on opening: still one line
+    png_header_only(label, 100000, 100000)
+    refused(tmp_path, src, r'cannot read the label: Image size '
+            r'\(10000000000 pixels\) exceeds limit')
+
+
 def test_refuses_a_colour_label_in_the_segnet_layout(tmp_path):
     src = make_segnet(tmp_path / 'CamVid')
     write_png(osp.join(src, 'trainannot', '0001TP_006690.png'), image_of(0))
