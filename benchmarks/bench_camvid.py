@@ -31,8 +31,10 @@ so that no two models share a process):
    checked against its mIoU.
 4. INT8: ``tools/quantize.py`` (:func:`mmrep.apis.quantize.quantize_config`)
    on the fused weights that the checkpoint hook wrote
-   (``*_deploy.pth``), with ``--auto-keep-float K`` (the K nodes INT8
-   hurts most stay float32): latency of the fused eager model, the float32
+   (``*_deploy.pth``), quantizing the operators of ``--int8-op-types``
+   (default :data:`INT8_OP_TYPES`), with ``--auto-keep-float K`` (the K
+   nodes INT8 hurts most stay float32; default 0, every node of those
+   types INT8): latency of the fused eager model, the float32
    ONNX graph and the INT8 (QDQ) graph at batch 1 and the crop size,
    ``--threads`` threads, median of interleaved rounds; test mIoU of the
    float32 ONNX and INT8 graphs, and the drop.
@@ -56,18 +58,20 @@ model of the work dir.
 
 Cost beyond the budget, per model and seed (2-core machine, one thread,
 shared): about 40 s of probe, 40 s per val evaluation (101 images),
-2 min of test (233 images), 6-9 min of INT8 (the sensitivity pass of
-``--auto-keep-float``, then evaluating float32 and INT8 ONNX on the test
-split); ``--no-int8`` skips the last.
+2 min of test (233 images), 2-4 min of INT8 (evaluating the float32 and
+INT8 ONNX graphs on the test split; a sensitivity pass of
+``--auto-keep-float`` adds 3-6 min); ``--no-int8`` skips the last, and a
+later ``--int8-only`` run does it for the runs of the work dir (e.g.
+train every seed with ``--no-int8``, then quantize one seed's models).
 
 Usage::
 
     python benchmarks/bench_camvid.py --data data/camvid --minutes 20
         --threads 2 --seeds 0 1 2 [--work-dir work_dirs/bench_camvid]
         [--only NAME ...] [--from-results] [--no-readme]
-        [--val-points 6] [--probe-iters 8] [--auto-keep-float 3]
-        [--calib-batches 8] [--latency-runs 5] [--no-int8]
-        [--config NAME=CONFIG ...]
+        [--val-points 6] [--probe-iters 8] [--auto-keep-float 0]
+        [--int8-op-types OP ...] [--calib-batches 8] [--latency-runs 5]
+        [--no-int8 | --int8-only] [--config NAME=CONFIG ...]
 
 ``--from-results`` rebuilds the tables and pictures from the JSONs of the
 work dir without training (``--data`` is then not needed).
@@ -108,6 +112,8 @@ MODELS = {
     'ResNetV1c-18': 'demo_upernet_r18-v1c_1xb8-cpu_camvid-192x256.py',
 }
 MODELS = {name: osp.join(CONFIG_DIR, cfg) for name, cfg in MODELS.items()}
+#: The model the others are compared with (mmseg's own backbone).
+BASELINE = 'ResNetV1c-18'
 
 SECTION = 'camvid-bench'
 HEADING = '## CamVid: every family trained from scratch'
@@ -119,6 +125,11 @@ TIMING = 'bench_timing.json'
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 #: Test images in the prediction grid.
 GRID_ROWS = 4
+#: ONNX operators the INT8 step quantizes: tools/quantize.py's default
+#: (Conv, MatMul, Gemm) and the head's Concat and Resize and the residual
+#: Add, which then stay INT8 between the convolutions instead of going
+#: through a dequantize / quantize pair each.
+INT8_OP_TYPES = ('Conv', 'MatMul', 'Gemm', 'Concat', 'Resize', 'Add')
 #: The paragraph above the section's markers when it is added.
 USAGE = (
     '`python benchmarks/bench_camvid.py --data data/camvid --minutes M '
@@ -259,13 +270,21 @@ def parse_args(argv=None):
     parser.add_argument('--probe-iters', type=int, default=8,
                         help='iterations of the speed probe (the first two '
                         'are not timed)')
-    parser.add_argument('--auto-keep-float', type=int, default=3,
+    parser.add_argument('--auto-keep-float', type=int, default=0,
                         metavar='K', help='nodes INT8 hurts most kept '
                         'float32 (tools/quantize.py --auto-keep-float)')
+    parser.add_argument('--int8-op-types', nargs='+', metavar='OP',
+                        default=list(INT8_OP_TYPES),
+                        help='ONNX operators quantized (tools/quantize.py '
+                        '--op-types)')
     parser.add_argument('--calib-batches', type=int, default=8)
     parser.add_argument('--latency-runs', type=int, default=5)
     parser.add_argument('--no-int8', action='store_true',
                         help='skip the fused / ONNX / INT8 step')
+    parser.add_argument('--int8-only', action='store_true',
+                        help='run only the INT8 step, on the runs of the '
+                        'work dir (--seeds, --only) already trained and '
+                        'tested, and update their JSONs')
     parser.add_argument('--config', nargs='+', default=[],
                         metavar='NAME=CONFIG',
                         help='run model NAME from CONFIG instead')
@@ -308,6 +327,8 @@ def check_args(args):
              '--auto-keep-float at least 0')
     if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
         fail(f'--seeds {args.seeds}: distinct non-negative integers')
+    if args.no_int8 and args.int8_only:
+        fail('--no-int8 and --int8-only: choose one')
     if not args.data:
         fail('--data DIR is needed (or --from-results)')
     if not osp.isdir(args.data):
@@ -738,7 +759,8 @@ def quantize(name, seed, config, ckpt, data, cfg, run_dir, args, seconds,
         seconds['int8'] = run_tool(
             [osp.join(ROOT, 'tools', 'quantize.py'), config, weights,
              '--out', out, '--auto-keep-float', str(args.auto_keep_float),
-             '--calib-batches', str(args.calib_batches), '--threads',
+             '--calib-batches', str(args.calib_batches), '--op-types',
+             *args.int8_op_types, '--threads',
              str(args.threads), '--latency-shape', str(h), str(w),
              '--latency-runs', str(args.latency_runs), '--runtimes',
              'onnxruntime', '--cfg-options', *data],
@@ -751,6 +773,7 @@ def quantize(name, seed, config, ckpt, data, cfg, run_dir, args, seconds,
     result = dict(
         weights=osp.basename(weights), metric=m,
         auto_keep_float=args.auto_keep_float,
+        op_types=list(args.int8_op_types),
         float32=q['float32'][m], int8=q['int8'][m], drop=q['drop'],
         fused_ms=q['float32']['latency_ms_by_runtime'].get('fused eager'),
         float32_ms_by_form=q['float32']['latency_ms_by_runtime'],
@@ -762,6 +785,48 @@ def quantize(name, seed, config, ckpt, data, cfg, run_dir, args, seconds,
         f'{result["float32"]} -> {result["int8"]} '
         f'({seconds["int8"]:.0f} s)')
     return result
+
+
+def int8_only(args, log):
+    """The INT8 step alone, on the runs of the work dir that ``--seeds``
+    and ``--only`` select; each run's JSON gets the new ``int8`` entry.
+
+    Args:
+        args (argparse.Namespace): the checked arguments.
+        log (callable): progress messages.
+
+    Returns:
+        int: the exit status (1 when a selected run has no JSON or its
+        INT8 step failed).
+    """
+    status = 0
+    for seed in args.seeds:
+        for name, config in args.models.items():
+            path = osp.join(args.work_dir, f'{name}_seed{seed}.json')
+            if not osp.isfile(path):
+                log(f'error: {name} seed {seed}: no {osp.basename(path)} '
+                    f'in the work dir (train it first)')
+                status = 1
+                continue
+            result = load_json(path)
+            if result['config'] != osp.relpath(config, ROOT):
+                log(f'error: {name} seed {seed}: trained from '
+                    f'{result["config"]}, not {osp.relpath(config, ROOT)} '
+                    f'(give the same --config)')
+                status = 1
+                continue
+            seconds = result.setdefault('seconds', {})
+            result['int8'] = quantize(
+                name, seed, config, osp.join(args.work_dir,
+                                             result['checkpoint']),
+                data_options(args.cfgs[name], args.data), args.cfgs[name],
+                osp.join(args.work_dir, 'runs', name, f'seed{seed}'), args,
+                seconds, log)
+            if 'error' in result['int8']:
+                status = 1
+            result['seconds'] = {k: round(v, 1) for k, v in seconds.items()}
+            save_json(path, result)
+    return status
 
 
 def load_results(work_dir, names=None):
@@ -820,21 +885,20 @@ def ranking(results):
     that the seeds do not separate.
 
     Returns:
-        tuple[list[str], bool, list[str]]: one line per seed; whether every
-        seed (with all the models) ranks them alike; ``'A / B'`` for each
-        pair of neighbours whose mean test mIoU differ by less than the
-        larger of their standard deviations over seeds.
+        tuple[list[str], bool | None, list[str]]: one line per seed; whether
+        the seeds rank the models alike (None when a seed lacks a model);
+        ``'A / B'`` for each pair of neighbours whose mean test mIoU differ
+        by less than the larger of their standard deviations over seeds.
     """
     by_seed = {}
     for name, runs in results.items():
         for r in runs:
             by_seed.setdefault(r['seed'], {})[name] = r['test']['mIoU']
-    lines, orders = [], set()
+    lines, orders = [], []
     for seed in sorted(by_seed):
         scores = by_seed[seed]
         order = sorted(scores, key=lambda n: -scores[n])
-        if len(scores) == len(results):
-            orders.add(tuple(order))
+        orders.append(tuple(order) if len(scores) == len(results) else None)
         lines.append(f'seed {seed}: ' + ' > '.join(
             f'{n} {scores[n]:.1f}' for n in order))
     stats = {n: [r['test']['mIoU'] for r in runs]
@@ -844,7 +908,42 @@ def ranking(results):
              if len(stats[a]) > 1 and len(stats[b]) > 1
              and statistics.mean(stats[a]) - statistics.mean(stats[b])
              < max(statistics.stdev(stats[a]), statistics.stdev(stats[b]))]
-    return lines, len(orders) == 1, close
+    agree = None if None in orders else len(set(orders)) == 1
+    return lines, agree, close
+
+
+def margins(results):
+    """The lines on the best mmrep model against :data:`BASELINE` and on
+    the INT8 extremes (empty when there is nothing to compare).
+
+    Args:
+        results (dict[str, list[dict]]): from :func:`load_results`.
+
+    Returns:
+        list[str]: markdown lines, each after an empty one.
+    """
+    lines = []
+    mean = {n: statistics.mean(r['test']['mIoU'] for r in runs)
+            for n, runs in results.items()}
+    ours = [n for n in mean if n != BASELINE]
+    if BASELINE in mean and ours:
+        best = max(ours, key=mean.get)
+        lines += ['', f'Best mmrep model against {BASELINE} (mean test '
+                  f'mIoU over seeds): {best} '
+                  f'{mean[best] - mean[BASELINE]:+.2f}.']
+    int8 = {n: [r['int8'] for r in runs
+                if r.get('int8') and 'error' not in r['int8']]
+            for n, runs in results.items()}
+    int8 = {n: q for n, q in int8.items() if q}
+    if int8:
+        drop = max(((q['drop'], n) for n, qs in int8.items() for q in qs))
+        speed = min(((q['speedup'], n) for n, qs in int8.items()
+                     for q in qs))
+        lines += ['', f'INT8 over every quantized run: largest drop '
+                  f'{drop[0]:.2f} mIoU ({drop[1]}), smallest speed-up '
+                  f'{speed[0]:.2f}x over the fastest float32 form '
+                  f'({speed[1]}).']
+    return lines
 
 
 def tables(results, pictures):
@@ -868,6 +967,10 @@ def tables(results, pictures):
     int8 = [r['int8'] for runs in results.values() for r in runs
             if r.get('int8') and 'error' not in r['int8']]
     keep = sorted({q.get('auto_keep_float') for q in int8} - {None})
+    from mmrep.deploy.quantize import DEFAULT_OP_TYPES
+    ops = sorted({tuple(q.get('op_types', DEFAULT_OP_TYPES)) for q in int8})
+    int8_seeds = sorted({r['seed'] for runs in results.values() for r in runs
+                         if r.get('int8') and 'error' not in r['int8']})
     runs_ = int8[0]['latency']['runs'] if int8 else None
     order, same, close = ranking(results)
     intro = (
@@ -895,9 +998,12 @@ def tables(results, pictures):
             f'INT8 = its QDQ graph in onnxruntime (CPU EP), calibrated on '
             f'{int8[0]["calibration"]["batches"]} training images '
             f'({int8[0]["calibration"]["method"]}, '
-            f'{int8[0]["calibration"]["granularity"]} weights), up to '
+            f'{int8[0]["calibration"]["granularity"]} weights), operators '
+            f'quantized: {" / ".join(", ".join(o) for o in ops)}, '
             f'{" / ".join(map(str, keep)) or "K"} nodes kept float32 '
-            f'(those INT8 hurts most, `--auto-keep-float`); speed-up = the '
+            f'(those INT8 hurts most, `--auto-keep-float`), on the runs of '
+            f'seed{"s" if len(int8_seeds) > 1 else ""} '
+            f'{", ".join(map(str, int8_seeds))}; speed-up = the '
             f'fastest float32 form over INT8; drop = float32 ONNX test '
             f'mIoU minus INT8 test mIoU.')
     lines = [intro, '',
@@ -960,14 +1066,16 @@ def tables(results, pictures):
                   + '; '.join(f'{n} {" / ".join(sorted(f))}'
                               for n, f in over.items()) + '.']
     lines += ['', 'Ranking by test mIoU, ' + '; '.join(order) + (
-        ' (the same order in every seed).' if same and len(seeds) > 1
-        else '.' if len(seeds) == 1 else
+        '.' if len(seeds) == 1 else
+        ' (not every seed has every model).' if same is None else
+        ' (the same order in every seed).' if same else
         ' (the order differs between seeds).')]
     if len(seeds) > 1:
         lines[-1] += (' Neighbours (by mean) closer than a standard '
                       'deviation: ' + ', '.join(close) + '.' if close else
                       ' Every two neighbours (by mean) are more than a '
                       'standard deviation apart.')
+    lines += margins(results)
     classes = first['classes']
     lines += ['', '**Test IoU per class** (%, mean over seeds)', '',
               '| model | ' + ' | '.join(classes) + ' |',
@@ -1184,7 +1292,9 @@ def main(argv=None):
     MMLogger.get_current_instance().setLevel(logging.WARNING)
     warnings.filterwarnings('ignore', category=UserWarning)
     status = 0
-    if not args.from_results:
+    if args.int8_only:
+        status = int8_only(args, log)
+    elif not args.from_results:
         os.makedirs(args.work_dir, exist_ok=True)
         for seed in args.seeds:
             for name in args.models:
