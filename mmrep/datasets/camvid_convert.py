@@ -272,16 +272,15 @@ def _open(path, modes, what):
     :data:`MAX_PIXELS` (before decoding it) or a mode not in ``modes``."""
     try:
         image = Image.open(path)
-        width, height = image.size
-        if width * height > MAX_PIXELS:
-            raise DatasetConversionError(
-                f'{path}: the {what} is {width}x{height}, more than the '
-                f'{MAX_PIXELS} pixels a CamVid image may have')
-        image.load()
+        too_big = image.size[0] * image.size[1] > MAX_PIXELS
+        if not too_big:
+            image.load()
     except (OSError, ValueError, Image.DecompressionBombError) as e:
-        if isinstance(e, DatasetConversionError):
-            raise
         raise DatasetConversionError(f'{path}: cannot read the {what}: {e}')
+    if too_big:
+        raise DatasetConversionError(
+            f'{path}: the {what} is {image.size[0]}x{image.size[1]}, more '
+            f'than the {MAX_PIXELS} pixels a CamVid image may have')
     if image.mode not in modes:
         raise DatasetConversionError(
             f'{path}: the {what} has mode {image.mode}, expected '
