@@ -135,11 +135,14 @@ INT8_OP_TYPES = ('Conv', 'MatMul', 'Gemm', 'Concat', 'Resize', 'Add')
 USAGE = (
     '`python benchmarks/bench_camvid.py --data data/camvid --minutes M '
     '--threads T --seeds 0 1 2 [--only NAME ...] [--from-results] '
-    '[--no-readme]` trains each model of `configs/camvid/demo_upernet_*` '
-    'from scratch for the same wall-clock budget (a speed probe sets '
-    '`max_iters`), tests it, fuses and quantizes it, and writes the tables '
-    'below, the learning curves and the prediction grid (the script\'s '
-    'docstring says how each number is taken).')
+    '[--no-readme] [--no-int8 | --int8-only] [--auto-keep-float K] '
+    '[--int8-op-types OP ...]` trains each model of '
+    '`configs/camvid/demo_upernet_*` from scratch for the same wall-clock '
+    'budget (a speed probe sets `max_iters`), tests it, fuses and quantizes '
+    'it, and writes the tables below, the learning curves and the '
+    'prediction grid (the script\'s docstring says how each number is '
+    'taken). `--no-int8` trains and tests only; a later `--int8-only` '
+    'quantizes the runs already in the work dir.')
 
 
 class BenchTimerHook(IterTimerHook):
@@ -862,9 +865,13 @@ def _stat(values, digits=2):
     return f'{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}'
 
 
+def _quantized(runs):
+    """The runs whose INT8 step ran and succeeded."""
+    return [r for r in runs if r.get('int8') and 'error' not in r['int8']]
+
+
 def _int8(runs, key):
-    return [r['int8'].get(key) for r in runs
-            if r.get('int8') and 'error' not in r['int8']]
+    return [r['int8'].get(key) for r in _quantized(runs)]
 
 
 def _threads(results):
@@ -932,14 +939,11 @@ def margins(results):
         lines += ['', f'Best mmrep model against {BASELINE} (mean test '
                   f'mIoU over seeds): {best} '
                   f'{mean[best] - mean[BASELINE]:+.2f}.']
-    int8 = {n: [r['int8'] for r in runs
-                if r.get('int8') and 'error' not in r['int8']]
-            for n, runs in results.items()}
-    int8 = {n: q for n, q in int8.items() if q}
+    int8 = [(r['int8'], n) for n, runs in results.items()
+            for r in _quantized(runs)]
     if int8:
-        drop = max(((q['drop'], n) for n, qs in int8.items() for q in qs))
-        speed = min(((q['speedup'], n) for n, qs in int8.items()
-                     for q in qs))
+        drop = max((q['drop'], n) for q, n in int8)
+        speed = min((q['speedup'], n) for q, n in int8)
         lines += ['', f'INT8 over every quantized run: largest drop '
                   f'{drop[0]:.2f} mIoU ({drop[1]}), smallest speed-up '
                   f'{speed[0]:.2f}x over the fastest float32 form '
@@ -965,13 +969,12 @@ def tables(results, pictures):
     seeds = sorted({r['seed'] for runs in results.values() for r in runs})
     splits = first['splits']
     points = max(len(r['curve']) for runs in results.values() for r in runs)
-    int8 = [r['int8'] for runs in results.values() for r in runs
-            if r.get('int8') and 'error' not in r['int8']]
+    quantized = [r for runs in results.values() for r in _quantized(runs)]
+    int8 = [r['int8'] for r in quantized]
     keep = sorted({q.get('auto_keep_float') for q in int8} - {None})
     from mmrep.deploy.quantize import DEFAULT_OP_TYPES
     ops = sorted({tuple(q.get('op_types', DEFAULT_OP_TYPES)) for q in int8})
-    int8_seeds = sorted({r['seed'] for runs in results.values() for r in runs
-                         if r.get('int8') and 'error' not in r['int8']})
+    int8_seeds = sorted({r['seed'] for r in quantized})
     runs_ = int8[0]['latency']['runs'] if int8 else None
     order, same, close = ranking(results)
     intro = (
