@@ -113,6 +113,12 @@ MODELS = {
     'ResNetV1c-18': 'demo_upernet_r18-v1c_1xb8-cpu_camvid-192x256.py',
 }
 MODELS = {name: osp.join(CONFIG_DIR, cfg) for name, cfg in MODELS.items()}
+#: What the tables read from every run's JSON.
+RUN_KEYS = {'model', 'seed', 'config', 'checkpoint', 'crop', 'splits',
+            'batch_size', 'threads', 'minutes', 'probe', 'machine',
+            'int8_flags', 'iters', 'train_seconds', 'train_img_per_s',
+            'curve', 'val', 'test', 'test_class_iou', 'classes', 'palette',
+            'examples', 'pred_dir', 'params'}
 #: The model the others are compared with (mmseg's own backbone).
 BASELINE = 'ResNetV1c-18'
 
@@ -520,6 +526,16 @@ def load_json(path):
         return json.load(f)
 
 
+def read_run(path):
+    """One run's JSON, or None when the file is not one (unreadable, not
+    JSON, or lacking a key of :data:`RUN_KEYS`)."""
+    try:
+        run = load_json(path)
+    except (OSError, ValueError):
+        return None
+    return run if isinstance(run, dict) and RUN_KEYS <= run.keys() else None
+
+
 def save_json(path, obj):
     tmp = path + '.tmp'
     with open(tmp, 'w') as f:
@@ -800,8 +816,9 @@ def int8_only(args, log):
         log (callable): progress messages.
 
     Returns:
-        int: the exit status (1 when a selected run has no JSON or its
-        INT8 step failed).
+        int: the exit status (1 when a selected run has no JSON, a JSON
+        that is not a run of this benchmark, another config, or an INT8
+        step that failed).
     """
     status = 0
     for seed in args.seeds:
@@ -812,17 +829,22 @@ def int8_only(args, log):
                     f'in the work dir (train it first)')
                 status = 1
                 continue
-            result = load_json(path)
-            if result['config'] != osp.relpath(config, ROOT):
+            result = read_run(path)
+            if result is None:
+                log(f'error: {name} seed {seed}: {path} is not a run of '
+                    f'this benchmark')
+                status = 1
+                continue
+            trained_from, ckpt = result['config'], result['checkpoint']
+            if trained_from != osp.relpath(config, ROOT):
                 log(f'error: {name} seed {seed}: trained from '
-                    f'{result["config"]}, not {osp.relpath(config, ROOT)} '
+                    f'{trained_from}, not {osp.relpath(config, ROOT)} '
                     f'(give the same --config)')
                 status = 1
                 continue
             seconds = result.setdefault('seconds', {})
             result['int8'] = quantize(
-                name, seed, config, osp.join(args.work_dir,
-                                             result['checkpoint']),
+                name, seed, config, osp.join(args.work_dir, ckpt),
                 data_options(args.cfgs[name], args.data), args.cfgs[name],
                 osp.join(args.work_dir, 'runs', name, f'seed{seed}'), args,
                 seconds, log)
@@ -841,13 +863,18 @@ def load_results(work_dir, names=None):
         names (list[str], optional): keep these models only.
 
     Returns:
-        dict[str, list[dict]]: model -> its runs, by seed.
+        dict[str, list[dict]]: model -> its runs, by seed; a JSON that is
+        not one of this benchmark's runs is left out, with a warning line.
     """
     runs = {}
     for entry in sorted(os.listdir(work_dir)):
         if entry.endswith('.json') and '_seed' in entry:
-            r = load_json(osp.join(work_dir, entry))
-            if 'model' in r and (not names or r['model'] in names):
+            r = read_run(osp.join(work_dir, entry))
+            if r is None:
+                print(f'warning: {osp.join(work_dir, entry)} is not a run '
+                      f'of this benchmark; left out', file=sys.stderr)
+                continue
+            if not names or r['model'] in names:
                 runs.setdefault(r['model'], []).append(r)
     order = list(MODELS) + sorted(set(runs) - set(MODELS))
     return {n: sorted(runs[n], key=lambda r: r['seed'])
