@@ -11,20 +11,25 @@ so that no two models share a process):
 
 1. speed probe: ``tools/train.py`` for ``--probe-iters`` iterations; the
    mean seconds per iteration after the first two (and the first two's
-   extra time, spent once) set ``max_iters`` so that the training
+   extra time, spent once) give the first estimate of ``max_iters``: the
    iterations (data loading, forward, backward, update and the hooks
-   around them) fill ``--minutes``. Validation, checkpoint saving and
-   testing are not counted in the budget (the training seconds actually
-   spent are measured and reported: column ``train min``). The probe
-   runs beside whatever else the machine runs, so a busy machine moves
-   ``max_iters``; run the benchmark on an otherwise idle one.
-2. training: ``tools/train.py`` with ``--cfg-options``: ``max_iters``, the
-   ``param_scheduler`` begins and ends rescaled from the config's
-   ``max_iters`` to it (LinearLR warm-up + PolyLR keep their proportions),
-   ``randomness.seed``, ``--val-points`` evaluations of the val split, and
-   the config's ``IterTimerHook`` replaced by :class:`BenchTimerHook`
-   (records the training seconds at each evaluation: the learning curve,
-   and the images per second of training; sets the torch threads).
+   around them) that fill ``--minutes``. It places the warm-up and the
+   validations.
+2. training: ``tools/train.py`` with ``--cfg-options``: that
+   ``max_iters``, the ``param_scheduler`` begins and ends rescaled from
+   the config's ``max_iters`` to it (LinearLR warm-up + PolyLR keep their
+   proportions), ``randomness.seed``, ``--val-points`` evaluations of the
+   val split, and the config's ``IterTimerHook`` replaced by
+   :class:`BenchTimerHook`: it records the training seconds at each
+   evaluation (the learning curve, and the images per second of
+   training), sets the torch threads, and stops the training when
+   ``--minutes`` of training seconds are spent, moving ``max_iters`` and
+   the PolyLR end after each iteration (:func:`fit_budget`), so that every
+   model trains for the same wall time whatever the probe measured.
+   Validation, checkpoint saving and testing are not counted in the budget
+   (the training seconds actually spent are reported: column
+   ``train min``). Run the benchmark on an otherwise idle machine: what
+   else runs takes iterations from the models.
 3. test split: ``tools/test.py --out DIR --out-metrics FILE`` on the final
    checkpoint (mmseg's ``IoUMetric``); the per-class IoU is recomputed
    from the written label maps with ``IoUMetric``'s own functions and
@@ -142,9 +147,9 @@ USAGE = (
     '`python benchmarks/bench_camvid.py --data data/camvid --minutes M '
     '--threads T --seeds 0 1 2 [--only NAME ...] [--from-results] '
     '[--no-readme] [--no-int8 | --int8-only] [--auto-keep-float K] '
-    '[--int8-op-types OP ...]` trains each model of '
+    '[--int8-op-types OP ...] [--runtimes RT ...]` trains each model of '
     '`configs/camvid/demo_upernet_*` from scratch for the same wall-clock '
-    'budget (a speed probe sets `max_iters`), tests it, fuses and quantizes '
+    'budget (training stops when it is spent), tests it, fuses and quantizes '
     'it, and writes the tables below, the learning curves and the '
     'prediction grid (the script\'s docstring says how each number is '
     'taken). `--no-int8` trains and tests only; a later `--int8-only` '
@@ -161,16 +166,31 @@ class BenchTimerHook(IterTimerHook):
     metrics to its curve, and writes ``iter_seconds``, ``train_seconds``,
     ``iters`` and ``curve`` into ``<work_dir>/bench_timing.json``.
 
+    With ``budget_s``, the training stops once those training seconds are
+    spent: after each iteration the hook moves the loop's ``max_iters``
+    (and the end of each parameter scheduler that ends there, e.g. PolyLR,
+    which then decays to its ``eta_min`` at the new end) to the iterations
+    that the mean time of the last :attr:`RECENT` iterations still fits
+    into the budget. The config's ``max_iters`` is then only the first
+    estimate (it places the warm-up and the validations); the iteration
+    that crosses the budget is the last, and the checkpoint and
+    validation hooks see it as the last.
+
     Args:
         threads (int, optional): torch intra-op threads, set before the
             run. Default: None (left as they are).
         out (str): the JSON's file name in the work dir.
             Default: ``'bench_timing.json'``.
+        budget_s (float, optional): training seconds after which the
+            training stops. Default: None (the config's ``max_iters``).
     """
 
-    def __init__(self, threads=None, out=TIMING):
+    #: iterations whose mean time predicts the next ones
+    RECENT = 20
+
+    def __init__(self, threads=None, out=TIMING, budget_s=None):
         super().__init__()
-        self.threads, self.out = threads, out
+        self.threads, self.out, self.budget_s = threads, out, budget_s
         self.train_seconds, self.iter_seconds, self.curve = 0., [], []
         self._mark = None
 
@@ -189,6 +209,11 @@ class BenchTimerHook(IterTimerHook):
         now = time.perf_counter()
         self.iter_seconds.append(now - self._mark)
         self.train_seconds += now - self._mark
+        # The first two iterations (allocations, caches) predict nothing.
+        steady = self.iter_seconds[2:][-self.RECENT:]
+        if self.budget_s and (steady or self.train_seconds >= self.budget_s):
+            fit_budget(runner, self.budget_s - self.train_seconds,
+                       statistics.mean(steady or self.iter_seconds))
         self._mark = now
 
     def after_val_epoch(self, runner, metrics=None):
@@ -216,6 +241,33 @@ class BenchTimerHook(IterTimerHook):
                            train_seconds=self.train_seconds,
                            iter_seconds=self.iter_seconds,
                            curve=self.curve), f, indent=1)
+
+
+def fit_budget(runner, seconds_left, sec_per_iter):
+    """Move the training loop's ``max_iters`` to the iterations that fit
+    into ``seconds_left`` after the current one, and with it the ``end``
+    (and PolyLR's ``total_iters``) of each parameter scheduler that ended
+    at the old ``max_iters``.
+
+    Args:
+        runner (Runner): the runner, in ``after_train_iter``.
+        seconds_left (float): training seconds left in the budget.
+        sec_per_iter (float): the expected seconds of one iteration.
+    """
+    loop = runner.train_loop
+    new = runner.iter + 1 + max(0, int(seconds_left / sec_per_iter))
+    old = loop.max_iters
+    if new == old:
+        return
+    schedulers = runner.param_schedulers or []
+    if isinstance(schedulers, dict):
+        schedulers = [s for group in schedulers.values() for s in group]
+    for scheduler in schedulers:
+        if scheduler.end == old:
+            scheduler.end = new
+            if hasattr(scheduler, 'total_iters'):
+                scheduler.total_iters = new - scheduler.begin - 1
+    loop._max_iters = new
 
 
 def register_timer_hook():
@@ -287,6 +339,12 @@ def parse_args(argv=None):
                         default=list(INT8_OP_TYPES),
                         help='ONNX operators quantized (tools/quantize.py '
                         '--op-types)')
+    parser.add_argument('--runtimes', nargs='+', metavar='RUNTIME',
+                        choices=['onnxruntime', 'openvino'],
+                        help='ONNX runtimes timed for INT8; the fastest '
+                        'whose outputs stay near the others\' runs the INT8 '
+                        'test (tools/quantize.py --runtimes; default: '
+                        'onnxruntime, and openvino when it is installed)')
     parser.add_argument('--calib-batches', type=int, default=8)
     parser.add_argument('--latency-runs', type=int, default=5)
     parser.add_argument('--no-int8', action='store_true',
@@ -695,15 +753,18 @@ def run_one(name, seed, args, log):
     per_iter = statistics.mean(rest)
     # The first iterations' extra time (allocations, caches) is spent once.
     warmup = max(0., sum(first) - len(first) * per_iter)
-    iters = max(2, int((budget - warmup) / per_iter))
+    # At least 3: the hook moves max_iters from the third iteration on.
+    iters = max(3, int((budget - warmup) / per_iter))
     interval = math.ceil(iters / args.val_points)
     log(f'{name} seed {seed}: probe {per_iter:.2f} s/iter -> {iters} '
         f'iterations, val every {interval}')
 
     options = common + [
         f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={interval}',
-        'train_cfg.val_begin=1',
-        f'default_hooks.checkpoint.interval={iters}',
+        'train_cfg.val_begin=1', f'default_hooks.timer.budget_s={budget}',
+        # The last iteration is the one that crosses the budget.
+        'default_hooks.checkpoint.interval=-1',
+        'default_hooks.checkpoint.save_last=True',
         f'default_hooks.logger.interval={max(1, min(50, iters // 20))}',
     ] + schedule_options(cfg, iters)
     timing, seconds['train_process'] = train(
@@ -743,6 +804,7 @@ def run_one(name, seed, args, log):
         probe=dict(iters=p, sec_per_iter=round(per_iter, 4),
                    first_iters_extra_s=round(warmup, 3)),
         max_iters=iters, val_interval=interval, iters=timing['iters'],
+        stop='budget',
         train_seconds=round(timing['train_seconds'], 2),
         train_img_per_s=round(batch * timing['iters']
                               / timing['train_seconds'], 3),
@@ -782,8 +844,9 @@ def quantize(name, seed, config, ckpt, data, cfg, run_dir, args, seconds,
              '--calib-batches', str(args.calib_batches), '--op-types',
              *args.int8_op_types, '--threads',
              str(args.threads), '--latency-shape', str(h), str(w),
-             '--latency-runs', str(args.latency_runs), '--runtimes',
-             'onnxruntime', '--cfg-options', *data],
+             '--latency-runs', str(args.latency_runs),
+             *(['--runtimes', *args.runtimes] if args.runtimes else []),
+             '--cfg-options', *data],
             osp.join(run_dir, 'quantize.log'), args.threads)
     except StepError as e:
         log(f'warning: {name} seed {seed}: INT8 step failed: {e}')
@@ -797,11 +860,14 @@ def quantize(name, seed, config, ckpt, data, cfg, run_dir, args, seconds,
         float32=q['float32'][m], int8=q['int8'][m], drop=q['drop'],
         fused_ms=q['float32']['latency_ms_by_runtime'].get('fused eager'),
         float32_ms_by_form=q['float32']['latency_ms_by_runtime'],
-        int8_ms=q['int8']['latency_ms'], speedup=q['speedup'],
+        int8_ms=q['int8']['latency_ms'], runtime=q['runtime'],
+        int8_ms_by_runtime=q['int8']['latency_ms_by_runtime'],
+        speedup=q['speedup'],
         speedup_over=q['speedup_over'], kept_float=q['kept_float'],
         latency=q['latency'], calibration=q['calibration'])
     log(f'{name} seed {seed}: fused {result["fused_ms"]} ms, INT8 '
-        f'{result["int8_ms"]} ms ({result["speedup"]}x), test {m} '
+        f'{result["int8_ms"]} ms on {result["runtime"]} '
+        f'({result["speedup"]}x), test {m} '
         f'{result["float32"]} -> {result["int8"]} '
         f'({seconds["int8"]:.0f} s)')
     return result
@@ -899,6 +965,38 @@ def _quantized(runs):
 
 def _int8(runs, key):
     return [r['int8'].get(key) for r in _quantized(runs)]
+
+
+def _budget_rule(results):
+    """How the runs kept to the budget: stopped at it (``stop`` in their
+    JSON), or the older runs' ``max_iters`` from the speed probe."""
+    runs = [r for rs in results.values() for r in rs]
+    probe = runs[0]['probe']['iters']
+    stopped = sum(r.get('stop') == 'budget' for r in runs)
+    rule = ('training stops when the budget is spent (the iteration that '
+            'crosses it is the last), the PolyLR decay moved to end there; '
+            f'a speed probe of {probe} iterations places the warm-up and the '
+            'validations')
+    older = (f'a speed probe of {probe} iterations sets `max_iters` so that '
+             'the training iterations fill the budget, the LinearLR warm-up '
+             '+ PolyLR schedule rescaled to it')
+    if stopped == len(runs):
+        return rule
+    if not stopped:
+        return older
+    return f'{rule} ({stopped} of {len(runs)} runs; in the others {older})'
+
+
+def _int8_runtimes(int8):
+    """Where the INT8 graphs ran: the runtimes timed (older runs timed
+    onnxruntime only) and the rule that chose one."""
+    timed = sorted({k for q in int8
+                    for k in q.get('int8_ms_by_runtime', {'onnxruntime': 0})})
+    if timed == ['onnxruntime']:
+        return 'in onnxruntime (CPU EP)'
+    return (f'in the fastest of {", ".join(timed)} (CPU) whose outputs stay '
+            f'near the others\' (per model below), which also runs its '
+            f'INT8 test')
 
 
 def _threads(results):
@@ -1012,11 +1110,8 @@ def tables(results, pictures):
         f'every model UperNet trained from scratch (no pretrained weights) '
         f'on {h}x{w} crops at batch {first["batch_size"]}, '
         f'{_settings(results, "minutes")} min of training per model and '
-        f'seed at {_threads(results)}: a speed probe of '
-        f'{first["probe"]["iters"]} iterations sets '
-        f'`max_iters` so that the training iterations fill the budget '
-        f'(validation, checkpoints and testing not counted), the LinearLR '
-        f'warm-up + PolyLR schedule rescaled to it. Seeds: '
+        f'seed at {_threads(results)}: {_budget_rule(results)} '
+        f'(validation, checkpoints and testing not counted). Seeds: '
         f'{", ".join(map(str, seeds))} (mean ± std over seeds). Val mIoU: '
         f'at the end of training (the curves: {points} val evaluations '
         f'spread over the training); test mIoU and per-class IoU: '
@@ -1026,7 +1121,7 @@ def tables(results, pictures):
             f' Latency: batch 1, {h}x{w}, median of {runs_} interleaved '
             f'rounds at the same threads; fused = the fused model in eager '
             f'PyTorch, ONNX = the fused float32 graph in onnxruntime, '
-            f'INT8 = its QDQ graph in onnxruntime (CPU EP), calibrated on '
+            f'INT8 = its QDQ graph {_int8_runtimes(int8)}, calibrated on '
             f'{int8[0]["calibration"]["batches"]} training images '
             f'({int8[0]["calibration"]["method"]}, '
             f'{int8[0]["calibration"]["granularity"]} weights), operators '
@@ -1092,6 +1187,17 @@ def tables(results, pictures):
         lines += ['', 'Kept float32: ' + '; '.join(
             f'{n} ' + (', '.join(f'`{k}`' for k in sorted(k_)) or 'none')
             for n, k_ in kept.items()) + '.']
+    ran = {}
+    for name, runs in results.items():
+        for q in _int8(runs, 'int8_ms_by_runtime'):
+            ran.setdefault(name, set()).update(
+                f'{k} {v:.1f} ms' for k, v in (q or {}).items())
+    if any(len(v) > 1 for v in ran.values()):
+        chosen = {n: {f'`{r}`' for r in _int8(runs, 'runtime')}
+                  for n, runs in results.items()}
+        lines += ['', 'INT8 by runtime (chosen): ' + '; '.join(
+            f'{n} {", ".join(sorted(v))} ({" / ".join(sorted(chosen[n]))})'
+            for n, v in ran.items()) + '.']
     if over:
         lines += ['', 'Fastest float32 form (the speed-up\'s reference): '
                   + '; '.join(f'{n} {" / ".join(sorted(f))}'
