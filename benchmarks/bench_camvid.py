@@ -172,9 +172,11 @@ class BenchTimerHook(IterTimerHook):
     which then decays to its ``eta_min`` at the new end) to the iterations
     that the mean time of the last :attr:`RECENT` iterations still fits
     into the budget. The config's ``max_iters`` is then only the first
-    estimate (it places the warm-up and the validations); the iteration
-    that crosses the budget is the last, and the checkpoint and
-    validation hooks see it as the last.
+    estimate (it places the warm-up and the validations). The training
+    ends with the last iteration predicted to fit (short of the budget by
+    less than one iteration, or past it by that iteration's deviation
+    from the mean), and the checkpoint and validation hooks see it as the
+    last.
 
     Args:
         threads (int, optional): torch intra-op threads, set before the
@@ -762,7 +764,7 @@ def run_one(name, seed, args, log):
     options = common + [
         f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={interval}',
         'train_cfg.val_begin=1', f'default_hooks.timer.budget_s={budget}',
-        # The last iteration is the one that crosses the budget.
+        # The hook ends the training at the budget; save_last saves then.
         'default_hooks.checkpoint.interval=-1',
         'default_hooks.checkpoint.save_last=True',
         f'default_hooks.logger.interval={max(1, min(50, iters // 20))}',
@@ -973,8 +975,9 @@ def _budget_rule(results):
     runs = [r for rs in results.values() for r in rs]
     probe = runs[0]['probe']['iters']
     stopped = sum(r.get('stop') == 'budget' for r in runs)
-    rule = ('training stops when the budget is spent (the iteration that '
-            'crosses it is the last), the PolyLR decay moved to end there; '
+    rule = ('training stops when the budget is spent (with the last '
+            'iteration predicted to fit), the PolyLR decay moved to end '
+            'there; '
             f'a speed probe of {probe} iterations places the warm-up and the '
             'validations')
     older = (f'a speed probe of {probe} iterations sets `max_iters` so that '
