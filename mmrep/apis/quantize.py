@@ -145,8 +145,11 @@ def int8_output_errors(float_form, int8_forms, x):
 
 
 def latency_forms(fused, float_path, int8_path, threads, runtimes,
-                  plain_path=None):
-    """The float32 and INT8 forms to time.
+                  plain_path=None, log=print):
+    """The float32 and INT8 forms to time. A runtime other than
+    onnxruntime that cannot load the graphs (OpenVINO's CPU plugin refuses
+    some QDQ graphs) is left out with a log line, unless it is the only
+    one asked for.
 
     Args:
         fused (nn.Module): the fused torch model.
@@ -156,6 +159,7 @@ def latency_forms(fused, float_path, int8_path, threads, runtimes,
         runtimes (list[str]): ONNX runtimes to try (onnxruntime, openvino).
         plain_path (str, optional): the float graph with plain heads
             (:func:`~mmrep.deploy.heads.plain_heads`), timed too.
+        log (callable): progress messages. Default: ``print``.
 
     Returns:
         tuple[dict, dict]: float32 forms and INT8 forms, name -> function.
@@ -166,8 +170,16 @@ def latency_forms(fused, float_path, int8_path, threads, runtimes,
     floats = {'fused eager': eager}
     ints = {}
     for rt in runtimes:
-        f, q = (runtime_session(rt, p, threads)
-                for p in (float_path, int8_path))
+        try:
+            f, q = (runtime_session(rt, p, threads)
+                    for p in (float_path, int8_path))
+        except Exception as e:
+            if rt == 'onnxruntime' or len(runtimes) == 1:
+                raise
+            first = (str(e).strip().splitlines() or [''])[0]
+            log(f'[quantize] {rt} left out: it cannot load the graphs '
+                f'({e.__class__.__name__}: {first})')
+            continue
         floats[rt] = lambda x, s=f: run_session(s, x)
         ints[rt] = lambda x, s=q: run_session(s, x)
     if 'onnxruntime' not in floats:  # the reference for output errors
@@ -412,7 +424,7 @@ def measure_quantized(prepared, graphs, threads, runtimes=None,
     load = os.getloadavg()
     floats, ints = latency_forms(prepared.fused, graphs.float_path,
                                  graphs.int8_path, threads, runtimes,
-                                 graphs.plain_path)
+                                 graphs.plain_path, log)
     with torch_threads(threads):
         times = time_forms({**{f'float32 {k}': v for k, v in floats.items()},
                             **{f'int8 {k}': v for k, v in ints.items()}},

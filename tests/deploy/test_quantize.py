@@ -422,3 +422,28 @@ def test_calibration_methods_give_different_activation_ranges(demo,
         for name, scale in scales[method].items():
             assert scale <= scales['minmax'][name] * (1 + 1e-5), name
     assert scales['entropy'] != scales['percentile']
+
+
+def test_a_runtime_that_cannot_load_the_graphs_is_left_out(monkeypatch):
+    """OpenVINO's CPU plugin refuses some QDQ graphs (2026.4 on CycleMLP's:
+    'Node Convert_... contains empty child edge'); the latency step then
+    goes on without it, one log line, unless it was the only runtime."""
+    from mmrep.apis import quantize
+
+    def runtime_session(runtime, path, threads=None):
+        if runtime == 'openvino':
+            raise RuntimeError('Check failed\nat node.cpp:703')
+        return object()
+    monkeypatch.setattr(quantize, 'runtime_session', runtime_session)
+    lines = []
+    floats, ints = quantize.latency_forms(
+        torch.nn.Identity(), 'float.onnx', 'int8.onnx', 1,
+        ['onnxruntime', 'openvino'], log=lines.append)
+    assert set(ints) == {'onnxruntime'}
+    assert set(floats) == {'fused eager', 'onnxruntime'}
+    assert lines == ['[quantize] openvino left out: it cannot load the '
+                     'graphs (RuntimeError: Check failed)']
+    with pytest.raises(RuntimeError, match='Check failed'):
+        quantize.latency_forms(torch.nn.Identity(), 'float.onnx',
+                               'int8.onnx', 1, ['openvino'],
+                               log=lines.append)
