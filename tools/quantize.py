@@ -74,7 +74,11 @@ def parse_args(argv=None):
                         metavar=('H', 'W'))
     parser.add_argument('--latency-runs', type=int, default=5)
     parser.add_argument('--runtimes', nargs='+',
-                        choices=['onnxruntime', 'openvino'])
+                        choices=['onnxruntime', 'openvino'],
+                        help='runtimes timed (default: onnxruntime, and '
+                        'openvino when installed); one other than '
+                        'onnxruntime that cannot load the graphs is left '
+                        'out with a log line, unless it is the only one')
     parser.add_argument('--eval-batches', type=int,
                         help='evaluate the first N test batches only')
     parser.add_argument('--out-float', metavar='FILE',
