@@ -41,9 +41,11 @@ so that no two models share a process):
    nodes INT8 hurts most stay float32; default 3: with 0, RepVGG and
    QARepVGG lost 4 to 7 test mIoU through their first convolutions):
    latency of the fused eager model, the float32
-   ONNX graph and the INT8 (QDQ) graph at batch 1 and the crop size,
-   ``--threads`` threads, median of interleaved rounds; test mIoU of the
-   float32 ONNX and INT8 graphs, and the drop.
+   ONNX graph and the INT8 (QDQ) graph at batch 1 and the size of the test
+   frames that the mIoU is measured on (the test pipeline's ``Resize``
+   scale; ``--latency-shape H W`` sets another), ``--threads`` threads,
+   median of interleaved rounds; test mIoU of the float32 ONNX and INT8
+   graphs, and the drop.
 
 Each model and seed gets one JSON in ``--work-dir``
 (``<model>_seed<seed>.json``; runs, logs, checkpoints and label maps under
@@ -77,6 +79,7 @@ Usage::
         [--only NAME ...] [--from-results] [--no-readme]
         [--val-points 6] [--probe-iters 8] [--auto-keep-float 3]
         [--int8-op-types OP ...] [--calib-batches 8] [--latency-runs 5]
+        [--latency-shape H W]
         [--no-int8 | --int8-only] [--config NAME=CONFIG ...]
 
 ``--from-results`` rebuilds the tables and pictures from the JSONs of the
@@ -349,6 +352,10 @@ def parse_args(argv=None):
                         'onnxruntime, and openvino when it is installed)')
     parser.add_argument('--calib-batches', type=int, default=8)
     parser.add_argument('--latency-runs', type=int, default=5)
+    parser.add_argument('--latency-shape', type=int, nargs=2,
+                        metavar=('H', 'W'),
+                        help='input of the timed forms (default: the test '
+                        'frames\' size, the test pipeline\'s Resize scale)')
     parser.add_argument('--no-int8', action='store_true',
                         help='skip the fused / ONNX / INT8 step')
     parser.add_argument('--int8-only', action='store_true',
@@ -391,10 +398,11 @@ def check_args(args):
         return
     if args.minutes <= 0 or args.threads < 1 or args.val_points < 1 \
             or args.probe_iters < 3 or args.auto_keep_float < 0 \
-            or args.calib_batches < 1 or args.latency_runs < 1:
-        fail('--minutes, --threads, --val-points, --calib-batches and '
-             '--latency-runs must be positive, --probe-iters at least 3, '
-             '--auto-keep-float at least 0')
+            or args.calib_batches < 1 or args.latency_runs < 1 \
+            or min(args.latency_shape or [1]) < 1:
+        fail('--minutes, --threads, --val-points, --calib-batches, '
+             '--latency-runs and --latency-shape must be positive, '
+             '--probe-iters at least 3, --auto-keep-float at least 0')
     if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
         fail(f'--seeds {args.seeds}: distinct non-negative integers')
     if args.no_int8 and args.int8_only:
@@ -414,6 +422,8 @@ def check_args(args):
         args.models[name] = full
         args.cfgs[name] = read(full)
         check_data(args.cfgs[name], args.data, name)
+        if not args.no_int8 and not args.latency_shape:
+            frame_size(args.cfgs[name])  # refused now, not after training
 
 
 def read(config, options=()):
@@ -522,6 +532,28 @@ def crop_size(cfg):
     data preprocessor's ``size``."""
     size = cfg.get('crop_size') or cfg.model.data_preprocessor.get('size')
     return tuple(int(s) for s in size)
+
+
+def frame_size(cfg):
+    """The ``(H, W)`` the test images are scored at: the ``scale`` of the
+    test pipeline's ``Resize`` (``(W, H)`` in mmcv's order).
+
+    Args:
+        cfg (mmengine.Config): a CamVid config.
+
+    Returns:
+        tuple[int, int]: the frame size.
+
+    Raises:
+        SystemExit: when the test pipeline has no ``Resize`` with a
+            ``scale`` (then ``--latency-shape`` is needed).
+    """
+    for t in cfg.test_dataloader.dataset.pipeline:
+        if t['type'] in ('Resize', 'mmseg.Resize') and t.get('scale'):
+            w, h = t['scale']
+            return int(h), int(w)
+    fail('the test pipeline has no Resize with a scale: give '
+         '--latency-shape H W')
 
 
 def tool_env(threads):
@@ -838,7 +870,7 @@ def quantize(name, seed, config, ckpt, data, cfg, run_dir, args, seconds,
     from mmrep.deploy.config import deploy_path
     weights = deploy_path(ckpt) if osp.isfile(deploy_path(ckpt)) else ckpt
     out = osp.join(run_dir, 'int8.onnx')
-    h, w = crop_size(cfg)
+    h, w = args.latency_shape or frame_size(cfg)
     try:
         seconds['int8'] = run_tool(
             [osp.join(ROOT, 'tools', 'quantize.py'), config, weights,
@@ -1002,6 +1034,13 @@ def _int8_runtimes(int8):
             f'INT8 test')
 
 
+def _latency_size(int8):
+    """The timed input sizes of the INT8 entries, ``HxW`` (several joined
+    by `` / `` when runs differ)."""
+    sizes = sorted({tuple(q['latency']['shape'][2:]) for q in int8})
+    return ' / '.join(f'{h}x{w}' for h, w in sizes)
+
+
 def _threads(results):
     """``'2 threads'`` (or ``'1 thread'``, ``'1 / 2 threads'``)."""
     values = sorted({r['threads'] for runs in results.values()
@@ -1121,7 +1160,8 @@ def tables(results, pictures):
         f'mmseg\'s IoUMetric on the test split, final checkpoint.')
     if int8:
         intro += (
-            f' Latency: batch 1, {h}x{w}, median of {runs_} interleaved '
+            f' Latency: batch 1, {_latency_size(int8)}, median of {runs_} '
+            f'interleaved '
             f'rounds at the same threads; fused = the fused model in eager '
             f'PyTorch, ONNX = the fused float32 graph in onnxruntime, '
             f'INT8 = its QDQ graph {_int8_runtimes(int8)}, calibrated on '
@@ -1237,7 +1277,8 @@ def tables(results, pictures):
         f'{_settings(results, "minutes")} min of CPU training each at '
         f'{_threads(results)}, seeds '
         f'{", ".join(map(str, seeds))}'
-        + (f'; latency batch 1 at {h}x{w}. ' if int8 else '. ') +
+        + (f'; latency batch 1 at {_latency_size(int8)}. ' if int8
+           else '. ') +
         'Full tables, per-class IoU and settings: '
         '[benchmarks/README.md](benchmarks/README.md).', ''] + summary + [
         '', f'![val mIoU against training time]({pictures["top_curves"]})',
