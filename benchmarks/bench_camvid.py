@@ -549,10 +549,12 @@ def frame_size(cfg):
             ``scale`` (then ``--latency-shape`` is needed).
     """
     for t in cfg.test_dataloader.dataset.pipeline:
-        if t['type'] in ('Resize', 'mmseg.Resize') and t.get('scale'):
-            w, h = t['scale']
+        scale = t.get('scale')
+        if t['type'] in ('Resize', 'mmseg.Resize') and isinstance(
+                scale, (tuple, list)) and len(scale) == 2:
+            w, h = scale
             return int(h), int(w)
-    fail('the test pipeline has no Resize with a scale: give '
+    fail('the test pipeline has no Resize with a (W, H) scale: give '
          '--latency-shape H W')
 
 

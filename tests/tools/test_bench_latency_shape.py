@@ -29,9 +29,12 @@ def test_frame_size_reads_w_h_and_refuses_a_pipeline_without_resize():
     cfg = _cfg([dict(type='LoadImageFromFile'),
                 dict(type='Resize', scale=(640, 320), keep_ratio=True)])
     assert bench_camvid.frame_size(cfg) == (320, 640)
-    with pytest.raises(SystemExit, match='^error: the test pipeline has no '
-                       'Resize with a scale: give --latency-shape H W$'):
-        bench_camvid.frame_size(_cfg([dict(type='LoadImageFromFile')]))
+    for pipeline in ([dict(type='LoadImageFromFile')],
+                     [dict(type='Resize', scale=512, keep_ratio=True)]):
+        with pytest.raises(SystemExit, match=r'^error: the test pipeline has '
+                           r'no Resize with a \(W, H\) scale: give '
+                           r'--latency-shape H W$'):
+            bench_camvid.frame_size(_cfg(pipeline))
 
 
 @pytest.mark.parametrize('shape,expected', [(None, ['320', '640']),
